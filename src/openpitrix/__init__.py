@@ -1,0 +1,1 @@
+"""OpenPitrix: multi-cloud application management server."""

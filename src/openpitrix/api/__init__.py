@@ -1,0 +1,1 @@
+"""HTTP gateway: app factory, lifespan, dependencies, error rendering, health."""

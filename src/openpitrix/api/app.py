@@ -1,0 +1,74 @@
+"""The FastAPI app factory; its lifespan owns the platform (and, in `serve`, the workers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openpitrix.api.errors import install_error_handlers
+from openpitrix.api.health import router as health_router
+from openpitrix.api.middleware import RequestIdMiddleware
+from openpitrix.apps.router import router as apps_router
+from openpitrix.events.router import router as events_router
+from openpitrix.jobs.router import router as jobs_router
+from openpitrix.managers import build_managers
+from openpitrix.platform import Platform, executor_name
+from openpitrix.repos.router import router as repos_router
+from openpitrix.settings import Settings
+from openpitrix.workers.runner import WorkerGroup
+from openpitrix.workers.service import WorkerContext
+
+DESCRIPTION = """
+OpenPitrix manages applications across clouds: repositories of Helm charts and VM apps are
+indexed into a catalog, and app versions are deployed onto runtimes as clusters. Every long
+operation is a job whose progress streams as server-sent events.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    managers: list[str] | None = None,
+    run_workers: bool = False,
+    relay: bool = True,
+) -> FastAPI:
+    """Build the gateway. With `run_workers`, the named managers (all when None) run in-process."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = Platform(settings, role="serve" if run_workers else "api")
+        await platform.start(relay=relay)
+        app.state.platform = platform
+        group: WorkerGroup | None = None
+        if run_workers:
+            ctx = WorkerContext(
+                settings=settings,
+                db=platform.db,
+                js=platform.js,
+                http=platform.http,
+                executor=executor_name(),
+            )
+            group = WorkerGroup(ctx, build_managers(managers), concurrency=settings.worker.concurrency)
+            group.start()
+        try:
+            yield
+        finally:
+            if group is not None:
+                await group.stop()
+            await platform.stop()
+
+    app = FastAPI(
+        title="OpenPitrix",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    for router in (health_router, repos_router, apps_router, jobs_router, events_router):
+        app.include_router(router)
+    return app

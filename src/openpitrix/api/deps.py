@@ -1,0 +1,53 @@
+"""Request dependencies: the process platform, a unit-of-work session, list parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openpitrix.db.listing import MAX_LIMIT, ListQuery
+from openpitrix.platform import Platform
+from openpitrix.settings import Settings
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(
+    platform: Annotated[Platform, Depends(get_platform)],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent."""
+    async with platform.db.session() as session, session.begin():
+        yield session
+
+
+def list_query(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
+    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    sort_key: Annotated[str | None, Query(max_length=50, description="Field to sort by.")] = None,
+    reverse: Annotated[bool, Query(description="Descending (newest first).")] = True,
+    search_word: Annotated[
+        str | None,
+        Query(max_length=200, description="Exact id, or substring of text fields (any case)."),
+    ] = None,
+) -> ListQuery:
+    return ListQuery(
+        limit=limit, offset=offset, sort_key=sort_key, reverse=reverse, search_word=search_word
+    )
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ListDep = Annotated[ListQuery, Depends(list_query)]
+Filter = Annotated[list[str] | None, Query()]

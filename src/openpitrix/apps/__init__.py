@@ -1,0 +1,1 @@
+"""Catalog: apps and app versions cached from repos."""

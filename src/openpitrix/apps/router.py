@@ -1,0 +1,53 @@
+"""Catalog routes: apps and their versions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from openpitrix.api.deps import Filter, ListDep, SessionDep
+from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.apps import service
+from openpitrix.apps.schemas import AppPage, AppRead, AppVersionPage, AppVersionRead
+
+router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/apps", operation_id="list_apps")
+async def list_apps(
+    session: SessionDep,
+    query: ListDep,
+    repo_id: Filter = None,
+    app_id: Filter = None,
+    name: Filter = None,
+    status: Filter = None,
+) -> AppPage:
+    """List apps. Deleted apps show only when asked for with `status=deleted`."""
+    total, items = await service.list_apps(
+        session, query, repo_id=repo_id or (), app_id=app_id or (), name=name or (), status=status or ()
+    )
+    return AppPage(total_count=total, items=items)
+
+
+@router.get("/v1/apps/{app_id}", operation_id="get_app")
+async def get_app(app_id: str, session: SessionDep) -> AppRead:
+    return await service.get_app(session, app_id)
+
+
+@router.get("/v1/apps/{app_id}/versions", operation_id="list_app_versions")
+async def list_app_versions(
+    app_id: str,
+    session: SessionDep,
+    query: ListDep,
+    status: Filter = None,
+    version: Filter = None,
+) -> AppVersionPage:
+    """List an app's versions, newest chart first by default."""
+    total, items = await service.list_versions(
+        session, app_id, query, status=status or (), version=version or ()
+    )
+    return AppVersionPage(total_count=total, items=items)
+
+
+@router.get("/v1/app-versions/{version_id}", operation_id="get_app_version")
+async def get_app_version(version_id: str, session: SessionDep) -> AppVersionRead:
+    return await service.get_version(session, version_id)

@@ -1,0 +1,1 @@
+"""NATS JetStream bus: connection, embedded server, and the one declaration of the topology."""

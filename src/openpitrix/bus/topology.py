@@ -1,0 +1,140 @@
+"""Subjects, streams and durable consumers: declared here and nowhere else.
+
+Commands: `op.cmd.<manager>.<verb>` on a work-queue stream; one durable pull consumer per manager,
+shared by all its replicas (that is how a manager scales out).
+Events: `op.evt.<owner>.<resource_kind>.<resource_id>.<job_id or _>` on a limits stream. The job id
+token (an addition to the design's 4 tokens) lets a job's stream and a resource's stream both be
+plain subject filters, so neither scans unrelated events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from openpitrix.settings import BusSettings
+
+COMMAND_PREFIX = "op.cmd"
+EVENT_PREFIX = "op.evt"
+NO_JOB = "_"
+
+REPO_MANAGER = "repo-manager"
+REPO_INDEXER = "repo-indexer"
+MANAGERS: tuple[str, ...] = (REPO_MANAGER, REPO_INDEXER)
+
+_FORBIDDEN = set(".*> \t\r\n")
+
+
+def _token(value: str) -> str:
+    if not value or any(ch in _FORBIDDEN for ch in value):
+        raise ValueError(f"not a valid subject token: {value!r}")
+    return value
+
+
+def command_subject(manager: str, verb: str) -> str:
+    return f"{COMMAND_PREFIX}.{_token(manager)}.{_token(verb)}"
+
+
+def event_subject(owner: str, resource_kind: str, resource_id: str, job_id: str | None) -> str:
+    return ".".join(
+        (
+            EVENT_PREFIX,
+            _token(owner),
+            _token(resource_kind),
+            _token(resource_id),
+            _token(job_id) if job_id else NO_JOB,
+        )
+    )
+
+
+def job_events_filter(job_id: str) -> str:
+    return f"{EVENT_PREFIX}.*.*.*.{_token(job_id)}"
+
+
+def events_filter(
+    owner: str | None = None, resource_kind: str | None = None, resource_id: str | None = None
+) -> str:
+    parts = [
+        _token(owner) if owner else "*",
+        _token(resource_kind) if resource_kind else "*",
+        _token(resource_id) if resource_id else "*",
+    ]
+    return ".".join((EVENT_PREFIX, *parts, "*"))
+
+
+@dataclass(frozen=True)
+class Topology:
+    commands_stream: StreamConfig
+    events_stream: StreamConfig
+    consumers: dict[str, ConsumerConfig]
+
+
+def build_topology(settings: BusSettings) -> Topology:
+    commands = StreamConfig(
+        name=settings.commands_stream,
+        subjects=[f"{COMMAND_PREFIX}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=settings.duplicate_window_seconds,
+    )
+    events = StreamConfig(
+        name=settings.events_stream,
+        subjects=[f"{EVENT_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.events_max_age_seconds,
+        duplicate_window=settings.duplicate_window_seconds,
+    )
+    consumers = {
+        manager: ConsumerConfig(
+            durable_name=manager,
+            filter_subject=f"{COMMAND_PREFIX}.{manager}.>",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait_seconds,
+            max_deliver=settings.max_deliver,
+            backoff=list(settings.backoff_seconds) or None,
+            max_ack_pending=settings.max_ack_pending,
+        )
+        for manager in MANAGERS
+    }
+    return Topology(commands, events, consumers)
+
+
+def heartbeat_interval(settings: BusSettings) -> float:
+    """How often a busy handler must say in_progress: a third of the shortest redelivery timer.
+
+    With `backoff` set, JetStream uses it instead of ack_wait for timeouts, so both count.
+    """
+    return min([settings.ack_wait_seconds, *settings.backoff_seconds]) / 3
+
+
+async def ensure_topology(js: JetStreamContext, settings: BusSettings) -> Topology:
+    """Create or update the streams and consumers so every process agrees on them."""
+    topo = build_topology(settings)
+    for stream in (topo.commands_stream, topo.events_stream):
+        try:
+            await js.add_stream(config=stream)
+        except BadRequestError:
+            await js.update_stream(config=stream)
+    for config in topo.consumers.values():
+        assert config.durable_name is not None
+        try:
+            await js.add_consumer(settings.commands_stream, config=config)
+        except BadRequestError:
+            # An existing durable with other settings (a new deployment changed them): replace
+            # the editable fields in place; its delivery state is kept by the server.
+            await js.add_consumer(settings.commands_stream, config=config)
+        except NotFoundError:
+            raise
+    return topo

@@ -1,0 +1,123 @@
+"""The `openpitrix` command: serve, api, worker, migrate, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from openpitrix.api.app import create_app
+from openpitrix.db.migrate import upgrade
+from openpitrix.logs import setup_logging
+from openpitrix.managers import MANAGER_FACTORIES, build_managers
+from openpitrix.platform import Platform, executor_name
+from openpitrix.settings import Settings
+from openpitrix.workers.runner import WorkerGroup
+from openpitrix.workers.service import WorkerContext
+
+app = typer.Typer(help="OpenPitrix: multi-cloud application management server.", no_args_is_help=True)
+log = logging.getLogger("openpitrix")
+
+HostOpt = Annotated[str | None, typer.Option(help="Listen address (default from settings).")]
+PortOpt = Annotated[int | None, typer.Option(help="Listen port (default from settings).")]
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    settings = settings.model_copy(update=changes) if changes else settings
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def _serve_http(settings: Settings, fastapi_app: object) -> None:
+    config = uvicorn.Config(
+        fastapi_app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.worker.drain_seconds) + 5,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Embedded database and NATS store.")] = None,
+) -> None:
+    """Everything in one process on embedded defaults: migrations, gateway, every manager."""
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    log.info("serving on http://%s:%d (docs at /docs)", settings.host, settings.port)
+    _serve_http(settings, create_app(settings, run_workers=True))
+
+
+@app.command()
+def api(host: HostOpt = None, port: PortOpt = None) -> None:
+    """The HTTP gateway alone (run `openpitrix migrate` first)."""
+    settings = _settings(host=host, port=port)
+    _serve_http(settings, create_app(settings))
+
+
+@app.command()
+def worker(
+    manager: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Manager to run (repeatable; default all): {', '.join(MANAGER_FACTORIES)}."),
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Commands handled at once.")] = None,
+) -> None:
+    """Run manager workers until SIGTERM/SIGINT, then drain in-flight commands."""
+    settings = _settings()
+    try:
+        managers = build_managers(manager)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    asyncio.run(_run_worker(settings, managers, concurrency or settings.worker.concurrency))
+
+
+async def _run_worker(settings: Settings, managers: list[object], concurrency: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Platform(settings, role="worker") as platform:
+        ctx = WorkerContext(
+            settings=settings,
+            db=platform.db,
+            js=platform.js,
+            http=platform.http,
+            executor=executor_name(),
+        )
+        group = WorkerGroup(ctx, managers, concurrency=concurrency)  # type: ignore[arg-type]
+        group.start()
+        await stop.wait()
+        log.info("stopping: draining in-flight commands")
+        await group.stop()
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to the newest schema."""
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document (the committed copy is openapi/openapi.json)."""
+    typer.echo(json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,71 @@
+"""The list conventions in SQL: whitelisted sort keys, search_word, limit/offset, total count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from openpitrix.errors import BadRequest
+
+T = TypeVar("T")
+
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = 20
+    offset: int = 0
+    sort_key: str | None = None
+    reverse: bool = True
+    search_word: str | None = None
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """What one resource's list may sort and search by."""
+
+    sort_keys: Mapping[str, InstrumentedAttribute[Any]]
+    default_sort: str
+    id_columns: Sequence[InstrumentedAttribute[Any]]
+    text_columns: Sequence[InstrumentedAttribute[Any]]
+
+
+def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
+    word = word.strip()
+    clauses: list[ColumnElement[bool]] = [col == word for col in spec.id_columns]
+    clauses += [
+        func.lower(col).contains(word.lower(), autoescape=True) for col in spec.text_columns
+    ]
+    return or_(*clauses)
+
+
+async def paginate(
+    session: AsyncSession, stmt: Select[tuple[T]], spec: ListSpec, query: ListQuery
+) -> tuple[int, Sequence[T]]:
+    sort_name = query.sort_key or spec.default_sort
+    sort_col = spec.sort_keys.get(sort_name)
+    if sort_col is None:
+        raise BadRequest(
+            f"unknown sort_key {sort_name!r}",
+            code="invalid_sort_key",
+            details={"allowed": sorted(spec.sort_keys)},
+        )
+    if query.search_word and query.search_word.strip():
+        stmt = stmt.where(search_clause(spec, query.search_word))
+    total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+    order = sort_col.desc() if query.reverse else sort_col.asc()
+    # A unique tie-breaker keeps pages stable when many rows share the sort value.
+    tie = spec.id_columns[0]
+    tie_order = tie.desc() if query.reverse else tie.asc()
+    rows = (
+        (await session.execute(stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)))
+        .scalars()
+        .all()
+    )
+    return int(total), rows

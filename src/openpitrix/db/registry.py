@@ -1,0 +1,12 @@
+"""Imports every table model so `SQLModel.metadata` is complete (alembic, tests)."""
+
+from sqlmodel import SQLModel
+
+from openpitrix.apps.models import App, AppVersion
+from openpitrix.jobs.models import Job, Task
+from openpitrix.outbox.models import OutboxMessage
+from openpitrix.repos.models import Repo, RepoLabel
+
+metadata = SQLModel.metadata
+
+__all__ = ["App", "AppVersion", "Job", "OutboxMessage", "Repo", "RepoLabel", "Task", "metadata"]

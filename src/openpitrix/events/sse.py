@@ -1,0 +1,97 @@
+"""Server-sent events from the events stream, with `Last-Event-ID` = JetStream sequence.
+
+An ordered consumer on a subject filter replays from the requested sequence and then follows
+live, so a resumed stream has neither gaps nor duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from openpitrix.events.schemas import EventType
+from openpitrix.jobs.schemas import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_SECONDS = 1.0
+
+# Asked while idle: has the stream nothing more to say after `last_seq`? (job streams only)
+DoneCheck = Callable[[int], Awaitable[bool]]
+
+
+def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
+
+
+def _is_terminal(data: bytes) -> bool:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return bool(
+        event.get("type") == EventType.JOB_STATUS and event.get("status") in TERMINAL_STATUSES
+    )
+
+
+async def stream_events(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    subject: str,
+    after_seq: int | None,
+    keepalive_seconds: float,
+    done: DoneCheck | None = None,
+    end_on_terminal: bool = False,
+) -> AsyncIterator[bytes]:
+    """Yield SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
+    `done` is set, i.e. a job replay, else only new events)."""
+    last_seq = after_seq or 0
+    if done is not None and await done(last_seq):
+        return
+    if after_seq is not None:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1
+        )
+    elif done is not None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    else:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, config=config, idle_heartbeat=5.0
+    )
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    try:
+        yield b"retry: 2000\n\n"
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=IDLE_CHECK_SECONDS)
+            except (NatsTimeoutError, TimeoutError):
+                if loop.time() - last_sent >= keepalive_seconds:
+                    last_sent = loop.time()
+                    yield b": keep-alive\n\n"
+                if done is not None and await done(last_seq):
+                    return
+                continue
+            seq = msg.metadata.sequence.stream
+            if seq <= last_seq:
+                continue
+            last_seq = seq
+            event_type = "message"
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                event_type = str(orjson.loads(msg.data).get("type") or "message")
+            last_sent = loop.time()
+            yield format_sse(seq, event_type, msg.data)
+            if end_on_terminal and _is_terminal(msg.data):
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

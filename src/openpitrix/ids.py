@@ -1,0 +1,17 @@
+"""Prefixed random ids in OpenPitrix's style (repo-xxxxxxxxxxxx)."""
+
+from __future__ import annotations
+
+import secrets
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+REPO = "repo"
+APP = "app"
+APP_VERSION = "appv"
+JOB = "j"
+TASK = "t"
+
+
+def new_id(prefix: str, length: int = 12) -> str:
+    return f"{prefix}-" + "".join(secrets.choice(_ALPHABET) for _ in range(length))

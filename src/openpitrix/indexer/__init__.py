@@ -1,0 +1,1 @@
+"""Repo indexer: fetch repository indexes and sync them into the catalog."""

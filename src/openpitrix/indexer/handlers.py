@@ -1,0 +1,81 @@
+"""The repo-indexer manager: index commands and the periodic scheduler."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from openpitrix.bus.topology import REPO_INDEXER
+from openpitrix.db.types import utcnow
+from openpitrix.indexer.service import fail_index_job, run_index_job
+from openpitrix.jobs.schemas import ErrorInfo
+from openpitrix.repos import service as repos
+from openpitrix.repos.models import Repo
+from openpitrix.repos.schemas import RepoStatus
+from openpitrix.workers.service import Delivery, Manager, Periodic, WorkerContext
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_BATCH = 100
+
+
+async def handle_index(ctx: WorkerContext, delivery: Delivery) -> None:
+    job_id = str(delivery.payload["job_id"])
+    await run_index_job(ctx.db, ctx.http, ctx.settings.indexer, job_id, ctx.executor)
+
+
+async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
+    job_id = delivery.payload.get("job_id")
+    if isinstance(job_id, str):
+        await fail_index_job(ctx.db, job_id, ErrorInfo(code=code, message=message))
+
+
+async def schedule_due_repos(ctx: WorkerContext) -> None:
+    """Start index jobs for repos whose interval has passed.
+
+    Every replica runs this; the guarded UPDATE of next_index_time lets exactly one replica
+    claim each due repo per interval.
+    """
+    now = utcnow()
+    async with ctx.db.session() as session:
+        due = (
+            await session.execute(
+                select(Repo.repo_id)
+                .where(col(Repo.status) == RepoStatus.ACTIVE, col(Repo.next_index_time) <= now)
+                .order_by(col(Repo.next_index_time))
+                .limit(SCHEDULE_BATCH)
+            )
+        ).scalars().all()
+    for repo_id in due:
+        async with ctx.db.session() as session, session.begin():
+            repo = await session.get(Repo, repo_id)
+            if repo is None:
+                continue
+            claimed = await session.execute(
+                update(Repo)
+                .where(col(Repo.repo_id) == repo_id, col(Repo.next_index_time) <= now)
+                .values(next_index_time=now + repos.interval_of(repo, ctx.settings))
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount == 0:  # type: ignore[attr-defined]
+                continue  # another replica took it
+            await session.refresh(repo)
+            job, started = await repos.request_index(session, repo, force=False, reason="scheduled")
+            log.info("scheduled index repo=%s job=%s new=%s", repo_id, job.job_id, started)
+
+
+def repo_indexer() -> Manager:
+    return Manager(
+        name=REPO_INDEXER,
+        handlers={"index": handle_index},
+        on_give_up=give_up,
+        periodic=[
+            Periodic(
+                name="index-scheduler",
+                interval=lambda s: s.indexer.scheduler_tick_seconds,
+                run=schedule_due_repos,
+            )
+        ],
+    )

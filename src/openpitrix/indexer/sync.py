@@ -1,0 +1,234 @@
+"""Apply a parsed index to the catalog: incremental upsert by digest, soft-delete what left.
+
+Everything happens in the caller's transaction, so a crash leaves the catalog as it was and a
+redelivered job simply runs again; unique keys (repo, name) and (app, version) make duplicates
+impossible even if two workers ever raced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openpitrix import ids
+from openpitrix.apps.models import App, AppVersion
+from openpitrix.db.types import utcnow
+from openpitrix.indexer.helm import ChartVersion, ParsedIndex
+
+DELETED = "deleted"
+CHUNK = 2000
+
+apps_t = App.__table__  # type: ignore[attr-defined]
+versions_t = AppVersion.__table__  # type: ignore[attr-defined]
+
+APP_META = ("description", "home", "icon", "keywords", "maintainers", "sources")
+
+
+@dataclass
+class SyncCounts:
+    apps_added: int = 0
+    apps_updated: int = 0
+    apps_deleted: int = 0
+    apps_unchanged: int = 0
+    versions_added: int = 0
+    versions_updated: int = 0
+    versions_deleted: int = 0
+    versions_unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+    @property
+    def catalog_changed(self) -> bool:
+        return any(
+            (
+                self.apps_added,
+                self.apps_updated,
+                self.apps_deleted,
+                self.versions_added,
+                self.versions_updated,
+                self.versions_deleted,
+            )
+        )
+
+
+async def count_live_versions(session: AsyncSession, repo_id: str) -> int:
+    stmt = select(func.count()).where(
+        versions_t.c.repo_id == repo_id, versions_t.c.status != DELETED
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+def _app_meta(newest: ChartVersion) -> dict[str, Any]:
+    return {
+        "description": newest.description,
+        "home": newest.home,
+        "icon": newest.icon,
+        "keywords": newest.keywords,
+        "maintainers": newest.maintainers,
+        "sources": newest.sources,
+        "latest_version": newest.version,
+        "latest_app_version": newest.app_version,
+    }
+
+
+def _version_row(v: ChartVersion) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "app_version": v.app_version,
+        "description": v.description,
+        "home": v.home,
+        "icon": v.icon,
+        "keywords": v.keywords,
+        "maintainers": v.maintainers,
+        "sources": v.sources,
+        "digest": v.digest,
+        "package_url": v.package_url,
+        "created": v.created,
+    }
+
+
+async def _executemany(session: AsyncSession, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(stmt, rows[start : start + CHUNK])
+
+
+async def sync_catalog(
+    session: AsyncSession,
+    *,
+    repo_id: str,
+    owner: str,
+    owner_path: str,
+    default_status: str,
+    index: ParsedIndex,
+) -> SyncCounts:
+    now = utcnow()
+    counts = SyncCounts()
+    app_cols = [apps_t.c.app_id, apps_t.c.name, apps_t.c.status, apps_t.c.latest_version]
+    app_cols += [apps_t.c[name] for name in (*APP_META, "latest_app_version")]
+    existing_apps = {
+        row.name: row
+        for row in (await session.execute(select(*app_cols).where(apps_t.c.repo_id == repo_id)))
+    }
+    existing_versions: dict[tuple[str, str], Any] = {
+        (row.app_id, row.version): row
+        for row in await session.execute(
+            select(
+                versions_t.c.version_id,
+                versions_t.c.app_id,
+                versions_t.c.version,
+                versions_t.c.digest,
+                versions_t.c.status,
+            ).where(versions_t.c.repo_id == repo_id)
+        )
+    }
+
+    app_inserts: list[dict[str, Any]] = []
+    app_updates: list[dict[str, Any]] = []
+    version_inserts: list[dict[str, Any]] = []
+    version_updates: list[dict[str, Any]] = []
+    seen_versions: set[tuple[str, str]] = set()
+
+    for name, versions in index.charts.items():
+        meta = _app_meta(versions[0])
+        current = existing_apps.get(name)
+        if current is None:
+            app_id = ids.new_id(ids.APP)
+            app_inserts.append(
+                {
+                    "app_id": app_id,
+                    "repo_id": repo_id,
+                    "name": name,
+                    **meta,
+                    "status": default_status,
+                    "owner": owner,
+                    "owner_path": owner_path,
+                    "create_time": now,
+                    "update_time": now,
+                    "status_time": now,
+                }
+            )
+            counts.apps_added += 1
+        else:
+            app_id = current.app_id
+            revived = current.status == DELETED
+            if revived or any(getattr(current, k) != v for k, v in meta.items()):
+                update_row = {"b_app_id": app_id, **meta, "update_time": now}
+                update_row["status"] = default_status if revived else current.status
+                update_row["status_time"] = now
+                app_updates.append(update_row)
+                counts.apps_updated += 1
+            else:
+                counts.apps_unchanged += 1
+        for v in versions:
+            key = (app_id, v.version)
+            seen_versions.add(key)
+            known = existing_versions.get(key)
+            if known is None:
+                version_inserts.append(
+                    {
+                        "version_id": ids.new_id(ids.APP_VERSION),
+                        "app_id": app_id,
+                        "repo_id": repo_id,
+                        "version": v.version,
+                        **_version_row(v),
+                        "status": default_status,
+                        "owner": owner,
+                        "owner_path": owner_path,
+                        "create_time": now,
+                        "update_time": now,
+                        "status_time": now,
+                    }
+                )
+                counts.versions_added += 1
+            elif known.digest != v.digest or known.status == DELETED:
+                row = {"b_version_id": known.version_id, **_version_row(v), "update_time": now}
+                row["status"] = default_status if known.status == DELETED else known.status
+                row["status_time"] = now
+                version_updates.append(row)
+                counts.versions_updated += 1
+            else:
+                counts.versions_unchanged += 1
+
+    gone_versions = [
+        {"b_version_id": row.version_id, "status": DELETED, "status_time": now, "update_time": now}
+        for key, row in existing_versions.items()
+        if key not in seen_versions and row.status != DELETED
+    ]
+    counts.versions_deleted = len(gone_versions)
+    gone_apps = [
+        {"b_app_id": row.app_id, "status": DELETED, "status_time": now, "update_time": now}
+        for name, row in existing_apps.items()
+        if name not in index.charts and row.status != DELETED
+    ]
+    counts.apps_deleted = len(gone_apps)
+
+    # Apps before versions: versions reference apps by foreign key.
+    update_app = update(apps_t).where(apps_t.c.app_id == bindparam("b_app_id"))
+    update_version = update(versions_t).where(versions_t.c.version_id == bindparam("b_version_id"))
+    await _executemany(session, insert(apps_t), app_inserts)
+    # executemany needs one key set per call: full updates and soft deletes go separately.
+    await _executemany(session, update_app, app_updates)
+    await _executemany(session, update_app, gone_apps)
+    await _executemany(session, insert(versions_t), version_inserts)
+    await _executemany(session, update_version, version_updates)
+    await _executemany(session, update_version, gone_versions)
+    return counts
+
+
+async def delete_catalog(session: AsyncSession, repo_id: str) -> tuple[int, int]:
+    """Mark every app and version of a repo deleted; returns (apps, versions) changed."""
+    now = utcnow()
+    values = {"status": DELETED, "status_time": now, "update_time": now}
+    versions = await session.execute(
+        update(versions_t)
+        .where(versions_t.c.repo_id == repo_id, versions_t.c.status != DELETED)
+        .values(**values)
+    )
+    apps = await session.execute(
+        update(apps_t).where(apps_t.c.repo_id == repo_id, apps_t.c.status != DELETED).values(**values)
+    )
+    return int(apps.rowcount), int(versions.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Jobs and tasks: every long operation, its state machine and its progress."""

@@ -1,0 +1,76 @@
+"""Job and task routes, including a job's event stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from openpitrix.api.deps import Filter, ListDep, PlatformDep, SessionDep, SettingsDep
+from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
+from openpitrix.jobs.stream import job_event_stream
+from openpitrix.jobs import service
+from openpitrix.jobs.schemas import JobPage, JobRead, TaskPage
+
+router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/jobs", operation_id="list_jobs")
+async def list_jobs(
+    session: SessionDep,
+    query: ListDep,
+    status: Filter = None,
+    action: Filter = None,
+    resource_kind: Filter = None,
+    resource_id: Filter = None,
+    executor: Filter = None,
+) -> JobPage:
+    total, items = await service.list_jobs(
+        session,
+        query,
+        status=status or (),
+        action=action or (),
+        resource_kind=resource_kind or (),
+        resource_id=resource_id or (),
+        executor=executor or (),
+    )
+    return JobPage(total_count=total, items=items)
+
+
+@router.get("/v1/jobs/{job_id}", operation_id="get_job")
+async def get_job(job_id: str, session: SessionDep) -> JobRead:
+    """A job with its tasks."""
+    return await service.read_job(session, job_id)
+
+
+@router.get("/v1/tasks", operation_id="list_tasks")
+async def list_tasks(
+    session: SessionDep, query: ListDep, job_id: Filter = None, status: Filter = None
+) -> TaskPage:
+    total, items = await service.list_tasks(session, query, job_id=job_id or (), status=status or ())
+    return TaskPage(total_count=total, items=items)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    operation_id="stream_job_events",
+    response_class=StreamingResponse,
+    responses=SSE_RESPONSES,
+)
+async def stream_job_events(
+    job_id: str,
+    platform: PlatformDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Resume after this sequence (for clients that cannot send Last-Event-ID).")
+    ] = None,
+) -> StreamingResponse:
+    """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),
+    follow live, end after the terminal `job.status` event."""
+    async with platform.db.session() as session:
+        job = await service.get_job(session, job_id)
+    after_seq = parse_last_event_id(last_event_id, after)
+    return sse_response(job_event_stream(platform, settings, job, after_seq))

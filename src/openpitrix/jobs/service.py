@@ -1,0 +1,314 @@
+"""Job and task state machines. Transitions are guarded UPDATEs, so a redelivered command is harmless."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from openpitrix import ids
+from openpitrix.bus.topology import command_subject
+from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.types import utcnow
+from openpitrix.errors import NotFound
+from openpitrix.events.publisher import emit_event
+from openpitrix.events.schemas import EventType
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobRead, JobStatus, TaskRead
+from openpitrix.outbox.writer import enqueue
+
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.WORKING)
+
+JOB_LIST = ListSpec(
+    sort_keys={
+        "create_time": col(Job.create_time),
+        "status_time": col(Job.status_time),
+        "status": col(Job.status),
+        "action": col(Job.action),
+    },
+    default_sort="create_time",
+    id_columns=[col(Job.job_id), col(Job.resource_id)],
+    text_columns=[col(Job.action), col(Job.error_message)],
+)
+TASK_LIST = ListSpec(
+    sort_keys={"create_time": col(Task.create_time), "layer": col(Task.layer)},
+    default_sort="create_time",
+    id_columns=[col(Task.task_id), col(Task.job_id)],
+    text_columns=[col(Task.action)],
+)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    action: str
+    layer: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    failure_allowed: bool = False
+
+
+async def create_job(
+    session: AsyncSession,
+    *,
+    action: str,
+    resource_kind: str,
+    resource_id: str,
+    owner: str,
+    owner_path: str,
+    manager: str,
+    verb: str,
+    params: dict[str, Any] | None = None,
+    tasks: Sequence[TaskPlan] = (),
+    job_id: str | None = None,
+) -> Job:
+    """Insert a pending job (and its tasks), its first event and the command that runs it."""
+    job = Job(
+        job_id=job_id or ids.new_id(ids.JOB),
+        action=action,
+        resource_kind=resource_kind,
+        resource_id=resource_id,
+        owner=owner,
+        owner_path=owner_path,
+        params=params or {},
+    )
+    session.add(job)
+    for plan in tasks:
+        session.add(
+            Task(
+                task_id=ids.new_id(ids.TASK),
+                job_id=job.job_id,
+                layer=plan.layer,
+                action=plan.action,
+                params=plan.params,
+                failure_allowed=plan.failure_allowed,
+            )
+        )
+    # The event row goes first: the relay publishes in insertion order, so clients see
+    # "pending" before any worker can report "working".
+    _job_event(session, job, JobStatus.PENDING, f"{action} job created")
+    enqueue(session, command_subject(manager, verb), {"job_id": job.job_id}, msg_id=job.job_id)
+    await session.flush()
+    return job
+
+
+def _job_event(
+    session: AsyncSession,
+    job: Job,
+    status: JobStatus,
+    message: str,
+    *,
+    data: dict[str, Any] | None = None,
+) -> None:
+    emit_event(
+        session,
+        type=EventType.JOB_STATUS,
+        owner=job.owner,
+        resource_kind=job.resource_kind,
+        resource_id=job.resource_id,
+        job_id=job.job_id,
+        status=status.value,
+        message=message,
+        progress=job.progress,
+        data=data,
+    )
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+async def start_job(session: AsyncSession, job_id: str, executor: str) -> Job | None:
+    """Claim a pending job, or resume a working one whose worker died; None when already ended."""
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(col(Job.job_id) == job_id, col(Job.status).in_(ACTIVE_STATUSES))
+        .values(
+            status=JobStatus.WORKING,
+            executor=executor,
+            attempts=Job.attempts + 1,
+            status_time=now,
+            start_time=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    job = await session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    resumed = job.attempts > 1
+    _job_event(
+        session,
+        job,
+        JobStatus.WORKING,
+        f"resumed by {executor} (attempt {job.attempts})" if resumed else f"started by {executor}",
+        data={"executor": executor, "attempt": job.attempts},
+    )
+    return job
+
+
+async def start_task(session: AsyncSession, job: Job, task: Task, executor: str) -> None:
+    now = utcnow()
+    task.status = JobStatus.WORKING
+    task.executor = executor
+    task.attempts += 1
+    task.start_time = task.start_time or now
+    task.status_time = now
+    _task_event(session, job, task, EventType.TASK_STATUS, task.status, f"task {task.action} started")
+
+
+def _task_event(
+    session: AsyncSession,
+    job: Job,
+    task: Task,
+    type_: EventType,
+    status: str | None,
+    message: str,
+    *,
+    progress: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    emit_event(
+        session,
+        type=type_,
+        owner=job.owner,
+        resource_kind=job.resource_kind,
+        resource_id=job.resource_id,
+        job_id=job.job_id,
+        task_id=task.task_id,
+        status=status,
+        message=message,
+        progress=progress,
+        data=data,
+    )
+
+
+def report_progress(
+    session: AsyncSession,
+    job: Job,
+    task: Task,
+    message: str,
+    *,
+    progress: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A step of a task ("fetched index: 1.2 MB, 300 versions")."""
+    if progress is not None:
+        job.progress = progress
+    _task_event(
+        session, job, task, EventType.TASK_PROGRESS, task.status, message, progress=progress, data=data
+    )
+
+
+def finish_task(
+    session: AsyncSession,
+    job: Job,
+    task: Task,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+) -> None:
+    now = utcnow()
+    task.status = status
+    task.status_time = now
+    task.end_time = now
+    if result is not None:
+        task.result = result
+    if error is not None:
+        task.error_code, task.error_message = error.code, error.message
+    message = f"task {task.action} {status.value}" + (f": {error.message}" if error else "")
+    _task_event(session, job, task, EventType.TASK_STATUS, status, message, data=result)
+
+
+def finish_job(
+    session: AsyncSession,
+    job: Job,
+    status: JobStatus,
+    *,
+    message: str,
+    result: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+) -> None:
+    """Move a job to a terminal status and emit its terminal event."""
+    assert status in TERMINAL_STATUSES
+    now = utcnow()
+    job.status = status
+    job.status_time = now
+    job.end_time = now
+    if status == JobStatus.SUCCESSFUL:
+        job.progress = 100
+    if result is not None:
+        job.result = result
+    if error is not None:
+        job.error_code, job.error_message = error.code, error.message
+    data: dict[str, Any] = {"result": job.result}
+    if error is not None:
+        data["error"] = error.model_dump()
+    _job_event(session, job, status, message, data=data)
+
+
+async def tasks_of(session: AsyncSession, job_id: str) -> list[Task]:
+    rows = await session.execute(
+        select(Task).where(col(Task.job_id) == job_id).order_by(col(Task.layer), col(Task.create_time))
+    )
+    return list(rows.scalars().all())
+
+
+def task_read(task: Task) -> TaskRead:
+    error = ErrorInfo(code=task.error_code, message=task.error_message or "") if task.error_code else None
+    return TaskRead.model_validate({**task.model_dump(), "error": error})
+
+
+def job_read(job: Job, tasks: Sequence[Task] = ()) -> JobRead:
+    error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return JobRead.model_validate(
+        {**job.model_dump(), "error": error, "tasks": [task_read(t) for t in tasks]}
+    )
+
+
+async def read_job(session: AsyncSession, job_id: str) -> JobRead:
+    job = await get_job(session, job_id)
+    return job_read(job, await tasks_of(session, job_id))
+
+
+async def list_jobs(
+    session: AsyncSession,
+    query: ListQuery,
+    *,
+    status: Sequence[str] = (),
+    action: Sequence[str] = (),
+    resource_kind: Sequence[str] = (),
+    resource_id: Sequence[str] = (),
+    executor: Sequence[str] = (),
+) -> tuple[int, list[JobRead]]:
+    stmt = select(Job)
+    for column, values in (
+        (col(Job.status), status),
+        (col(Job.action), action),
+        (col(Job.resource_kind), resource_kind),
+        (col(Job.resource_id), resource_id),
+        (col(Job.executor), executor),
+    ):
+        if values:
+            stmt = stmt.where(column.in_(values))
+    total, rows = await paginate(session, stmt, JOB_LIST, query)
+    return total, [job_read(j) for j in rows]
+
+
+async def list_tasks(
+    session: AsyncSession, query: ListQuery, *, job_id: Sequence[str] = (), status: Sequence[str] = ()
+) -> tuple[int, list[TaskRead]]:
+    stmt = select(Task)
+    if job_id:
+        stmt = stmt.where(col(Task.job_id).in_(job_id))
+    if status:
+        stmt = stmt.where(col(Task.status).in_(status))
+    total, rows = await paginate(session, stmt, TASK_LIST, query)
+    return total, [task_read(t) for t in rows]

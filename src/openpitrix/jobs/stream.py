@@ -1,0 +1,58 @@
+"""A job's event stream: replay, follow, and know when nothing more can come."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from nats.js.errors import NotFoundError
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from openpitrix.bus.topology import event_subject
+from openpitrix.events.sse import stream_events
+from openpitrix.jobs.models import Job
+from openpitrix.jobs.schemas import TERMINAL_STATUSES
+from openpitrix.outbox.models import OutboxMessage
+from openpitrix.platform import Platform
+from openpitrix.settings import Settings
+
+
+def job_event_stream(
+    platform: Platform, settings: Settings, job: Job, after_seq: int | None
+) -> AsyncIterator[bytes]:
+    subject = event_subject(job.owner, job.resource_kind, job.resource_id, job.job_id)
+    stream = settings.bus.events_stream
+
+    async def done(last_seq: int) -> bool:
+        """The job ended, its last event is published, and the client has seen it."""
+        async with platform.db.session() as session:
+            status = (
+                await session.execute(select(Job.status).where(col(Job.job_id) == job.job_id))
+            ).scalar_one()
+            if status not in TERMINAL_STATUSES:
+                return False
+            unsent = (
+                await session.execute(
+                    select(func.count()).where(
+                        col(OutboxMessage.subject) == subject,
+                        col(OutboxMessage.sent_at).is_(None),
+                    )
+                )
+            ).scalar_one()
+        if unsent:
+            return False
+        try:
+            last = await platform.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return True
+        return bool(last.seq is not None and last.seq <= last_seq)
+
+    return stream_events(
+        platform.js,
+        stream=stream,
+        subject=subject,
+        after_seq=after_seq,
+        keepalive_seconds=settings.sse_keepalive_seconds,
+        done=done,
+        end_on_terminal=True,
+    )

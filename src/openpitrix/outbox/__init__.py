@@ -1,0 +1,1 @@
+"""Transactional outbox: messages written with the state change, published by a relay."""

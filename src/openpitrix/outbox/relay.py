@@ -1,0 +1,110 @@
+"""Publishes committed outbox rows to JetStream in order, then marks them sent.
+
+A crash after publishing but before marking re-publishes the rows on the next run; JetStream
+drops the copies by Nats-Msg-Id (the duplicate window covers it). Every process that writes
+outbox rows runs a relay that its own commits wake at once; polling picks up rows left behind
+by a process that died between commit and publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+from sqlalchemy import delete, select, update
+
+from openpitrix.db.engine import Database
+from openpitrix.db.types import utcnow
+from openpitrix.outbox.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+SENT_RETENTION = timedelta(hours=1)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        js: JetStreamContext,
+        *,
+        poll_seconds: float,
+        batch_size: int = 256,
+    ) -> None:
+        self._db = db
+        self._js = js
+        self._poll = poll_seconds
+        self._batch = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_purge = 0.0
+        db.on_outbox_commit(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+            try:
+                while await self.publish_pending() == self._batch:
+                    pass
+                await self._purge_sent()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("outbox relay failed (attempt %d): %s", failures, exc)
+                await asyncio.sleep(min(0.2 * 2**failures, 10.0))
+
+    async def stop(self) -> None:
+        """Flush what is pending, then stop the loop."""
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            while await self.publish_pending() == self._batch:
+                pass
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent rows in `seq` order; returns how many were sent."""
+        async with self._db.session() as session, session.begin():
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                .order_by(OutboxMessage.seq)  # type: ignore[arg-type]
+                .limit(self._batch)
+            )
+            if self._db.dialect == "postgresql":
+                # Relays of other processes skip rows this one holds instead of waiting on them.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).scalars().all()
+            if not rows:
+                return 0
+            for row in rows:
+                headers = {"Nats-Msg-Id": row.msg_id, **row.headers}
+                await self._js.publish(row.subject, row.payload, headers=headers)
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.seq.in_([r.seq for r in rows]))  # type: ignore[union-attr]
+                .values(sent_at=utcnow())
+            )
+            return len(rows)
+
+    async def _purge_sent(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_purge < 60:
+            return
+        self._last_purge = loop.time()
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.sent_at < utcnow() - SENT_RETENTION  # type: ignore[operator]
+                )
+            )

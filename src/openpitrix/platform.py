@@ -1,0 +1,112 @@
+"""Process resources shared by the gateway and the workers, opened and closed as one lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from types import TracebackType
+
+import httpx
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from openpitrix.bus.connection import connect
+from openpitrix.bus.embedded import EmbeddedNats
+from openpitrix.bus.topology import ensure_topology
+from openpitrix.db.engine import Database
+from openpitrix.outbox.relay import OutboxRelay
+from openpitrix.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def executor_name() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+class Platform:
+    """Database, NATS (embedded when no URL is set), topology, HTTP client and outbox relay."""
+
+    def __init__(self, settings: Settings, *, role: str) -> None:
+        self.settings = settings
+        self.role = role
+        self.embedded_nats: EmbeddedNats | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._db: Database | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "platform not started"
+        return self._db
+
+    @property
+    def nc(self) -> Client:
+        assert self._nc is not None, "platform not started"
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "platform not started"
+        return self._js
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        assert self._http is not None, "platform not started"
+        return self._http
+
+    async def start(self, *, relay: bool = True) -> None:
+        settings = self.settings
+        nats_url = settings.nats_url
+        if nats_url is None:
+            self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")
+            await self.embedded_nats.start()
+            nats_url = self.embedded_nats.url
+        self._db = Database(settings.effective_database_url)
+        self._nc = await connect(nats_url, name=f"openpitrix-{self.role}")
+        self._js = self._nc.jetstream()
+        await ensure_topology(self._js, settings.bus)
+        self._http = httpx.AsyncClient(
+            timeout=settings.indexer.fetch_timeout_seconds,
+            verify=settings.indexer.verify_tls,
+            follow_redirects=True,
+            headers={"User-Agent": "openpitrix-indexer/0.1"},
+        )
+        if relay:
+            self.relay = OutboxRelay(self._db, self._js, poll_seconds=settings.outbox_poll_seconds)
+            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+            self.relay.wake()  # rows left behind by an earlier crash go out now
+
+    async def stop(self) -> None:
+        if self.relay is not None and self._relay_task is not None:
+            await self.relay.stop()
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        if self._http is not None:
+            await self._http.aclose()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        if self._db is not None:
+            await self._db.dispose()
+        if self.embedded_nats is not None:
+            self.embedded_nats.stop()
+
+    async def __aenter__(self) -> Platform:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

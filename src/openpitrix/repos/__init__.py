@@ -1,0 +1,1 @@
+"""Repositories: where apps come from (Helm chart repos and VM app repos)."""

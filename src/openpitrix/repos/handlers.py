@@ -1,0 +1,58 @@
+"""The repo-manager: deleting a repo's catalog as a job."""
+
+from __future__ import annotations
+
+from openpitrix.bus.topology import REPO_MANAGER
+from openpitrix.events.publisher import emit_event
+from openpitrix.events.schemas import EventType
+from openpitrix.indexer.sync import delete_catalog
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs.schemas import ErrorInfo, JobStatus
+from openpitrix.workers.service import Delivery, Manager, WorkerContext
+
+
+async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
+    job_id = str(delivery.payload["job_id"])
+    async with ctx.db.session() as session, session.begin():
+        job = await jobs.start_job(session, job_id, ctx.executor)
+        if job is None:
+            return
+        task = (await jobs.tasks_of(session, job_id))[0]
+        await jobs.start_task(session, job, task, ctx.executor)
+        apps, versions = await delete_catalog(session, job.resource_id)
+        result = {"apps_deleted": apps, "versions_deleted": versions}
+        jobs.report_progress(
+            session, job, task, f"marked {apps} apps and {versions} versions deleted", data=result
+        )
+        jobs.finish_task(session, job, task, JobStatus.SUCCESSFUL, result=result)
+        jobs.finish_job(session, job, JobStatus.SUCCESSFUL, message="repo deleted", result=result)
+        emit_event(
+            session,
+            type=EventType.RESOURCE_STATUS,
+            owner=job.owner,
+            resource_kind=job.resource_kind,
+            resource_id=job.resource_id,
+            job_id=job.job_id,
+            status="deleted",
+            message="repo deleted",
+        )
+
+
+async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
+    job_id = delivery.payload.get("job_id")
+    if not isinstance(job_id, str):
+        return
+    async with ctx.db.session() as session, session.begin():
+        job = await jobs.get_job(session, job_id)
+        if job.status in (JobStatus.PENDING, JobStatus.WORKING):
+            jobs.finish_job(
+                session,
+                job,
+                JobStatus.FAILED,
+                message=message,
+                error=ErrorInfo(code=code, message=message),
+            )
+
+
+def repo_manager() -> Manager:
+    return Manager(name=REPO_MANAGER, handlers={"delete": handle_delete}, on_give_up=give_up)

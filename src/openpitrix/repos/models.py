@@ -1,0 +1,79 @@
+"""Repo tables: the repo row and its ordered labels and selectors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, text
+from sqlmodel import Field, SQLModel
+
+from openpitrix.db.types import JSONType, UTCDateTime, utcnow
+
+
+class Repo(SQLModel, table=True):
+    __tablename__ = "repos"
+    __table_args__ = (
+        # Names are unique among live repos only: a deleted repo's name can be reused.
+        Index(
+            "uq_repos_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("status != 'deleted'"),
+            postgresql_where=text("status != 'deleted'"),
+        ),
+        Index("ix_repos_next_index_time", "next_index_time"),
+    )
+
+    repo_id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
+    type: str = Field(max_length=16)
+    url: str = Field(max_length=2000)
+    providers: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    labels: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    selectors: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    visibility: str = Field(default="public", max_length=16)
+    app_default_status: str = Field(default="active", max_length=16)
+    # Issue 3 encrypts this column; the API never returns it, only whether it is set.
+    credential: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    status: str = Field(default="active", max_length=16, index=True)
+    owner: str = Field(default="system", max_length=60)
+    owner_path: str = Field(default=":system", max_length=300)
+    index_interval_seconds: int | None = Field(default=None)
+    # Indexing state: the running job (at most one), conditional-GET validators, last outcome.
+    index_job_id: str | None = Field(default=None, max_length=40)
+    next_index_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    last_index_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    last_index_status: str | None = Field(default=None, max_length=16)
+    last_index_error: str | None = Field(default=None, max_length=2000)
+    index_etag: str | None = Field(default=None, max_length=500)
+    index_last_modified: str | None = Field(default=None, max_length=100)
+    create_time: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    update_time: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    status_time: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class RepoLabel(SQLModel, table=True):
+    """One key/value of a repo's labels or selectors, kept in a side table so filters are SQL."""
+
+    __tablename__ = "repo_labels"
+    __table_args__ = (Index("ix_repo_labels_lookup", "kind", "key", "value"),)
+
+    repo_id: str = Field(
+        primary_key=True, max_length=40, foreign_key="repos.repo_id", ondelete="CASCADE"
+    )
+    kind: str = Field(primary_key=True, max_length=10)  # "label" | "selector"
+    position: int = Field(primary_key=True)
+    key: str = Field(max_length=200)
+    value: str = Field(max_length=500)

@@ -1,0 +1,321 @@
+"""Repo use cases: create, read, list, update, delete, index on demand, validate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from openpitrix import ids
+from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER
+from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.types import utcnow
+from openpitrix.errors import BadRequest, Conflict, NotFound
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs.models import Job
+from openpitrix.jobs.schemas import TERMINAL_STATUSES
+from openpitrix.repos.models import Repo, RepoLabel
+from openpitrix.repos.schemas import (
+    KeyValue,
+    RepoCreate,
+    RepoRead,
+    RepoStatus,
+    RepoUpdate,
+    parse_label_filter,
+)
+from openpitrix.settings import Settings
+
+INDEX_ACTION = "index_repo"
+DELETE_ACTION = "delete_repo"
+RESOURCE_KIND = "repo"
+
+# Kinds of rows in repo_labels: ordered labels and selectors, and the providers (so every list
+# filter is plain SQL on both databases instead of a JSON query).
+LABEL, SELECTOR, PROVIDER = "label", "selector", "provider"
+
+REPO_LIST = ListSpec(
+    sort_keys={
+        "create_time": col(Repo.create_time),
+        "update_time": col(Repo.update_time),
+        "status_time": col(Repo.status_time),
+        "name": col(Repo.name),
+        "type": col(Repo.type),
+    },
+    default_sort="create_time",
+    id_columns=[col(Repo.repo_id)],
+    text_columns=[col(Repo.name), col(Repo.description), col(Repo.url)],
+)
+
+
+def repo_read(repo: Repo) -> RepoRead:
+    return RepoRead.model_validate(
+        {
+            **repo.model_dump(exclude={"credential"}),
+            "credential_set": bool(repo.credential),
+        }
+    )
+
+
+def interval_of(repo: Repo, settings: Settings) -> timedelta:
+    return timedelta(
+        seconds=repo.index_interval_seconds or settings.indexer.default_interval_seconds
+    )
+
+
+async def get_repo(session: AsyncSession, repo_id: str) -> Repo:
+    repo = await session.get(Repo, repo_id)
+    if repo is None:
+        raise NotFound("repo", repo_id)
+    return repo
+
+
+async def _ensure_name_free(session: AsyncSession, name: str, exclude: str | None = None) -> None:
+    stmt = select(Repo.repo_id).where(col(Repo.name) == name, col(Repo.status) != RepoStatus.DELETED)
+    if exclude:
+        stmt = stmt.where(col(Repo.repo_id) != exclude)
+    if (await session.execute(stmt.limit(1))).first() is not None:
+        raise Conflict(f"a repo named {name!r} already exists", code="repo_name_taken")
+
+
+def _attr_rows(repo_id: str, kind: str, pairs: Sequence[tuple[str, str]]) -> list[RepoLabel]:
+    return [
+        RepoLabel(repo_id=repo_id, kind=kind, position=i, key=k, value=v)
+        for i, (k, v) in enumerate(pairs)
+    ]
+
+
+async def _replace_attrs(
+    session: AsyncSession, repo_id: str, kind: str, pairs: Sequence[tuple[str, str]]
+) -> None:
+    await session.execute(
+        delete(RepoLabel).where(col(RepoLabel.repo_id) == repo_id, col(RepoLabel.kind) == kind)
+    )
+    session.add_all(_attr_rows(repo_id, kind, pairs))
+
+
+def _pairs(items: Sequence[KeyValue]) -> list[tuple[str, str]]:
+    return [(i.key, i.value) for i in items]
+
+
+async def create_repo(
+    session: AsyncSession,
+    data: RepoCreate,
+    *,
+    owner: str,
+    owner_path: str,
+    settings: Settings,
+) -> tuple[Repo, Job]:
+    await _ensure_name_free(session, data.name)
+    now = utcnow()
+    repo = Repo(
+        repo_id=ids.new_id(ids.REPO),
+        name=data.name,
+        description=data.description,
+        type=data.type,
+        url=data.url,
+        providers=[p.value for p in data.providers],
+        labels=[i.model_dump() for i in data.labels],
+        selectors=[i.model_dump() for i in data.selectors],
+        visibility=data.visibility,
+        app_default_status=data.app_default_status,
+        credential=data.credential.to_storage() if data.credential else None,
+        owner=owner,
+        owner_path=owner_path,
+        index_interval_seconds=data.index_interval_seconds,
+        create_time=now,
+        update_time=now,
+        status_time=now,
+    )
+    repo.next_index_time = now + interval_of(repo, settings)
+    session.add(repo)
+    session.add_all(_attr_rows(repo.repo_id, LABEL, _pairs(data.labels)))
+    session.add_all(_attr_rows(repo.repo_id, SELECTOR, _pairs(data.selectors)))
+    session.add_all(_attr_rows(repo.repo_id, PROVIDER, [("provider", p) for p in repo.providers]))
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent create took the name between check and insert
+        raise Conflict(f"a repo named {data.name!r} already exists", code="repo_name_taken") from exc
+    job, _ = await request_index(session, repo, force=False, reason="repo created")
+    return repo, job
+
+
+@dataclass(frozen=True)
+class RepoFilters:
+    name: Sequence[str] = ()
+    type: Sequence[str] = ()
+    visibility: Sequence[str] = ()
+    status: Sequence[str] = ()
+    provider: Sequence[str] = ()
+    label: Sequence[str] = ()
+    selector: Sequence[str] = ()
+    owner: Sequence[str] = ()
+
+
+def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[object]:
+    """Every key must match; the values given for one key are alternatives."""
+    return [
+        exists().where(
+            col(RepoLabel.repo_id) == Repo.repo_id,
+            col(RepoLabel.kind) == kind,
+            col(RepoLabel.key) == key,
+            col(RepoLabel.value).in_(values),
+        )
+        for key, values in wanted.items()
+    ]
+
+
+async def list_repos(
+    session: AsyncSession, query: ListQuery, filters: RepoFilters
+) -> tuple[int, list[RepoRead]]:
+    try:
+        labels = parse_label_filter(list(filters.label), "label")
+        selectors = parse_label_filter(list(filters.selector), "selector")
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_filter") from exc
+    stmt = select(Repo)
+    for column, values in (
+        (col(Repo.name), filters.name),
+        (col(Repo.type), filters.type),
+        (col(Repo.visibility), filters.visibility),
+        (col(Repo.owner), filters.owner),
+    ):
+        if values:
+            stmt = stmt.where(column.in_(values))
+    # Deleted repos are hidden unless asked for by status.
+    statuses = list(filters.status) or [RepoStatus.ACTIVE.value]
+    stmt = stmt.where(col(Repo.status).in_(statuses))
+    if filters.provider:
+        stmt = stmt.where(*_attr_match(PROVIDER, {"provider": list(filters.provider)}))
+    stmt = stmt.where(*_attr_match(LABEL, labels), *_attr_match(SELECTOR, selectors))
+    total, rows = await paginate(session, stmt, REPO_LIST, query)
+    return total, [repo_read(r) for r in rows]
+
+
+REINDEX_FIELDS = frozenset({"url", "credential", "providers", "visibility", "type"})
+
+
+async def update_repo(
+    session: AsyncSession, repo_id: str, data: RepoUpdate, *, settings: Settings
+) -> tuple[Repo, Job | None]:
+    """Change the fields present; re-index when what the catalog depends on changed."""
+    repo = await get_live_repo(session, repo_id)
+    fields = data.model_fields_set
+    if data.name is not None and data.name != repo.name:
+        await _ensure_name_free(session, data.name, exclude=repo.repo_id)
+        repo.name = data.name
+    new_type = data.type or repo.type
+    new_url = data.url or repo.url
+    if not new_url.startswith(f"{new_type}://"):
+        raise BadRequest(
+            f"url {new_url!r} does not match type {new_type!r}", code="invalid_url"
+        )
+    changed: set[str] = set()
+    for name in ("type", "url", "visibility", "app_default_status", "description"):
+        value = getattr(data, name)
+        if name in fields and value is not None and value != getattr(repo, name):
+            setattr(repo, name, value)
+            changed.add(name)
+    if data.providers is not None:
+        providers = [p.value for p in data.providers]
+        if providers != repo.providers:
+            repo.providers = providers
+            changed.add("providers")
+            await _replace_attrs(session, repo.repo_id, PROVIDER, [("provider", p) for p in providers])
+    if "credential" in fields:
+        stored = data.credential.to_storage() if data.credential else None
+        if stored != repo.credential:
+            repo.credential = stored
+            changed.add("credential")
+    for kind, items in ((LABEL, data.labels), (SELECTOR, data.selectors)):
+        if items is not None:
+            setattr(repo, f"{kind}s", [i.model_dump() for i in items])
+            await _replace_attrs(session, repo.repo_id, kind, _pairs(items))
+    if "index_interval_seconds" in fields:
+        repo.index_interval_seconds = data.index_interval_seconds
+        repo.next_index_time = utcnow() + interval_of(repo, settings)
+    repo.update_time = utcnow()
+    job = None
+    if changed & REINDEX_FIELDS:
+        if changed & {"url", "credential", "type"}:
+            # Validators of another URL or identity say nothing about the new one.
+            repo.index_etag = repo.index_last_modified = None
+        job, _ = await request_index(session, repo, force=False, reason="repo changed")
+    await session.flush()
+    return repo, job
+
+
+async def get_live_repo(session: AsyncSession, repo_id: str) -> Repo:
+    repo = await get_repo(session, repo_id)
+    if repo.status == RepoStatus.DELETED:
+        raise Conflict(f"repo {repo_id!r} is deleted", code="repo_deleted")
+    return repo
+
+
+async def request_index(
+    session: AsyncSession, repo: Repo, *, force: bool, reason: str
+) -> tuple[Job, bool]:
+    """Start an index job unless one is running; returns (job, started_now).
+
+    The claim is a guarded UPDATE on the repo row, so concurrent requests (API calls, scheduler
+    replicas) agree on one job: the losers get the running job back.
+    """
+    if repo.status == RepoStatus.DELETED:
+        raise Conflict(f"repo {repo.repo_id!r} is deleted", code="repo_deleted")
+    job_id = ids.new_id(ids.JOB)
+    finished = select(Job.job_id).where(col(Job.status).in_(TERMINAL_STATUSES))
+    claimed = await session.execute(
+        update(Repo)
+        .where(
+            col(Repo.repo_id) == repo.repo_id,
+            col(Repo.status) == RepoStatus.ACTIVE,
+            or_(col(Repo.index_job_id).is_(None), col(Repo.index_job_id).in_(finished)),
+        )
+        .values(index_job_id=job_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(repo)
+    if claimed.rowcount == 0:  # type: ignore[attr-defined]
+        if repo.index_job_id is None:
+            raise Conflict(f"repo {repo.repo_id!r} cannot be indexed now", code="repo_busy")
+        return await jobs.get_job(session, repo.index_job_id), False
+    job = await jobs.create_job(
+        session,
+        job_id=job_id,
+        action=INDEX_ACTION,
+        resource_kind=RESOURCE_KIND,
+        resource_id=repo.repo_id,
+        owner=repo.owner,
+        owner_path=repo.owner_path,
+        manager=REPO_INDEXER,
+        verb="index",
+        params={"force": force, "reason": reason},
+        tasks=[jobs.TaskPlan(action="index")],
+    )
+    return job, True
+
+
+async def delete_repo(session: AsyncSession, repo_id: str) -> tuple[Repo, Job]:
+    """Soft-delete the repo now; a job marks its apps and versions deleted."""
+    repo = await get_live_repo(session, repo_id)
+    now = utcnow()
+    repo.status = RepoStatus.DELETED
+    repo.status_time = repo.update_time = now
+    repo.next_index_time = None
+    job = await jobs.create_job(
+        session,
+        action=DELETE_ACTION,
+        resource_kind=RESOURCE_KIND,
+        resource_id=repo.repo_id,
+        owner=repo.owner,
+        owner_path=repo.owner_path,
+        manager=REPO_MANAGER,
+        verb="delete",
+        tasks=[jobs.TaskPlan(action="delete_catalog")],
+    )
+    await session.flush()
+    return repo, job

@@ -1,0 +1,93 @@
+"""One settings tree for every process, read from OPENPITRIX_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BusSettings(BaseModel):
+    """JetStream streams and consumer behaviour."""
+
+    commands_stream: str = Field("OP_CMD", description="Work-queue stream holding op.cmd.> commands.")
+    events_stream: str = Field("OP_EVT", description="Limits stream holding op.evt.> events.")
+    events_max_age_seconds: int = Field(7 * 24 * 3600, description="How long events are kept.")
+    duplicate_window_seconds: int = Field(
+        600, description="Nats-Msg-Id de-duplication window; covers relay re-publishes."
+    )
+    ack_wait_seconds: float = Field(
+        30.0, description="Redeliver a command this long after its last heartbeat."
+    )
+    max_deliver: int = Field(10, description="Deliveries of one command before it is given up.")
+    backoff_seconds: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 15.0, 30.0, 60.0],
+        description="Redelivery delays after a nak without delay or an ack timeout.",
+    )
+    max_ack_pending: int = Field(1000, description="Unacked commands one consumer may hold.")
+
+
+class IndexerSettings(BaseModel):
+    """Repo indexer behaviour."""
+
+    default_interval_seconds: int = Field(
+        3600, description="Periodic re-index interval for repos that set none."
+    )
+    scheduler_tick_seconds: float = Field(
+        15.0, description="How often each indexer replica looks for due repos."
+    )
+    max_index_bytes: int = Field(
+        64 * 1024 * 1024, description="Largest index.yaml accepted, after decompression."
+    )
+    fetch_timeout_seconds: float = Field(30.0, description="Timeout of one index fetch.")
+    shrink_threshold: float = Field(
+        0.5,
+        description="Refuse an index that drops more than this share of active versions "
+        "(unless the re-index is forced).",
+    )
+    verify_tls: bool = Field(True, description="Verify TLS certificates of repo URLs.")
+
+
+class WorkerSettings(BaseModel):
+    """Manager worker behaviour."""
+
+    concurrency: int = Field(8, description="Commands one worker process handles at once.")
+    drain_seconds: float = Field(20.0, description="Grace period on SIGTERM before naking.")
+    fetch_timeout_seconds: float = Field(1.0, description="Long-poll time of one fetch.")
+
+
+class Settings(BaseSettings):
+    """Root of the settings tree. Nested fields use `__`: OPENPITRIX_BUS__MAX_DELIVER=5."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPENPITRIX_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        Path(".openpitrix"), description="Embedded database file and nats-server store."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; default is a SQLite file in the data dir."
+    )
+    nats_url: str | None = Field(
+        None, description="NATS URL; default starts a child nats-server under the data dir."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP gateway listens on.")
+    port: int = Field(9100, description="Port the HTTP gateway listens on.")
+    log_level: str = Field("INFO", description="Root log level.")
+    log_json: bool = Field(False, description="Log one JSON object per line instead of key=value.")
+    sse_keepalive_seconds: float = Field(15.0, description="Keep-alive comment interval on SSE.")
+    outbox_poll_seconds: float = Field(
+        1.0, description="Relay fallback polling interval (local commits wake it at once)."
+    )
+    bus: BusSettings = Field(default_factory=BusSettings)
+    indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'openpitrix.db').resolve()}"

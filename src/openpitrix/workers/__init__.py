@@ -1,0 +1,1 @@
+"""Manager workers: consume commands from JetStream with bounded concurrency and drain on SIGTERM."""

@@ -1,0 +1,154 @@
+"""The consumer loop of one manager: fetch, dispatch with bounded concurrency, ack/nak/term."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from openpitrix.bus.topology import heartbeat_interval
+from openpitrix.workers.service import (
+    Delivery,
+    Manager,
+    PermanentError,
+    RetryableError,
+    WorkerContext,
+)
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal_error"
+
+
+class Consumer:
+    def __init__(self, ctx: WorkerContext, manager: Manager, *, concurrency: int) -> None:
+        self._ctx = ctx
+        self._manager = manager
+        self._concurrency = max(1, concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        bus = ctx.settings.bus
+        self._heartbeat = heartbeat_interval(bus)
+        self._max_deliver = bus.max_deliver
+        self._backoff = bus.backoff_seconds or [bus.ack_wait_seconds]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        settings = self._ctx.settings
+        sub = await self._ctx.js.pull_subscribe_bind(
+            durable=self._manager.name, stream=settings.bus.commands_stream
+        )
+        log.info("manager=%s consuming (concurrency=%d)", self._manager.name, self._concurrency)
+        try:
+            while not self._stopping.is_set():
+                free = self._concurrency - len(self._inflight)
+                if free <= 0:
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(
+                        batch=free, timeout=settings.worker.fetch_timeout_seconds
+                    )
+                except (NatsTimeoutError, TimeoutError):
+                    continue
+                except Exception as exc:  # connection trouble: nats-py reconnects underneath
+                    log.warning("manager=%s fetch failed: %s", self._manager.name, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+        finally:
+            await self._drain()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _drain(self) -> None:
+        """Let in-flight commands finish within the grace period; nak the rest for another worker."""
+        if not self._inflight:
+            return
+        grace = self._ctx.settings.worker.drain_seconds
+        log.info("manager=%s draining %d in-flight commands", self._manager.name, len(self._inflight))
+        _, pending = await asyncio.wait(self._inflight, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _handle(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        num_delivered = msg.metadata.num_delivered or 1
+        try:
+            payload = orjson.loads(msg.data)
+            if not isinstance(payload, dict):
+                raise ValueError("payload is not an object")
+        except ValueError as exc:
+            log.error("manager=%s subject=%s bad payload: %s", self._manager.name, msg.subject, exc)
+            await msg.term()
+            return
+        handler = self._manager.handlers.get(verb)
+        delivery = Delivery(
+            subject=msg.subject,
+            verb=verb,
+            payload=payload,
+            num_delivered=num_delivered,
+            last_attempt=num_delivered >= self._max_deliver,
+            heartbeat=msg.in_progress,
+        )
+        if handler is None:
+            log.error("manager=%s has no handler for %s", self._manager.name, msg.subject)
+            await msg.term()
+            return
+        beat = asyncio.create_task(self._beat(msg))
+        try:
+            await handler(self._ctx, delivery)
+        except asyncio.CancelledError:
+            # Drained: give the command back at once so another replica picks it up.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(msg.nak())
+            raise
+        except PermanentError as exc:
+            await self._give_up(msg, delivery, exc.code, exc.message)
+        except RetryableError as exc:
+            if delivery.last_attempt:
+                await self._give_up(msg, delivery, "retries_exhausted", str(exc))
+            else:
+                log.warning("manager=%s %s retry: %s", self._manager.name, msg.subject, exc)
+                await msg.nak(delay=exc.delay if exc.delay is not None else self._delay(num_delivered))
+        except Exception as exc:
+            log.exception("manager=%s %s failed", self._manager.name, msg.subject)
+            if delivery.last_attempt:
+                await self._give_up(msg, delivery, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            else:
+                await msg.nak(delay=self._delay(num_delivered))
+        else:
+            await msg.ack()
+        finally:
+            beat.cancel()
+
+    def _delay(self, num_delivered: int) -> float:
+        return self._backoff[min(num_delivered, len(self._backoff)) - 1]
+
+    async def _give_up(self, msg: Msg, delivery: Delivery, code: str, message: str) -> None:
+        if self._manager.on_give_up is not None:
+            try:
+                await self._manager.on_give_up(self._ctx, delivery, code, message)
+            except Exception:
+                # Recording the failure failed (database down?): keep the command for a retry.
+                log.exception("manager=%s could not record failure", self._manager.name)
+                await msg.nak(delay=self._delay(delivery.num_delivered))
+                return
+        await msg.term()
+
+    async def _beat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()

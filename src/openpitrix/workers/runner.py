@@ -1,0 +1,53 @@
+"""Run a set of managers (consumers plus periodic duties) until asked to stop, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from openpitrix.workers.consumer import Consumer
+from openpitrix.workers.service import Manager, Periodic, WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+class WorkerGroup:
+    def __init__(self, ctx: WorkerContext, managers: Sequence[Manager], *, concurrency: int) -> None:
+        self._ctx = ctx
+        self._managers = list(managers)
+        self._consumers = [Consumer(ctx, m, concurrency=concurrency) for m in managers]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._periodic: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for consumer, manager in zip(self._consumers, self._managers, strict=True):
+            self._tasks.append(asyncio.create_task(consumer.run(), name=f"consumer-{manager.name}"))
+            for duty in manager.periodic:
+                self._periodic.append(
+                    asyncio.create_task(self._every(duty), name=f"periodic-{duty.name}")
+                )
+        log.info("workers started: %s", ", ".join(m.name for m in self._managers))
+
+    async def _every(self, duty: Periodic) -> None:
+        while True:
+            try:
+                await duty.run(self._ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic %s failed", duty.name)
+            await asyncio.sleep(duty.interval(self._ctx.settings))
+
+    async def stop(self) -> None:
+        """Stop fetching, let in-flight commands finish (or nak them), stop periodic duties."""
+        for task in self._periodic:
+            task.cancel()
+        for consumer in self._consumers:
+            consumer.stop()
+        for task in self._periodic:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("workers stopped")

@@ -1,0 +1,73 @@
+"""What a manager is: named command handlers, a give-up hook, and periodic duties."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from nats.js import JetStreamContext
+
+from openpitrix.db.engine import Database
+from openpitrix.settings import Settings
+
+
+class RetryableError(Exception):
+    """A transient failure: the command is redelivered after `delay` seconds."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(Exception):
+    """A failure that no retry will fix: the command is terminated and the job records why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Process resources a handler may use (they belong to the worker's lifespan)."""
+
+    settings: Settings
+    db: Database
+    js: JetStreamContext
+    http: httpx.AsyncClient
+    executor: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a command."""
+
+    subject: str
+    verb: str
+    payload: dict[str, Any]
+    num_delivered: int
+    last_attempt: bool
+    heartbeat: Callable[[], Awaitable[None]]
+
+
+Handler = Callable[[WorkerContext, Delivery], Awaitable[None]]
+GiveUp = Callable[[WorkerContext, Delivery, str, str], Awaitable[None]]
+PeriodicDuty = Callable[[WorkerContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    interval: Callable[[Settings], float]
+    run: PeriodicDuty
+
+
+@dataclass(frozen=True)
+class Manager:
+    name: str
+    handlers: dict[str, Handler]
+    on_give_up: GiveUp | None = None
+    periodic: list[Periodic] = field(default_factory=list)
