@@ -1,0 +1,187 @@
+"""Shared fixtures: a real nats-server, a real database (SQLite, or PostgreSQL when
+OPENPITRIX_TEST_DATABASE_URL is set), and the real app served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from openpitrix.api.app import create_app
+from openpitrix.bus.embedded import EmbeddedNats
+from openpitrix.db.engine import Database
+from openpitrix.db.migrate import upgrade
+from openpitrix.settings import BusSettings, IndexerSettings, Settings, WorkerSettings
+from tests.support.charts import ChartSpec, write_index
+from tests.support.http_repo import RepoServer
+
+PG_ENV = "OPENPITRIX_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("openpitrix")
+
+
+@pytest.fixture(scope="session")
+async def nats_url(tmp_session: Path) -> AsyncIterator[str]:
+    server = EmbeddedNats(tmp_session / "nats")
+    await server.start()
+    yield server.url
+    server.stop()
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, str]:
+    url = make_url(base_url)
+    name = f"op_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_pg_database(base_url: str, name: str) -> None:
+    url = make_url(base_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_session: Path) -> AsyncIterator[str]:
+    """A migrated, empty database for the whole test session."""
+    base = os.environ.get(PG_ENV)
+    if base:
+        url, name = await _create_pg_database(base)
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        await _drop_pg_database(base, name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_session / 'openpitrix.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+
+
+def make_settings(database_url: str, nats_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """Settings tuned for tests: short redelivery timers so crash recovery is quick."""
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        nats_url=nats_url,
+        outbox_poll_seconds=0.2,
+        sse_keepalive_seconds=1.0,
+        bus=BusSettings(ack_wait_seconds=3.0, backoff_seconds=[3.0, 3.0, 6.0], max_deliver=5),
+        indexer=IndexerSettings(fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5),
+        worker=WorkerSettings(fetch_timeout_seconds=0.2, drain_seconds=5.0, concurrency=4),
+    )
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+@pytest.fixture
+def settings(database_url: str, nats_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, nats_url, tmp_path / "data")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+def _bind_loopback() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class LiveServer:
+    """The app (gateway plus in-process workers unless disabled) served by uvicorn."""
+
+    def __init__(self, settings: Settings, *, run_workers: bool = True) -> None:
+        self.settings = settings
+        self.app = create_app(settings, run_workers=run_workers)
+        self._sock = _bind_loopback()
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=5)
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveServer:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("server failed to start")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        assert self._task is not None
+        await self._task
+        self._sock.close()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with LiveServer(settings) as live:
+        yield live
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def repo_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def repo_server(repo_dir: Path) -> Iterator[RepoServer]:
+    with RepoServer(repo_dir) as srv:
+        yield srv
+
+
+def unique(prefix: str = "repo") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+DEFAULT_CHARTS = [
+    ChartSpec("nginx", "1.0.0", app_version="1.25.0", keywords=["web"]),
+    ChartSpec("nginx", "1.1.0", app_version="1.26.0", keywords=["web", "proxy"]),
+    ChartSpec("redis", "7.0.1", app_version="7.0.1", keywords=["cache"]),
+]
+
+
+@pytest.fixture
+def chart_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
+    """A served Helm repo with real packages: nginx 1.0.0 and 1.1.0, redis 7.0.1."""
+    write_index(repo_dir, DEFAULT_CHARTS)
+    return repo_server
