@@ -19,7 +19,7 @@ from openpitrix.managers import MANAGER_FACTORIES, build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
-from openpitrix.workers.service import WorkerContext
+from openpitrix.workers.service import Manager, WorkerContext
 
 app = typer.Typer(help="OpenPitrix: multi-cloud application management server.", no_args_is_help=True)
 log = logging.getLogger("openpitrix")
@@ -85,12 +85,14 @@ def worker(
     asyncio.run(_run_worker(settings, managers, concurrency or settings.worker.concurrency))
 
 
-async def _run_worker(settings: Settings, managers: list[object], concurrency: int) -> None:
+async def _run_worker(settings: Settings, managers: list[Manager], concurrency: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Platform(settings, role="worker") as platform:
+    platform = Platform(settings, role="worker")
+    await platform.start(relay=settings.relay_enabled)
+    try:
         ctx = WorkerContext(
             settings=settings,
             db=platform.db,
@@ -98,11 +100,13 @@ async def _run_worker(settings: Settings, managers: list[object], concurrency: i
             http=platform.http,
             executor=executor_name(),
         )
-        group = WorkerGroup(ctx, managers, concurrency=concurrency)  # type: ignore[arg-type]
+        group = WorkerGroup(ctx, managers, concurrency=concurrency)
         group.start()
         await stop.wait()
         log.info("stopping: draining in-flight commands")
         await group.stop()
+    finally:
+        await platform.stop()
 
 
 @app.command()

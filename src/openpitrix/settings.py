@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of key=value.")
     sse_keepalive_seconds: float = Field(15.0, description="Keep-alive comment interval on SSE.")
+    relay_enabled: bool = Field(
+        True, description="Run the outbox relay in this process (at least one process must)."
+    )
     outbox_poll_seconds: float = Field(
         1.0, description="Relay fallback polling interval (local commits wake it at once)."
     )

@@ -32,7 +32,6 @@ def create_app(
     *,
     managers: list[str] | None = None,
     run_workers: bool = False,
-    relay: bool = True,
 ) -> FastAPI:
     """Build the gateway. With `run_workers`, the named managers (all when None) run in-process."""
     settings = settings or Settings()
@@ -40,7 +39,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = Platform(settings, role="serve" if run_workers else "api")
-        await platform.start(relay=relay)
+        await platform.start(relay=settings.relay_enabled)
         app.state.platform = platform
         group: WorkerGroup | None = None
         if run_workers:
