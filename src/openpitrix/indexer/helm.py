@@ -115,9 +115,13 @@ async def fetch_index(
 
     Every network, TLS, HTTP and size problem surfaces as an `IndexFetchError`.
     """
-    url = index_url(repo_url)
-    shown = _without_userinfo(url)
-    secrets = _secrets_of(credential, url)
+    try:
+        url = index_url(repo_url)
+        shown = _without_userinfo(url)
+        secrets = _secrets_of(credential, url)
+    except ValueError:
+        # Not echoed: a malformed URL may still carry credentials we cannot reliably cut out.
+        raise IndexFetchError(REPO_UNREACHABLE, "repository URL is not a valid URL") from None
     # Asking for gzip only (not httpx's default list) lets us inflate with a hard output cap,
     # so a compression bomb is stopped at max_bytes instead of after a 1000x expansion per read.
     headers = {"Accept-Encoding": "gzip"}
@@ -127,18 +131,34 @@ async def fetch_index(
         headers["If-Modified-Since"] = last_modified
     auth: httpx.Auth | None = None
     if credential:
-        if credential.get("token"):
-            headers["Authorization"] = f"Bearer {credential['token']}"
+        token = credential.get("token")
+        if token:
+            # Checked here because httpx's own errors for a bad header value quote the value.
+            if not (token.isascii() and token.isprintable()) or token != token.strip():
+                raise IndexFetchError(
+                    REPO_HTTP_ERROR, "bearer token has characters an HTTP header cannot carry"
+                )
+            headers["Authorization"] = f"Bearer {token}"
         elif credential.get("username") or credential.get("password"):
             auth = httpx.BasicAuth(credential.get("username", ""), credential.get("password", ""))
 
-    started = time.perf_counter()
-    request = _Request(url, shown, secrets, headers, auth, etag, last_modified, max_bytes, started)
+    request = _Request(
+        url=url,
+        shown=shown,
+        secrets=secrets,
+        headers=headers,
+        auth=auth,
+        etag=etag,
+        last_modified=last_modified,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        started=time.perf_counter(),
+    )
     try:
         # httpx's timeout bounds each connect/read separately; a server trickling bytes slowly
         # could stretch those forever, so the whole fetch also gets one overall deadline.
         async with asyncio.timeout(timeout):
-            return await _fetch(client, request, timeout)
+            return await _fetch(client, request)
     except TimeoutError:
         raise IndexFetchError(
             REPO_TIMEOUT, f"GET {shown} did not complete within {timeout:g} s"
@@ -155,10 +175,11 @@ class _Request:
     etag: str | None
     last_modified: str | None
     max_bytes: int
+    timeout: float
     started: float
 
 
-async def _fetch(client: httpx.AsyncClient, req: _Request, timeout: float) -> FetchResult:
+async def _fetch(client: httpx.AsyncClient, req: _Request) -> FetchResult:
     in_body = False
     try:
         async with client.stream(
@@ -167,7 +188,7 @@ async def _fetch(client: httpx.AsyncClient, req: _Request, timeout: float) -> Fe
             headers=req.headers,
             auth=req.auth if req.auth is not None else httpx.USE_CLIENT_DEFAULT,
             follow_redirects=True,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(req.timeout),
         ) as response:
             status = response.status_code
             if status == 304:
@@ -183,9 +204,7 @@ async def _fetch(client: httpx.AsyncClient, req: _Request, timeout: float) -> Fe
             if not 200 <= status < 300:
                 raise IndexFetchError(REPO_HTTP_ERROR, f"GET {req.shown} answered HTTP {status}")
             declared = _content_length(response)
-            # For a gzip body this is the compressed size, which the inflated size can only
-            # exceed (by a few bytes at most for incompressible data), so refusing early is safe.
-            if declared is not None and declared > req.max_bytes:
+            if declared is not None and declared > _wire_limit(response, req.max_bytes):
                 raise IndexFetchError(
                     INDEX_TOO_LARGE,
                     f"GET {req.shown} declares {declared} bytes, over the {req.max_bytes} limit",
@@ -210,6 +229,15 @@ async def _fetch(client: httpx.AsyncClient, req: _Request, timeout: float) -> Fe
         raise
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
         raise _classify(exc, req, in_body=in_body) from exc
+
+
+def _wire_limit(response: httpx.Response, max_bytes: int) -> int:
+    """The largest Content-Length that could still decode to at most `max_bytes`."""
+    if response.headers.get("content-encoding", "identity").strip().lower() == "identity":
+        return max_bytes
+    # Compression can enlarge small or incompressible bodies: gzip adds a header and trailer
+    # (~20 bytes, more with a file name) and 5 bytes per stored block of up to 64 KiB.
+    return max_bytes + max_bytes // 1000 + 1024
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -301,6 +329,9 @@ def _classify(exc: BaseException, req: _Request, *, in_body: bool) -> IndexFetch
         return IndexFetchError(REPO_HTTP_ERROR, f"GET {shown} redirected too many times")
     if isinstance(exc, httpx.DecodingError):
         return IndexFetchError(INDEX_PARSE_ERROR, f"GET {shown} body could not be decoded")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Its message quotes the offending header, which may hold a credential.
+        return IndexFetchError(REPO_UNREACHABLE, f"GET {shown} could not be sent (bad header)")
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
         return IndexFetchError(REPO_UNREACHABLE, f"{shown} is not a usable http(s) URL: {reason}")
     return IndexFetchError(REPO_UNREACHABLE, f"GET {shown} failed: {reason}")

@@ -25,7 +25,7 @@ def job_event_stream(
 
     async def done(last_seq: int) -> bool:
         """The job ended, its last event is published, and the client has seen it."""
-        async with platform.db.session() as session:
+        async with platform.db.read_session() as session:
             status = (
                 await session.execute(select(Job.status).where(col(Job.job_id) == job.job_id))
             ).scalar_one()

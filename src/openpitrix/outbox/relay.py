@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from nats.js import JetStreamContext
-from sqlalchemy import delete, select, update
+
+from sqlalchemy import Select, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
@@ -74,37 +78,59 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent rows in `seq` order; returns how many were sent."""
-        async with self._db.session() as session, session.begin():
-            query = (
-                select(OutboxMessage)
-                .where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
-                .order_by(OutboxMessage.seq)  # type: ignore[arg-type]
-                .limit(self._batch)
-            )
-            if self._db.dialect == "postgresql":
-                # Relays of other processes skip rows this one holds instead of waiting on them.
-                query = query.with_for_update(skip_locked=True)
+        if self._db.dialect == "postgresql":
+            return await self._publish_locked()
+        return await self._publish_unlocked()
+
+    def _unsent(self) -> Select[tuple[OutboxMessage]]:
+        return (
+            select(OutboxMessage)
+            .where(col(OutboxMessage.sent_at).is_(None))
+            .order_by(col(OutboxMessage.seq))
+            .limit(self._batch)
+        )
+
+    async def _publish(self, rows: Sequence[OutboxMessage]) -> None:
+        # One at a time, each acked before the next: the stream keeps the rows' order even when
+        # two relays publish the same rows (the later copy of each is dropped by Nats-Msg-Id).
+        for row in rows:
+            headers = {"Nats-Msg-Id": row.msg_id, **row.headers}
+            await self._js.publish(row.subject, row.payload, headers=headers)
+
+    async def _mark_sent(self, session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+        await session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.seq).in_([r.seq for r in rows]))
+            .values(sent_at=utcnow())
+        )
+
+    async def _publish_locked(self) -> int:
+        """PostgreSQL: row locks let relays of other processes skip rows this one holds."""
+        async with self._db.transaction() as session:
+            query = self._unsent().with_for_update(skip_locked=True)
             rows = (await session.execute(query)).scalars().all()
-            if not rows:
-                return 0
-            for row in rows:
-                headers = {"Nats-Msg-Id": row.msg_id, **row.headers}
-                await self._js.publish(row.subject, row.payload, headers=headers)
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.seq.in_([r.seq for r in rows]))  # type: ignore[union-attr]
-                .values(sent_at=utcnow())
-            )
+            if rows:
+                await self._publish(rows)
+                await self._mark_sent(session, rows)
             return len(rows)
+
+    async def _publish_unlocked(self) -> int:
+        """SQLite: its write lock covers the whole file, so it is never held while publishing."""
+        async with self._db.read_session() as session:
+            rows = (await session.execute(self._unsent())).scalars().all()
+        if not rows:
+            return 0
+        await self._publish(rows)
+        async with self._db.transaction() as session:
+            await self._mark_sent(session, rows)
+        return len(rows)
 
     async def _purge_sent(self) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() - self._last_purge < 60:
             return
         self._last_purge = loop.time()
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             await session.execute(
-                delete(OutboxMessage).where(
-                    OutboxMessage.sent_at < utcnow() - SENT_RETENTION  # type: ignore[operator]
-                )
+                delete(OutboxMessage).where(col(OutboxMessage.sent_at) < utcnow() - SENT_RETENTION)
             )
