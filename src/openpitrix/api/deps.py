@@ -27,7 +27,7 @@ async def get_session(
     platform: Annotated[Platform, Depends(get_platform)],
 ) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
-    async with platform.db.session() as session, session.begin():
+    async with platform.db.transaction() as session:
         yield session
 
 

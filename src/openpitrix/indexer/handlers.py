@@ -49,7 +49,7 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
             )
         ).scalars().all()
     for repo_id in due:
-        async with ctx.db.session() as session, session.begin():
+        async with ctx.db.transaction() as session:
             repo = await session.get(Repo, repo_id)
             if repo is None:
                 continue

@@ -49,7 +49,7 @@ def _mb(size: int) -> str:
 
 
 async def _begin(db: Database, job_id: str, executor: str) -> tuple[RepoSnapshot, bool] | None:
-    async with db.session() as session, session.begin():
+    async with db.transaction() as session:
         job = await jobs.start_job(session, job_id, executor)
         if job is None:
             return None  # already ended: a duplicate delivery
@@ -111,7 +111,7 @@ def _fail(
 
 
 async def fail_index_job(db: Database, job_id: str, error: ErrorInfo) -> None:
-    async with db.session() as session, session.begin():
+    async with db.transaction() as session:
         locked = await _lock_running(session, job_id)
         if locked is None:
             job = await session.get(Job, job_id)
@@ -154,7 +154,7 @@ async def run_index_job(
         await fail_index_job(db, job_id, ErrorInfo(code=exc.code, message=exc.message))
         return
 
-    async with db.session() as session, session.begin():
+    async with db.transaction() as session:
         locked = await _lock_running(session, job_id)
         if locked is None:
             return

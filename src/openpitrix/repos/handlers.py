@@ -13,7 +13,7 @@ from openpitrix.workers.service import Delivery, Manager, WorkerContext
 
 async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
     job_id = str(delivery.payload["job_id"])
-    async with ctx.db.session() as session, session.begin():
+    async with ctx.db.transaction() as session:
         job = await jobs.start_job(session, job_id, ctx.executor)
         if job is None:
             return
@@ -42,7 +42,7 @@ async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: st
     job_id = delivery.payload.get("job_id")
     if not isinstance(job_id, str):
         return
-    async with ctx.db.session() as session, session.begin():
+    async with ctx.db.transaction() as session:
         job = await jobs.get_job(session, job_id)
         if job.status in (JobStatus.PENDING, JobStatus.WORKING):
             jobs.finish_job(
