@@ -1,0 +1,62 @@
+"""One alembic history that upgrades, matches the models, and downgrades, on this test run's
+database (SQLite by default, PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from openpitrix.db.migrate import downgrade, upgrade
+from openpitrix.db.registry import metadata
+from tests.conftest import PG_ENV, _create_pg_database, _drop_pg_database
+
+
+@pytest.fixture
+async def empty_database(tmp_path: Path) -> object:
+    base = os.environ.get(PG_ENV)
+    if base:
+        url, name = await _create_pg_database(base)
+        yield url
+        await _drop_pg_database(base, name)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / f'mig-{uuid.uuid4().hex[:6]}.db'}"
+
+
+async def _tables_and_diff(url: str) -> tuple[set[str], list[object]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+
+            def inspect_sync(sync_conn: object) -> tuple[set[str], list[object]]:
+                tables = set(inspect(sync_conn).get_table_names())  # type: ignore[arg-type]
+                ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})  # type: ignore[arg-type]
+                return tables, list(compare_metadata(ctx, metadata))
+
+            return await conn.run_sync(inspect_sync)
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_build_exactly_the_models_and_downgrade_cleanly(
+    empty_database: str,
+) -> None:
+    await asyncio.to_thread(upgrade, empty_database)
+    tables, diff = await _tables_and_diff(empty_database)
+    assert set(metadata.tables) <= tables
+    assert diff == [], f"models and migrations disagree: {diff}"
+
+    await asyncio.to_thread(downgrade, empty_database, "base")
+    tables, _ = await _tables_and_diff(empty_database)
+    assert tables <= {"alembic_version"}
+
+    await asyncio.to_thread(upgrade, empty_database)  # and back up again
+    tables, _ = await _tables_and_diff(empty_database)
+    assert set(metadata.tables) <= tables

@@ -1,0 +1,110 @@
+"""The outbox: a committed message is published exactly once to the stream, even when the
+process died before publishing or before marking it sent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from openpitrix.bus.topology import ensure_topology, event_subject
+from openpitrix.db.engine import Database
+from openpitrix.outbox.models import OutboxMessage
+from openpitrix.outbox.relay import OutboxRelay
+from openpitrix.outbox.writer import enqueue
+from openpitrix.settings import Settings
+
+
+@pytest.fixture
+async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_topology(js, settings.bus)
+    yield js
+    await nc.close()
+
+
+async def _stream_count(js: JetStreamContext, stream: str, subject: str) -> int:
+    info = await js.stream_info(stream, subjects_filter=subject)
+    return int((info.state.subjects or {}).get(subject, 0))
+
+
+async def test_committed_rows_are_published_in_order_and_marked_sent(
+    db: Database, js: JetStreamContext, settings: Settings
+) -> None:
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        ids = [enqueue(session, subject, {"n": n}) for n in range(5)]
+    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    while await relay.publish_pending():
+        pass
+
+    sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+    got = [await sub.next_msg(timeout=5) for _ in range(5)]
+    await sub.unsubscribe()
+    assert [m.headers["Nats-Msg-Id"] for m in got if m.headers] == ids
+    async with db.read_session() as session:
+        rows = (
+            await session.execute(select(OutboxMessage).where(col(OutboxMessage.msg_id).in_(ids)))
+        ).scalars().all()
+    assert all(r.sent_at is not None for r in rows)
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    db: Database, js: JetStreamContext, settings: Settings
+) -> None:
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            enqueue(session, subject, {"n": 1})
+            raise RuntimeError("the use case failed")
+    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    while await relay.publish_pending():
+        pass
+    assert await _stream_count(js, settings.bus.events_stream, subject) == 0
+
+
+async def test_crash_after_publish_before_mark_does_not_duplicate(
+    db: Database, js: JetStreamContext, settings: Settings
+) -> None:
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        msg_ids = [enqueue(session, subject, {"n": n}) for n in range(3)]
+    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    while await relay.publish_pending():
+        pass
+    # Simulate a relay that published but died before its "mark sent" committed.
+    async with db.transaction() as session:
+        await session.execute(
+            update(OutboxMessage).where(col(OutboxMessage.msg_id).in_(msg_ids)).values(sent_at=None)
+        )
+    another_relay = OutboxRelay(db, js, poll_seconds=0.1)
+    while await another_relay.publish_pending():
+        pass
+    assert await _stream_count(js, settings.bus.events_stream, subject) == 3
+
+
+async def test_relay_wakes_on_local_commit_without_waiting_for_the_poll(
+    db: Database, js: JetStreamContext, settings: Settings
+) -> None:
+    import asyncio
+
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    relay = OutboxRelay(db, js, poll_seconds=30.0)  # polling alone would take 30 s
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.1)
+        sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+        async with db.transaction() as session:
+            enqueue(session, subject, {"n": 1})
+        msg = await sub.next_msg(timeout=2)
+        assert msg.subject == subject
+        await sub.unsubscribe()
+    finally:
+        await relay.stop()
+        task.cancel()
