@@ -21,7 +21,8 @@ async def connect(url: str, *, name: str) -> Client:
         log.info("nats reconnected")
 
     return await nats.connect(
-        servers=[url],
+        # A cluster is given as a comma-separated list: nats://a:4222,nats://b:4222
+        servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
