@@ -1,0 +1,203 @@
+"""The consumer loop's contract with handlers: ack on return, redelivery after a retryable
+error, term plus the give-up hook on a permanent error or the last attempt, and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import nats
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from openpitrix.bus.topology import ensure_topology
+from openpitrix.db.engine import Database
+from openpitrix.settings import BusSettings, Settings
+from openpitrix.workers.consumer import Consumer
+from openpitrix.workers.service import (
+    Delivery,
+    Manager,
+    PermanentError,
+    RetryableError,
+    WorkerContext,
+)
+
+
+@dataclass
+class Recorder:
+    calls: list[tuple[str, int]] = field(default_factory=list)
+    gave_up: list[tuple[str, str]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@pytest.fixture
+async def bus(nats_url: str, settings: Settings) -> AsyncIterator[tuple[JetStreamContext, str]]:
+    """A durable consumer of our own on the commands stream, as a manager would have."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_topology(js, settings.bus)
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    await js.add_consumer(
+        settings.bus.commands_stream,
+        config=ConsumerConfig(
+            durable_name=name,
+            filter_subject=f"op.cmd.{name}.>",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=2.0,
+            max_deliver=3,
+            backoff=[2.0, 2.0],
+        ),
+    )
+    yield js, name
+    await js.delete_consumer(settings.bus.commands_stream, name)
+    await nc.close()
+
+
+async def _run(
+    js: JetStreamContext, name: str, settings: Settings, db: Database, manager: Manager
+) -> tuple[Consumer, asyncio.Task[None], httpx.AsyncClient]:
+    settings = settings.model_copy(
+        update={"bus": BusSettings(ack_wait_seconds=2.0, backoff_seconds=[2.0, 2.0], max_deliver=3)}
+    )
+    http = httpx.AsyncClient()
+    ctx = WorkerContext(settings=settings, db=db, js=js, http=http, executor="test")
+    consumer = Consumer(ctx, manager, concurrency=2)
+    return consumer, asyncio.create_task(consumer.run()), http
+
+
+async def _stop(consumer: Consumer, task: asyncio.Task[None], http: httpx.AsyncClient) -> None:
+    consumer.stop()
+    await asyncio.wait_for(task, 15)
+    await http.aclose()
+
+
+async def test_retryable_error_is_redelivered_then_succeeds(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+
+    async def flaky(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        if d.num_delivered == 1:
+            raise RetryableError("upstream busy", delay=0.2)
+        rec.done.set()
+
+    consumer, task, http = await _run(js, name, settings, db, Manager(name, {"go": flaky}))
+    await js.publish(f"op.cmd.{name}.go", b'{"n": 1}')
+    await asyncio.wait_for(rec.done.wait(), 10)
+    await _stop(consumer, task, http)
+    assert rec.calls == [("go", 1), ("go", 2)]
+
+
+async def test_permanent_error_terminates_and_records_once(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+
+    async def broken(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        raise PermanentError("bad_input", "the input can never work")
+
+    async def give_up(ctx: WorkerContext, d: Delivery, code: str, message: str) -> None:
+        rec.gave_up.append((code, message))
+        rec.done.set()
+
+    manager = Manager(name, {"go": broken}, on_give_up=give_up)
+    consumer, task, http = await _run(js, name, settings, db, manager)
+    await js.publish(f"op.cmd.{name}.go", b"{}")
+    await asyncio.wait_for(rec.done.wait(), 10)
+    await asyncio.sleep(2.5)  # past ack_wait: a term'd message must not come back
+    await _stop(consumer, task, http)
+    assert rec.calls == [("go", 1)]
+    assert rec.gave_up == [("bad_input", "the input can never work")]
+
+
+async def test_unexpected_errors_retry_until_the_last_attempt_then_give_up(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+
+    async def crashing(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        raise ValueError("bug")
+
+    async def give_up(ctx: WorkerContext, d: Delivery, code: str, message: str) -> None:
+        rec.gave_up.append((code, message))
+        rec.done.set()
+
+    manager = Manager(name, {"go": crashing}, on_give_up=give_up)
+    consumer, task, http = await _run(js, name, settings, db, manager)
+    await js.publish(f"op.cmd.{name}.go", b"{}")
+    await asyncio.wait_for(rec.done.wait(), 20)
+    await _stop(consumer, task, http)
+    assert [n for _, n in rec.calls] == [1, 2, 3]
+    assert rec.gave_up == [("internal_error", "ValueError: bug")]
+
+
+async def test_bad_payload_and_unknown_verb_are_dropped_not_retried(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+
+    async def ok(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        rec.done.set()
+
+    consumer, task, http = await _run(js, name, settings, db, Manager(name, {"go": ok}))
+    await js.publish(f"op.cmd.{name}.go", b"not json")
+    await js.publish(f"op.cmd.{name}.unknown", b"{}")
+    await js.publish(f"op.cmd.{name}.go", b'{"valid": true}')
+    await asyncio.wait_for(rec.done.wait(), 10)
+    await asyncio.sleep(2.5)
+    await _stop(consumer, task, http)
+    assert rec.calls == [("go", 1)]
+    info = await js.consumer_info(settings.bus.commands_stream, name)
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_long_handler_heartbeats_so_it_is_not_redelivered(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+
+    async def slow(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        await asyncio.sleep(5)  # longer than ack_wait (2 s)
+        rec.done.set()
+
+    consumer, task, http = await _run(js, name, settings, db, Manager(name, {"go": slow}))
+    await js.publish(f"op.cmd.{name}.go", b"{}")
+    await asyncio.wait_for(rec.done.wait(), 15)
+    await asyncio.sleep(0.5)
+    await _stop(consumer, task, http)
+    assert rec.calls == [("go", 1)]
+
+
+async def test_stop_drains_in_flight_work_before_returning(
+    bus: tuple[JetStreamContext, str], settings: Settings, db: Database
+) -> None:
+    js, name = bus
+    rec = Recorder()
+    started = asyncio.Event()
+
+    async def slow(ctx: WorkerContext, d: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(1.0)
+        rec.calls.append((d.verb, d.num_delivered))
+
+    consumer, task, http = await _run(js, name, settings, db, Manager(name, {"go": slow}))
+    await js.publish(f"op.cmd.{name}.go", b"{}")
+    await asyncio.wait_for(started.wait(), 10)
+    await _stop(consumer, task, http)  # returns only after the handler finished
+    assert rec.calls == [("go", 1)]
+    info = await js.consumer_info(settings.bus.commands_stream, name)
+    assert info.num_ack_pending == 0
