@@ -3,6 +3,7 @@ process died before publishing or before marking it sent."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from openpitrix.outbox.models import OutboxMessage
 from openpitrix.outbox.relay import OutboxRelay
 from openpitrix.outbox.writer import enqueue
 from openpitrix.settings import Settings
+from tests.conftest import PG_ENV
 
 
 @pytest.fixture
@@ -108,3 +110,31 @@ async def test_relay_wakes_on_local_commit_without_waiting_for_the_poll(
     finally:
         await relay.stop()
         task.cancel()
+
+
+@pytest.mark.skipif(
+    not os.environ.get(PG_ENV), reason="PostgreSQL only: SQLite relays poll (CI runs this on PG)"
+)
+async def test_relay_wakes_on_another_process_commit_on_postgresql(
+    database_url: str, js: JetStreamContext, settings: Settings
+) -> None:
+    """A relay must not wait for its poll when another process (its own Database) commits."""
+    import asyncio
+
+    writer_db, relay_db = Database(database_url), Database(database_url)
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    relay = OutboxRelay(relay_db, js, poll_seconds=30.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.3)
+        sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+        async with writer_db.transaction() as session:
+            enqueue(session, subject, {"n": 1})
+        msg = await sub.next_msg(timeout=3)
+        assert msg.subject == subject
+        await sub.unsubscribe()
+    finally:
+        await relay.stop()
+        task.cancel()
+        await writer_db.dispose()
+        await relay_db.dispose()

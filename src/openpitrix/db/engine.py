@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
 READ_ONLY = "openpitrix_read_only"
+OUTBOX_CHANNEL = "openpitrix_outbox"
 
 
 def _json_dumps(value: Any) -> str:
@@ -48,6 +49,14 @@ class Database:
 
         class _Session(Session):
             pass
+
+        if self.dialect == "postgresql":
+            # Relays of other processes LISTEN on this channel; NOTIFY is delivered on commit.
+            def _before_commit(session: Session) -> None:
+                if session.info.get(OUTBOX_WAKE_KEY):
+                    session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+
+            event.listen(_Session, "before_commit", _before_commit)
 
         def _after_commit(session: Session) -> None:
             if session.info.pop(OUTBOX_WAKE_KEY, False):
@@ -83,6 +92,9 @@ class Database:
     def read_session(self) -> AsyncSession:
         """For reads only: on SQLite it neither waits for nor blocks writers."""
         return self.read_sessionmaker()
+
+    def asyncpg_dsn(self) -> str:
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

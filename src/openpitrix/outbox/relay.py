@@ -14,13 +14,16 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from typing import Any
+
+import asyncpg
 from nats.js import JetStreamContext
 
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from openpitrix.db.engine import Database
+from openpitrix.db.engine import OUTBOX_CHANNEL, Database
 from openpitrix.db.types import utcnow
 from openpitrix.outbox.models import OutboxMessage
 
@@ -50,7 +53,28 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
+    async def _listen(self) -> Any:
+        """PostgreSQL: wake on commits of other processes too (NOTIFY from Database)."""
+        if self._db.dialect != "postgresql":
+            return None
+        try:
+            conn = await asyncpg.connect(self._db.asyncpg_dsn())
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self.wake())
+        except Exception as exc:  # polling still covers it
+            log.warning("outbox relay cannot LISTEN, polling only: %s", exc)
+            return None
+        return conn
+
     async def run(self) -> None:
+        listener = await self._listen()
+        try:
+            await self._loop()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
