@@ -16,7 +16,7 @@ from sqlmodel import col
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
 from openpitrix.indexer import helm
-from openpitrix.indexer.sync import count_live_versions, sync_catalog
+from openpitrix.indexer.sync import count_live_versions, storable, sync_catalog, unchanged_counts
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
@@ -127,6 +127,18 @@ async def fail_index_job(db: Database, job_id: str, error: ErrorInfo) -> None:
         _fail(session, job, task, repo, error)
 
 
+def _parse(body: bytes, url: str, *, force: bool) -> helm.ParsedIndex:
+    """Parse the index and drop what the catalog cannot store; run it in a thread."""
+    parsed = storable(helm.parse_index(body, url, allow_empty=force))
+    if parsed.version_count == 0 and not force and parsed.skipped:
+        message = (
+            f"index lists no storable chart versions ({len(parsed.skipped)} entries skipped, "
+            f"first: {parsed.skipped[0]})"
+        )
+        raise helm.IndexFetchError(helm.INDEX_EMPTY, message[:200])
+    return parsed
+
+
 async def run_index_job(
     db: Database, http: httpx.AsyncClient, settings: IndexerSettings, job_id: str, executor: str
 ) -> None:
@@ -147,9 +159,7 @@ async def run_index_job(
         )
         parsed = None
         if not fetched.not_modified:
-            parsed = await asyncio.to_thread(
-                helm.parse_index, fetched.body, snap.url, allow_empty=force
-            )
+            parsed = await asyncio.to_thread(_parse, fetched.body, snap.url, force=force)
     except helm.IndexFetchError as exc:
         await fail_index_job(db, job_id, ErrorInfo(code=exc.code, message=exc.message))
         return
@@ -165,7 +175,7 @@ async def run_index_job(
         result: dict[str, Any] = {"fetch_seconds": round(fetched.elapsed_seconds, 3)}
         if parsed is None:
             jobs.report_progress(session, job, task, "index unchanged (HTTP 304)", progress=90)
-            result.update(not_modified=True)
+            result.update(not_modified=True, **(await unchanged_counts(session, repo.repo_id)).as_dict())
         else:
             size = len(fetched.body)
             jobs.report_progress(

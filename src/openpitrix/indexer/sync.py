@@ -55,11 +55,59 @@ class SyncCounts:
         )
 
 
+async def unchanged_counts(session: AsyncSession, repo_id: str) -> SyncCounts:
+    """The counts of a re-index that found nothing new (the upstream answered 304)."""
+    apps = select(func.count()).where(apps_t.c.repo_id == repo_id, apps_t.c.status != DELETED)
+    return SyncCounts(
+        apps_unchanged=int((await session.execute(apps)).scalar_one()),
+        versions_unchanged=await count_live_versions(session, repo_id),
+    )
+
+
 async def count_live_versions(session: AsyncSession, repo_id: str) -> int:
     stmt = select(func.count()).where(
         versions_t.c.repo_id == repo_id, versions_t.c.status != DELETED
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+# PostgreSQL refuses a value longer than its bounded column and any NUL in text; either would
+# fail the whole sync on every retry, so such versions are skipped like unparseable entries.
+_BOUNDED = {
+    name: int(versions_t.c[name].type.length)
+    for name in ("name", "version", "app_version", "digest")
+}
+_TEXT = ("name", "version", "app_version", "description", "home", "icon", "digest", "package_url")
+
+
+def _unstorable(v: ChartVersion) -> str | None:
+    for field, limit in _BOUNDED.items():
+        if len(getattr(v, field)) > limit:
+            return f"{field} is longer than {limit} characters"
+    for field in _TEXT:
+        if "\x00" in getattr(v, field):
+            return f"{field} contains a NUL character"
+    return None
+
+
+def storable(index: ParsedIndex) -> ParsedIndex:
+    """The index without the versions the catalog cannot hold; those join `skipped`."""
+    charts: dict[str, list[ChartVersion]] = {}
+    skipped = list(index.skipped)
+    for name, versions in index.charts.items():
+        kept: list[ChartVersion] = []
+        for v in versions:
+            reason = _unstorable(v)
+            if reason is None:
+                kept.append(v)
+            else:
+                skipped.append(f"{name[:100]!r} version {v.version[:40]!r}: {reason}")
+        if kept:
+            charts[name] = kept
+    if len(skipped) == len(index.skipped):
+        return index
+    count = sum(len(versions) for versions in charts.values())
+    return ParsedIndex(charts=charts, version_count=count, skipped=skipped)
 
 
 def _app_meta(newest: ChartVersion) -> dict[str, Any]:
