@@ -9,6 +9,7 @@ plain subject filters, so neither scans unrelated events.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -20,9 +21,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError
 
 from openpitrix.settings import BusSettings
+
+log = logging.getLogger(__name__)
 
 COMMAND_PREFIX = "op.cmd"
 EVENT_PREFIX = "op.evt"
@@ -128,13 +131,14 @@ async def ensure_topology(js: JetStreamContext, settings: BusSettings) -> Topolo
         except BadRequestError:
             await js.update_stream(config=stream)
     for config in topo.consumers.values():
-        assert config.durable_name is not None
+        # Editable fields (ack_wait, max_deliver, backoff, ...) are updated in place.
         try:
             await js.add_consumer(settings.commands_stream, config=config)
-        except BadRequestError:
-            # An existing durable with other settings (a new deployment changed them): replace
-            # the editable fields in place; its delivery state is kept by the server.
+        except APIError as exc:
+            # A change the server cannot apply in place (e.g. deliver policy): recreate the
+            # durable. Unacked commands stay in the work-queue stream and go to the new one.
+            log.warning("recreating consumer %s: %s", config.durable_name, exc.description)
+            assert config.durable_name is not None
+            await js.delete_consumer(settings.commands_stream, config.durable_name)
             await js.add_consumer(settings.commands_stream, config=config)
-        except NotFoundError:
-            raise
     return topo

@@ -39,10 +39,10 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
     claim each due repo per interval.
     """
     now = utcnow()
-    async with ctx.db.session() as session:
+    async with ctx.db.read_session() as session:
         due = (
             await session.execute(
-                select(Repo.repo_id)
+                select(col(Repo.repo_id))
                 .where(col(Repo.status) == RepoStatus.ACTIVE, col(Repo.next_index_time) <= now)
                 .order_by(col(Repo.next_index_time))
                 .limit(SCHEDULE_BATCH)

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from nats.js import JetStreamContext
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -30,6 +30,8 @@ from openpitrix.outbox.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 SENT_RETENTION = timedelta(hours=1)
+# PostgreSQL advisory lock key shared by every relay of one database ("opoutb").
+RELAY_LOCK_KEY = 0x6F706F757462
 
 
 class OutboxRelay:
@@ -129,10 +131,15 @@ class OutboxRelay:
         )
 
     async def _publish_locked(self) -> int:
-        """PostgreSQL: row locks let relays of other processes skip rows this one holds."""
+        """PostgreSQL: relays take turns under a transaction-scoped advisory lock.
+
+        Skipping rows another relay holds (SKIP LOCKED) would publish later rows before earlier
+        ones; waiting for the lock instead, the next relay reads what is still unsent after the
+        previous one committed its `sent_at` marks.
+        """
         async with self._db.transaction() as session:
-            query = self._unsent().with_for_update(skip_locked=True)
-            rows = (await session.execute(query)).scalars().all()
+            await session.execute(select(func.pg_advisory_xact_lock(RELAY_LOCK_KEY)))
+            rows = (await session.execute(self._unsent())).scalars().all()
             if rows:
                 await self._publish(rows)
                 await self._mark_sent(session, rows)

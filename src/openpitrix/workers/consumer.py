@@ -49,7 +49,13 @@ class Consumer:
             while not self._stopping.is_set():
                 free = self._concurrency - len(self._inflight)
                 if free <= 0:
-                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                    # Every slot is busy: wait for one to free up or for stop, so the drain's
+                    # grace period starts at SIGTERM, not whenever a long command ends.
+                    stopping = asyncio.create_task(self._stopping.wait())
+                    await asyncio.wait(
+                        {*self._inflight, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    stopping.cancel()
                     continue
                 try:
                     msgs = await sub.fetch(
@@ -125,7 +131,7 @@ class Consumer:
         except Exception as exc:
             log.exception("manager=%s %s failed", self._manager.name, msg.subject)
             if delivery.last_attempt:
-                await self._give_up(msg, delivery, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+                await self._give_up(msg, delivery, INTERNAL_ERROR, _summary(exc))
             else:
                 await msg.nak(delay=self._delay(num_delivered))
         else:
@@ -152,3 +158,11 @@ class Consumer:
             await asyncio.sleep(self._heartbeat)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+
+
+def _summary(exc: Exception) -> str:
+    """What a job may record of an unexpected error: its type and first line, never the
+    multi-line detail (SQL statements and parameters) that only belongs in the logs."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"

@@ -23,12 +23,29 @@ class WorkerGroup:
 
     def start(self) -> None:
         for consumer, manager in zip(self._consumers, self._managers, strict=True):
-            self._tasks.append(asyncio.create_task(consumer.run(), name=f"consumer-{manager.name}"))
+            self._tasks.append(
+                asyncio.create_task(self._supervise(consumer, manager), name=f"consumer-{manager.name}")
+            )
             for duty in manager.periodic:
                 self._periodic.append(
                     asyncio.create_task(self._every(duty), name=f"periodic-{duty.name}")
                 )
         log.info("workers started: %s", ", ".join(m.name for m in self._managers))
+
+    async def _supervise(self, consumer: Consumer, manager: Manager) -> None:
+        """Keep a consumer running: a crash (say, NATS unreachable while binding) restarts it
+        after a pause instead of leaving a live process that does nothing."""
+        delay = 0.5
+        while True:
+            try:
+                await consumer.run()
+                return  # stopped on purpose
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s crashed; restarting in %.1f s", manager.name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def _every(self, duty: Periodic) -> None:
         while True:
