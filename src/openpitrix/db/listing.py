@@ -39,9 +39,9 @@ class ListSpec:
 def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
     word = word.strip()
     clauses: list[ColumnElement[bool]] = [col == word for col in spec.id_columns]
-    clauses += [
-        func.lower(col).contains(word.lower(), autoescape=True) for col in spec.text_columns
-    ]
+    # Both sides are lowered by the database: lowering the word in Python while SQLite's
+    # lower() only folds ASCII made non-ASCII text unfindable even when typed exactly.
+    clauses += [col.icontains(word, autoescape=True) for col in spec.text_columns]
     return or_(*clauses)
 
 
@@ -60,6 +60,10 @@ async def paginate(
         stmt = stmt.where(search_clause(spec, query.search_word))
     total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
     order = sort_col.desc() if query.reverse else sort_col.asc()
+    if getattr(sort_col.expression, "nullable", False):
+        # Rows without a value (a chart version with no `created`) go last either way; left
+        # to the database, PostgreSQL and SQLite would put them at opposite ends.
+        order = order.nulls_last()
     # A unique tie-breaker keeps pages stable when many rows share the sort value.
     tie = spec.id_columns[0]
     tie_order = tie.desc() if query.reverse else tie.asc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +19,7 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict, NotFound
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
-from openpitrix.jobs.schemas import TERMINAL_STATUSES
+from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
 from openpitrix.repos.models import Repo, RepoLabel
 from openpitrix.repos.schemas import (
     KeyValue,
@@ -197,6 +198,26 @@ async def list_repos(
 
 
 REINDEX_FIELDS = frozenset({"url", "credential", "providers", "visibility", "type"})
+# What the index fetch itself uses: a job already fetching with the old values is stale.
+FETCH_FIELDS = frozenset({"url", "credential", "type"})
+
+
+async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
+    stmt = select(Job).where(col(Job.job_id) == job_id).with_for_update()
+    result = await session.execute(stmt.execution_options(populate_existing=True))
+    return result.scalar_one_or_none()
+
+
+async def _supersede(session: AsyncSession, job: Job) -> None:
+    """Cancel an index job that fetches with settings the repo no longer has; the indexer
+    discards its result because the job is no longer working when it comes to write it."""
+    error = ErrorInfo(
+        code="repo_changed", message="the repo's url or credential changed while it was indexed"
+    )
+    for task in await jobs.tasks_of(session, job.job_id):
+        if task.status not in TERMINAL_STATUSES:
+            jobs.finish_task(session, job, task, JobStatus.CANCELLED, error=error)
+    jobs.finish_job(session, job, JobStatus.CANCELLED, message=error.message, error=error)
 
 
 async def update_repo(
@@ -205,12 +226,20 @@ async def update_repo(
     """Change the fields present; re-index when what the catalog depends on changed."""
     repo = await get_live_repo(session, repo_id)
     fields = data.model_fields_set
+    # Locked before the repo row is written, in the indexer's order (job, then repo), so a
+    # job finishing right now either ends first or sees itself superseded.
+    running = (
+        await _lock_job(session, repo.index_job_id)
+        if repo.index_job_id and fields & FETCH_FIELDS
+        else None
+    )
     if data.name is not None and data.name != repo.name:
         await _ensure_name_free(session, data.name, exclude=repo.repo_id)
         repo.name = data.name
     new_type = data.type or repo.type
     new_url = data.url or repo.url
-    if not new_url.startswith(f"{new_type}://"):
+    # urlsplit lower-cases the scheme, as create's check does: "HTTP://host" is an http URL.
+    if urlsplit(new_url).scheme != new_type:
         raise BadRequest(
             f"url {new_url!r} does not match type {new_type!r}", code="invalid_url"
         )
@@ -241,9 +270,11 @@ async def update_repo(
     repo.update_time = utcnow()
     job = None
     if changed & REINDEX_FIELDS:
-        if changed & {"url", "credential", "type"}:
+        if changed & FETCH_FIELDS:
             # Validators of another URL or identity say nothing about the new one.
             repo.index_etag = repo.index_last_modified = None
+            if running is not None and running.status == JobStatus.WORKING:
+                await _supersede(session, running)
         job, _ = await request_index(session, repo, force=False, reason="repo changed")
     await session.flush()
     return repo, job

@@ -135,9 +135,18 @@ class Consumer:
             else:
                 await msg.nak(delay=self._delay(num_delivered))
         else:
-            await msg.ack()
+            await self._ack(msg)
         finally:
             beat.cancel()
+
+    async def _ack(self, msg: Msg) -> None:
+        # Wait for the server to confirm: a worker that drains and exits right after must not
+        # leave its finished command to be redelivered (harmless, handlers are idempotent,
+        # but wasted work).
+        try:
+            await msg.ack_sync(timeout=5)
+        except Exception as exc:
+            log.warning("manager=%s ack of %s unconfirmed: %s", self._manager.name, msg.subject, exc)
 
     def _delay(self, num_delivered: int) -> float:
         return self._backoff[min(num_delivered, len(self._backoff)) - 1]
