@@ -44,7 +44,10 @@ async def _create_pg_database(base_url: str) -> tuple[str, str]:
     url = make_url(base_url)
     name = f"op_test_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
         database=url.database or "postgres",
     )
     try:
@@ -57,7 +60,10 @@ async def _create_pg_database(base_url: str) -> tuple[str, str]:
 async def _drop_pg_database(base_url: str, name: str) -> None:
     url = make_url(base_url)
     conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
         database=url.database or "postgres",
     )
     try:
@@ -81,7 +87,9 @@ async def database_url(tmp_session: Path) -> AsyncIterator[str]:
         yield url
 
 
-def make_settings(database_url: str, nats_url: str, data_dir: Path, **overrides: object) -> Settings:
+def make_settings(
+    database_url: str, nats_url: str, data_dir: Path, **overrides: object
+) -> Settings:
     """Settings tuned for tests: short redelivery timers so crash recovery is quick."""
     settings = Settings(
         data_dir=data_dir,
@@ -123,7 +131,9 @@ class LiveServer:
         self.app = create_app(settings, run_workers=run_workers)
         self._sock = _bind_loopback()
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=5
+        )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None

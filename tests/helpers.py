@@ -72,7 +72,9 @@ def repo_body(name: str, url: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
-async def create_repo(client: httpx.AsyncClient, name: str, url: str, **extra: Any) -> dict[str, Any]:
+async def create_repo(
+    client: httpx.AsyncClient, name: str, url: str, **extra: Any
+) -> dict[str, Any]:
     resp = await client.post("/v1/repos", json=repo_body(name, url, **extra))
     assert resp.status_code == 201, resp.text
     data: dict[str, Any] = resp.json()

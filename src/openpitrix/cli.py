@@ -21,7 +21,9 @@ from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
 from openpitrix.workers.service import Manager, WorkerContext
 
-app = typer.Typer(help="OpenPitrix: multi-cloud application management server.", no_args_is_help=True)
+app = typer.Typer(
+    help="OpenPitrix: multi-cloud application management server.", no_args_is_help=True
+)
 log = logging.getLogger("openpitrix")
 
 HostOpt = Annotated[str | None, typer.Option(help="Listen address (default from settings).")]
@@ -72,9 +74,13 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
 def worker(
     manager: Annotated[
         list[str] | None,
-        typer.Option(help=f"Manager to run (repeatable; default all): {', '.join(MANAGER_FACTORIES)}."),
+        typer.Option(
+            help=f"Manager to run (repeatable; default all): {', '.join(MANAGER_FACTORIES)}."
+        ),
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="Commands handled at once.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Commands handled at once.")
+    ] = None,
 ) -> None:
     """Run manager workers until SIGTERM/SIGINT, then drain in-flight commands."""
     settings = _settings()

@@ -18,5 +18,7 @@ def build_managers(names: list[str] | None) -> list[Manager]:
     chosen = names or list(MANAGER_FACTORIES)
     unknown = [n for n in chosen if n not in MANAGER_FACTORIES]
     if unknown:
-        raise ValueError(f"unknown manager(s): {', '.join(unknown)}; known: {', '.join(MANAGER_FACTORIES)}")
+        raise ValueError(
+            f"unknown manager(s): {', '.join(unknown)}; known: {', '.join(MANAGER_FACTORIES)}"
+        )
     return [MANAGER_FACTORIES[n]() for n in chosen]

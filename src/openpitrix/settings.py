@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class BusSettings(BaseModel):
     """JetStream streams and consumer behaviour."""
 
-    commands_stream: str = Field("OP_CMD", description="Work-queue stream holding op.cmd.> commands.")
+    commands_stream: str = Field(
+        "OP_CMD", description="Work-queue stream holding op.cmd.> commands."
+    )
     events_stream: str = Field("OP_EVT", description="Limits stream holding op.evt.> events.")
     events_max_age_seconds: int = Field(7 * 24 * 3600, description="How long events are kept.")
     duplicate_window_seconds: int = Field(

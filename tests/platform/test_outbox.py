@@ -52,8 +52,10 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
     assert [m.headers["Nats-Msg-Id"] for m in got if m.headers] == ids
     async with db.read_session() as session:
         rows = (
-            await session.execute(select(OutboxMessage).where(col(OutboxMessage.msg_id).in_(ids)))
-        ).scalars().all()
+            (await session.execute(select(OutboxMessage).where(col(OutboxMessage.msg_id).in_(ids))))
+            .scalars()
+            .all()
+        )
     assert all(r.sent_at is not None for r in rows)
 
 
@@ -61,7 +63,7 @@ async def test_rolled_back_transaction_publishes_nothing(
     db: Database, js: JetStreamContext, settings: Settings
 ) -> None:
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen inside the txn
         async with db.transaction() as session:
             enqueue(session, subject, {"n": 1})
             raise RuntimeError("the use case failed")

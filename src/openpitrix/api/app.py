@@ -50,7 +50,9 @@ def create_app(
                 http=platform.http,
                 executor=executor_name(),
             )
-            group = WorkerGroup(ctx, build_managers(managers), concurrency=settings.worker.concurrency)
+            group = WorkerGroup(
+                ctx, build_managers(managers), concurrency=settings.worker.concurrency
+            )
             group.start()
         try:
             yield

@@ -42,7 +42,8 @@ class EmbeddedNats:
     async def start(self, timeout: float = 15.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.store_dir / "nats-server.log"
-        self._proc = subprocess.Popen(
+        # Popen returns at once (it does not wait for the child), so it does not block the loop.
+        self._proc = subprocess.Popen(  # noqa: ASYNC220
             [
                 nats_server_binary(),
                 "-a",
@@ -61,7 +62,9 @@ class EmbeddedNats:
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self._proc.returncode}; see {log_file}")
+                raise RuntimeError(
+                    f"nats-server exited with {self._proc.returncode}; see {log_file}"
+                )
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.close()

@@ -12,7 +12,12 @@ from typing import Any
 import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
@@ -85,9 +90,12 @@ class Database:
         On SQLite the process's writers queue on an asyncio lock: waiting in SQLite's busy
         handler instead would sleep in 1-25 ms steps while the lock is free again long before.
         """
-        async with self._write_lock or contextlib.nullcontext():
-            async with self.sessionmaker() as session, session.begin():
-                yield session
+        async with (
+            self._write_lock or contextlib.nullcontext(),
+            self.sessionmaker() as session,
+            session.begin(),
+        ):
+            yield session
 
     def read_session(self) -> AsyncSession:
         """For reads only: on SQLite it neither waits for nor blocks writers."""

@@ -16,7 +16,7 @@ from openpitrix.outbox.writer import enqueue
 def emit_event(
     session: AsyncSession,
     *,
-    type: EventType,  # noqa: A002 - mirrors the event field
+    type: EventType,
     owner: str,
     resource_kind: str,
     resource_id: str,

@@ -18,7 +18,7 @@ router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "A text/event-stream: `id:` sequence, `event:` type, `data:` the event JSON.",
+        "description": "text/event-stream: `id:` sequence, `event:` type, `data:` event JSON.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }

@@ -41,13 +41,17 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
     now = utcnow()
     async with ctx.db.read_session() as session:
         due = (
-            await session.execute(
-                select(col(Repo.repo_id))
-                .where(col(Repo.status) == RepoStatus.ACTIVE, col(Repo.next_index_time) <= now)
-                .order_by(col(Repo.next_index_time))
-                .limit(SCHEDULE_BATCH)
+            (
+                await session.execute(
+                    select(col(Repo.repo_id))
+                    .where(col(Repo.status) == RepoStatus.ACTIVE, col(Repo.next_index_time) <= now)
+                    .order_by(col(Repo.next_index_time))
+                    .limit(SCHEDULE_BATCH)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     for repo_id in due:
         async with ctx.db.transaction() as session:
             repo = await session.get(Repo, repo_id)

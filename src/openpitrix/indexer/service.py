@@ -57,7 +57,13 @@ async def _begin(db: Database, job_id: str, executor: str) -> tuple[RepoSnapshot
         task = (await jobs.tasks_of(session, job_id))[0]
         await jobs.start_task(session, job, task, executor)
         if repo is None or repo.status == RepoStatus.DELETED:
-            _fail(session, job, task, repo, ErrorInfo(code=REPO_DELETED, message="the repo was deleted"))
+            _fail(
+                session,
+                job,
+                task,
+                repo,
+                ErrorInfo(code=REPO_DELETED, message="the repo was deleted"),
+            )
             return None
         snapshot = RepoSnapshot(
             repo_id=repo.repo_id,
@@ -101,9 +107,7 @@ def _release_repo(repo: Repo, job: Job, status: str, error: str | None) -> None:
     repo.last_index_error = error
 
 
-def _fail(
-    session: AsyncSession, job: Job, task: Task, repo: Repo | None, error: ErrorInfo
-) -> None:
+def _fail(session: AsyncSession, job: Job, task: Task, repo: Repo | None, error: ErrorInfo) -> None:
     jobs.finish_task(session, job, task, JobStatus.FAILED, error=error)
     jobs.finish_job(session, job, JobStatus.FAILED, message=error.message, error=error)
     if repo is not None:
@@ -170,12 +174,20 @@ async def run_index_job(
             return
         job, task, repo = locked
         if repo.status == RepoStatus.DELETED:
-            _fail(session, job, task, repo, ErrorInfo(code=REPO_DELETED, message="the repo was deleted"))
+            _fail(
+                session,
+                job,
+                task,
+                repo,
+                ErrorInfo(code=REPO_DELETED, message="the repo was deleted"),
+            )
             return
         result: dict[str, Any] = {"fetch_seconds": round(fetched.elapsed_seconds, 3)}
         if parsed is None:
             jobs.report_progress(session, job, task, "index unchanged (HTTP 304)", progress=90)
-            result.update(not_modified=True, **(await unchanged_counts(session, repo.repo_id)).as_dict())
+            result.update(
+                not_modified=True, **(await unchanged_counts(session, repo.repo_id)).as_dict()
+            )
         else:
             size = len(fetched.body)
             jobs.report_progress(
@@ -185,7 +197,11 @@ async def run_index_job(
                 f"fetched index: {_mb(size)}, {parsed.version_count} versions "
                 f"of {len(parsed.charts)} charts",
                 progress=40,
-                data={"bytes": size, "versions": parsed.version_count, "charts": len(parsed.charts)},
+                data={
+                    "bytes": size,
+                    "versions": parsed.version_count,
+                    "charts": len(parsed.charts),
+                },
             )
             for reason in parsed.skipped[:20]:
                 jobs.report_progress(session, job, task, f"skipped entry: {reason}")
@@ -248,4 +264,6 @@ async def validate_repo(
         parsed = await asyncio.to_thread(helm.parse_index, fetched.body, data.url)
     except helm.IndexFetchError as exc:
         return RepoValidation(ok=False, error=ErrorInfo(code=exc.code, message=exc.message))
-    return RepoValidation(ok=True, chart_count=len(parsed.charts), version_count=parsed.version_count)
+    return RepoValidation(
+        ok=True, chart_count=len(parsed.charts), version_count=parsed.version_count
+    )

@@ -277,6 +277,8 @@ async def delete_catalog(session: AsyncSession, repo_id: str) -> tuple[int, int]
         .values(**values)
     )
     apps = await session.execute(
-        update(apps_t).where(apps_t.c.repo_id == repo_id, apps_t.c.status != DELETED).values(**values)
+        update(apps_t)
+        .where(apps_t.c.repo_id == repo_id, apps_t.c.status != DELETED)
+        .values(**values)
     )
     return int(apps.rowcount), int(versions.rowcount)  # type: ignore[attr-defined]

@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 from openpitrix.api.deps import Filter, ListDep, PlatformDep, SessionDep, SettingsDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
-from openpitrix.jobs.stream import job_event_stream
 from openpitrix.jobs import service
 from openpitrix.jobs.schemas import JobPage, JobRead, TaskPage
+from openpitrix.jobs.stream import job_event_stream
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -49,7 +49,9 @@ async def get_job(job_id: str, session: SessionDep) -> JobRead:
 async def list_tasks(
     session: SessionDep, query: ListDep, job_id: Filter = None, status: Filter = None
 ) -> TaskPage:
-    total, items = await service.list_tasks(session, query, job_id=job_id or (), status=status or ())
+    total, items = await service.list_tasks(
+        session, query, job_id=job_id or (), status=status or ()
+    )
     return TaskPage(total_count=total, items=items)
 
 
@@ -65,7 +67,11 @@ async def stream_job_events(
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Resume after this sequence (for clients that cannot send Last-Event-ID).")
+        int | None,
+        Query(
+            ge=0,
+            description="Resume after this sequence (for clients that cannot send Last-Event-ID).",
+        ),
     ] = None,
 ) -> StreamingResponse:
     """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),

@@ -1,4 +1,4 @@
-"""Job and task state machines. Transitions are guarded UPDATEs, so a redelivered command is harmless."""
+"""Job and task state machines: guarded UPDATEs make a redelivered command harmless."""
 
 from __future__ import annotations
 
@@ -160,7 +160,9 @@ async def start_task(session: AsyncSession, job: Job, task: Task, executor: str)
     task.attempts += 1
     task.start_time = task.start_time or now
     task.status_time = now
-    _task_event(session, job, task, EventType.TASK_STATUS, task.status, f"task {task.action} started")
+    _task_event(
+        session, job, task, EventType.TASK_STATUS, task.status, f"task {task.action} started"
+    )
 
 
 def _task_event(
@@ -202,7 +204,14 @@ def report_progress(
     if progress is not None:
         job.progress = progress
     _task_event(
-        session, job, task, EventType.TASK_PROGRESS, task.status, message, progress=progress, data=data
+        session,
+        job,
+        task,
+        EventType.TASK_PROGRESS,
+        task.status,
+        message,
+        progress=progress,
+        data=data,
     )
 
 
@@ -256,18 +265,26 @@ def finish_job(
 
 async def tasks_of(session: AsyncSession, job_id: str) -> list[Task]:
     rows = await session.execute(
-        select(Task).where(col(Task.job_id) == job_id).order_by(col(Task.layer), col(Task.create_time))
+        select(Task)
+        .where(col(Task.job_id) == job_id)
+        .order_by(col(Task.layer), col(Task.create_time))
     )
     return list(rows.scalars().all())
 
 
 def task_read(task: Task) -> TaskRead:
-    error = ErrorInfo(code=task.error_code, message=task.error_message or "") if task.error_code else None
+    error = (
+        ErrorInfo(code=task.error_code, message=task.error_message or "")
+        if task.error_code
+        else None
+    )
     return TaskRead.model_validate({**task.model_dump(), "error": error})
 
 
 def job_read(job: Job, tasks: Sequence[Task] = ()) -> JobRead:
-    error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    error = (
+        ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    )
     return JobRead.model_validate(
         {**job.model_dump(), "error": error, "tasks": [task_read(t) for t in tasks]}
     )
@@ -303,7 +320,11 @@ async def list_jobs(
 
 
 async def list_tasks(
-    session: AsyncSession, query: ListQuery, *, job_id: Sequence[str] = (), status: Sequence[str] = ()
+    session: AsyncSession,
+    query: ListQuery,
+    *,
+    job_id: Sequence[str] = (),
+    status: Sequence[str] = (),
 ) -> tuple[int, list[TaskRead]]:
     stmt = select(Task)
     if job_id:

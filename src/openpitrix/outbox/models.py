@@ -19,7 +19,9 @@ class OutboxMessage(SQLModel, table=True):
     msg_id: str = Field(max_length=40, unique=True)
     subject: str = Field(max_length=300)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    headers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    headers: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONType, nullable=False)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -13,12 +13,10 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-
 from typing import Any
 
 import asyncpg
 from nats.js import JetStreamContext
-
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col

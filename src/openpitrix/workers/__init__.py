@@ -1,1 +1,1 @@
-"""Manager workers: consume commands from JetStream with bounded concurrency and drain on SIGTERM."""
+"""Manager workers: consume commands with bounded concurrency, drain on SIGTERM."""

@@ -77,11 +77,13 @@ class Consumer:
                 await sub.unsubscribe()
 
     async def _drain(self) -> None:
-        """Let in-flight commands finish within the grace period; nak the rest for another worker."""
+        """Let in-flight commands finish in the grace period; nak the rest for another worker."""
         if not self._inflight:
             return
         grace = self._ctx.settings.worker.drain_seconds
-        log.info("manager=%s draining %d in-flight commands", self._manager.name, len(self._inflight))
+        log.info(
+            "manager=%s draining %d in-flight commands", self._manager.name, len(self._inflight)
+        )
         _, pending = await asyncio.wait(self._inflight, timeout=grace)
         for task in pending:
             task.cancel()
@@ -127,7 +129,9 @@ class Consumer:
                 await self._give_up(msg, delivery, "retries_exhausted", str(exc))
             else:
                 log.warning("manager=%s %s retry: %s", self._manager.name, msg.subject, exc)
-                await msg.nak(delay=exc.delay if exc.delay is not None else self._delay(num_delivered))
+                await msg.nak(
+                    delay=exc.delay if exc.delay is not None else self._delay(num_delivered)
+                )
         except Exception as exc:
             log.exception("manager=%s %s failed", self._manager.name, msg.subject)
             if delivery.last_attempt:
@@ -146,7 +150,9 @@ class Consumer:
         try:
             await msg.ack_sync(timeout=5)
         except Exception as exc:
-            log.warning("manager=%s ack of %s unconfirmed: %s", self._manager.name, msg.subject, exc)
+            log.warning(
+                "manager=%s ack of %s unconfirmed: %s", self._manager.name, msg.subject, exc
+            )
 
     def _delay(self, num_delivered: int) -> float:
         return self._backoff[min(num_delivered, len(self._backoff)) - 1]

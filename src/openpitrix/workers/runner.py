@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class WorkerGroup:
-    def __init__(self, ctx: WorkerContext, managers: Sequence[Manager], *, concurrency: int) -> None:
+    def __init__(
+        self, ctx: WorkerContext, managers: Sequence[Manager], *, concurrency: int
+    ) -> None:
         self._ctx = ctx
         self._managers = list(managers)
         self._consumers = [Consumer(ctx, m, concurrency=concurrency) for m in managers]
@@ -24,7 +26,9 @@ class WorkerGroup:
     def start(self) -> None:
         for consumer, manager in zip(self._consumers, self._managers, strict=True):
             self._tasks.append(
-                asyncio.create_task(self._supervise(consumer, manager), name=f"consumer-{manager.name}")
+                asyncio.create_task(
+                    self._supervise(consumer, manager), name=f"consumer-{manager.name}"
+                )
             )
             for duty in manager.periodic:
                 self._periodic.append(
