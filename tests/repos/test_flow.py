@@ -19,7 +19,9 @@ async def test_created_repo_is_indexed_and_its_apps_listed(
     assert job["result"]["apps_added"] == 2
     assert job["result"]["versions_added"] == 3
 
-    resp = await client.get("/v1/apps", params={"repo_id": repo["repo_id"], "sort_key": "name", "reverse": False})
+    resp = await client.get(
+        "/v1/apps", params={"repo_id": repo["repo_id"], "sort_key": "name", "reverse": False}
+    )
     page = resp.json()
     assert page["total_count"] == 2
     nginx = page["items"][0]
@@ -51,5 +53,7 @@ async def test_job_stream_reports_steps_then_ends_and_resumes_without_duplicates
 
     resumed = await read_sse(client, f"/v1/jobs/{job_id}/events", last_event_id=ids[2])
     assert [f["id"] for f in resumed] == ids[3:]
-    after_end = await read_sse(client, f"/v1/jobs/{job_id}/events", last_event_id=ids[-1], timeout=10)
+    after_end = await read_sse(
+        client, f"/v1/jobs/{job_id}/events", last_event_id=ids[-1], timeout=10
+    )
     assert after_end == []

@@ -22,7 +22,9 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] = {}
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
     body = ErrorBody(error=code, message=message, details=details or {})
     return JSONResponse(status_code=status, content=body.model_dump())
 
@@ -54,7 +56,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _clean(errors: list[Any]) -> list[dict[str, Any]]:
     # Only location, message and type: never echo inputs back (they may hold secrets).
     return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": e.get("type"),
+        }
         for e in errors
     ]
 
@@ -68,7 +74,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean(list(exc.errors()))
         if any(e["type"] == "json_invalid" for e in errors):
-            return error_response(400, "invalid_json", "the request body is not valid JSON", {"errors": errors})
+            return error_response(
+                400, "invalid_json", "the request body is not valid JSON", {"errors": errors}
+            )
         if all(e["loc"] and e["loc"][0] != "body" for e in errors):
             first = errors[0]
             where = ".".join(first["loc"][1:]) or first["loc"][0]
@@ -77,7 +85,9 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         first = errors[0]
         where = ".".join(first["loc"][1:]) or "body"
-        return error_response(422, "validation_error", f"{where}: {first['msg']}", {"errors": errors})
+        return error_response(
+            422, "validation_error", f"{where}: {first['msg']}", {"errors": errors}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -23,7 +23,12 @@ async def list_apps(
 ) -> AppPage:
     """List apps. Deleted apps show only when asked for with `status=deleted`."""
     total, items = await service.list_apps(
-        session, query, repo_id=repo_id or (), app_id=app_id or (), name=name or (), status=status or ()
+        session,
+        query,
+        repo_id=repo_id or (),
+        app_id=app_id or (),
+        name=name or (),
+        status=status or (),
     )
     return AppPage(total_count=total, items=items)
 

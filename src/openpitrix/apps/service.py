@@ -36,7 +36,11 @@ VERSION_LIST = ListSpec(
     },
     default_sort="created",
     id_columns=[col(AppVersion.version_id)],
-    text_columns=[col(AppVersion.version), col(AppVersion.description), col(AppVersion.app_version)],
+    text_columns=[
+        col(AppVersion.version),
+        col(AppVersion.description),
+        col(AppVersion.app_version),
+    ],
 )
 
 
@@ -58,7 +62,9 @@ async def list_apps(
         if values:
             stmt = stmt.where(column.in_(values))
     stmt = (
-        stmt.where(col(App.status).in_(status)) if status else stmt.where(col(App.status) != DELETED)
+        stmt.where(col(App.status).in_(status))
+        if status
+        else stmt.where(col(App.status) != DELETED)
     )
     total, rows = await paginate(session, stmt, APP_LIST, query)
     return total, [AppRead.model_validate(r) for r in rows]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Mapped
 
 from openpitrix.errors import BadRequest
 
@@ -30,10 +30,10 @@ class ListQuery:
 class ListSpec:
     """What one resource's list may sort and search by."""
 
-    sort_keys: Mapping[str, InstrumentedAttribute[Any]]
+    sort_keys: Mapping[str, Mapped[Any]]
     default_sort: str
-    id_columns: Sequence[InstrumentedAttribute[Any]]
-    text_columns: Sequence[InstrumentedAttribute[Any]]
+    id_columns: Sequence[Mapped[Any]]
+    text_columns: Sequence[Mapped[Any]]
 
 
 def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
@@ -46,7 +46,7 @@ def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
 
 
 async def paginate(
-    session: AsyncSession, stmt: Select[tuple[T]], spec: ListSpec, query: ListQuery
+    session: AsyncSession, stmt: Select[T], spec: ListSpec, query: ListQuery
 ) -> tuple[int, Sequence[T]]:
     sort_name = query.sort_key or spec.default_sort
     sort_col = spec.sort_keys.get(sort_name)
@@ -60,7 +60,7 @@ async def paginate(
         stmt = stmt.where(search_clause(spec, query.search_word))
     total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
     order = sort_col.desc() if query.reverse else sort_col.asc()
-    if getattr(sort_col.expression, "nullable", False):
+    if getattr(getattr(sort_col, "expression", None), "nullable", False):
         # Rows without a value (a chart version with no `created`) go last either way; left
         # to the database, PostgreSQL and SQLite would put them at opposite ends.
         order = order.nulls_last()
@@ -68,7 +68,11 @@ async def paginate(
     tie = spec.id_columns[0]
     tie_order = tie.desc() if query.reverse else tie.asc()
     rows = (
-        (await session.execute(stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)))
+        (
+            await session.execute(
+                stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)
+            )
+        )
         .scalars()
         .all()
     )

@@ -27,7 +27,7 @@ def job_event_stream(
         """The job ended, its last event is published, and the client has seen it."""
         async with platform.db.read_session() as session:
             status = (
-                await session.execute(select(Job.status).where(col(Job.job_id) == job.job_id))
+                await session.execute(select(col(Job.status)).where(col(Job.job_id) == job.job_id))
             ).scalar_one()
             if status not in TERMINAL_STATUSES:
                 return False

@@ -106,7 +106,7 @@ class OutboxRelay:
             return await self._publish_locked()
         return await self._publish_unlocked()
 
-    def _unsent(self) -> Select[tuple[OutboxMessage]]:
+    def _unsent(self) -> Select[OutboxMessage]:
         return (
             select(OutboxMessage)
             .where(col(OutboxMessage.sent_at).is_(None))

@@ -31,7 +31,8 @@ SYSTEM_OWNER, SYSTEM_PATH = "system", ":system"  # until identity (issue 3) adds
 async def create_repo(
     data: RepoCreate, session: SessionDep, settings: SettingsDep, response: Response
 ) -> RepoCreated:
-    """Create a repo and start its first index job (follow it at `/v1/jobs/{index_job_id}/events`)."""
+    """Create a repo and start its first index job; follow it at
+    `/v1/jobs/{index_job_id}/events`."""
     repo, job = await service.create_repo(
         session, data, owner=SYSTEM_OWNER, owner_path=SYSTEM_PATH, settings=settings
     )
@@ -45,7 +46,7 @@ async def list_repos(
     session: SessionDep,
     query: ListDep,
     name: Filter = None,
-    type: Filter = None,  # noqa: A002 - the API's field name
+    type: Filter = None,
     visibility: Filter = None,
     status: Filter = None,
     provider: Filter = None,
@@ -71,7 +72,9 @@ async def list_repos(
 
 
 @router.post("/validate", operation_id="validate_repo")
-async def validate(data: RepoValidate, platform: PlatformDep, settings: SettingsDep) -> RepoValidation:
+async def validate(
+    data: RepoValidate, platform: PlatformDep, settings: SettingsDep
+) -> RepoValidation:
     """Check that a repo URL is reachable and serves a parseable index, without storing it."""
     return await validate_repo(platform.http, settings.indexer, data)
 
@@ -96,7 +99,9 @@ async def delete_repo(repo_id: str, session: SessionDep, response: Response) -> 
     """Soft-delete a repo; a job marks its apps and versions deleted."""
     repo, job = await service.delete_repo(session, repo_id)
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
-    return RepoJobAccepted.model_validate({**service.repo_read(repo).model_dump(), "job_id": job.job_id})
+    return RepoJobAccepted.model_validate(
+        {**service.repo_read(repo).model_dump(), "job_id": job.job_id}
+    )
 
 
 @router.post("/{repo_id}/index", status_code=status.HTTP_202_ACCEPTED, operation_id="index_repo")
@@ -112,4 +117,6 @@ async def index_repo(
         session, repo, force=bool(data and data.force), reason="requested"
     )
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
-    return RepoJobAccepted.model_validate({**service.repo_read(repo).model_dump(), "job_id": job.job_id})
+    return RepoJobAccepted.model_validate(
+        {**service.repo_read(repo).model_dump(), "job_id": job.job_id}
+    )

@@ -91,7 +91,8 @@ class RepoCredential(BaseModel):
     def to_storage(self) -> dict[str, str]:
         if self.token is not None:
             return {"token": self.token.get_secret_value()}
-        assert self.username is not None and self.password is not None
+        assert self.username is not None
+        assert self.password is not None
         return {"username": self.username, "password": self.password.get_secret_value()}
 
 
@@ -139,7 +140,10 @@ class RepoCreate(BaseModel):
     app_default_status: AppDefaultStatus = AppDefaultStatus.ACTIVE
     credential: RepoCredential | None = None
     index_interval_seconds: int | None = Field(
-        None, ge=1, le=30 * 24 * 3600, description="Periodic re-index interval; default from settings."
+        None,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="Periodic re-index interval; default from settings.",
     )
 
     @model_validator(mode="after")
@@ -218,7 +222,9 @@ class RepoCreated(RepoRead):
 
 
 class RepoJobAccepted(RepoRead):
-    job_id: str = Field(description="The job doing the work; follow it at /v1/jobs/{job_id}/events.")
+    job_id: str = Field(
+        description="The job doing the work; follow it at /v1/jobs/{job_id}/events."
+    )
 
 
 class IndexRequest(BaseModel):
@@ -251,7 +257,8 @@ class RepoValidation(BaseModel):
 
 
 def parse_label_filter(raw: list[str] | None, name: str) -> dict[str, list[str]]:
-    """`?label=env=prod&label=env=dev&label=tier=web` -> {"env": ["prod","dev"], "tier": ["web"]}."""
+    """`?label=env=prod&label=env=dev&label=tier=web` -> {"env": ["prod", "dev"],
+    "tier": ["web"]}."""
     result: dict[str, list[str]] = {}
     for item in raw or []:
         key, sep, value = item.partition("=")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -76,7 +76,9 @@ async def get_repo(session: AsyncSession, repo_id: str) -> Repo:
 
 
 async def _ensure_name_free(session: AsyncSession, name: str, exclude: str | None = None) -> None:
-    stmt = select(Repo.repo_id).where(col(Repo.name) == name, col(Repo.status) != RepoStatus.DELETED)
+    stmt = select(col(Repo.repo_id)).where(
+        col(Repo.name) == name, col(Repo.status) != RepoStatus.DELETED
+    )
     if exclude:
         stmt = stmt.where(col(Repo.repo_id) != exclude)
     if (await session.execute(stmt.limit(1))).first() is not None:
@@ -140,7 +142,9 @@ async def create_repo(
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent create took the name between check and insert
-        raise Conflict(f"a repo named {data.name!r} already exists", code="repo_name_taken") from exc
+        raise Conflict(
+            f"a repo named {data.name!r} already exists", code="repo_name_taken"
+        ) from exc
     job, _ = await request_index(session, repo, force=False, reason="repo created")
     return repo, job
 
@@ -157,7 +161,7 @@ class RepoFilters:
     owner: Sequence[str] = ()
 
 
-def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[object]:
+def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[ColumnElement[bool]]:
     """Every key must match; the values given for one key are alternatives."""
     return [
         exists().where(
@@ -240,9 +244,7 @@ async def update_repo(
     new_url = data.url or repo.url
     # urlsplit lower-cases the scheme, as create's check does: "HTTP://host" is an http URL.
     if urlsplit(new_url).scheme != new_type:
-        raise BadRequest(
-            f"url {new_url!r} does not match type {new_type!r}", code="invalid_url"
-        )
+        raise BadRequest(f"url {new_url!r} does not match type {new_type!r}", code="invalid_url")
     changed: set[str] = set()
     for name in ("type", "url", "visibility", "app_default_status", "description"):
         value = getattr(data, name)
@@ -254,7 +256,9 @@ async def update_repo(
         if providers != repo.providers:
             repo.providers = providers
             changed.add("providers")
-            await _replace_attrs(session, repo.repo_id, PROVIDER, [("provider", p) for p in providers])
+            await _replace_attrs(
+                session, repo.repo_id, PROVIDER, [("provider", p) for p in providers]
+            )
     if "credential" in fields:
         stored = data.credential.to_storage() if data.credential else None
         if stored != repo.credential:
@@ -298,7 +302,7 @@ async def request_index(
     if repo.status == RepoStatus.DELETED:
         raise Conflict(f"repo {repo.repo_id!r} is deleted", code="repo_deleted")
     job_id = ids.new_id(ids.JOB)
-    finished = select(Job.job_id).where(col(Job.status).in_(TERMINAL_STATUSES))
+    finished = select(col(Job.job_id)).where(col(Job.status).in_(TERMINAL_STATUSES))
     claimed = await session.execute(
         update(Repo)
         .where(
