@@ -40,32 +40,31 @@ async def nats_url(tmp_session: Path) -> AsyncIterator[str]:
     server.stop()
 
 
-async def _create_pg_database(base_url: str) -> tuple[str, str]:
+async def _admin_connection(base_url: str) -> asyncpg.Connection:
     url = make_url(base_url)
-    name = f"op_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(
+    return await asyncpg.connect(
         host=url.host,
         port=url.port or 5432,
         user=url.username,
         password=url.password,
         database=url.database or "postgres",
     )
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, str]:
+    """A fresh database beside `base_url`'s, so a run never sees an earlier run's rows."""
+    name = f"op_test_{uuid.uuid4().hex[:10]}"
+    conn = await _admin_connection(base_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return url.set(database=name).render_as_string(hide_password=False), name
+    url = make_url(base_url).set(database=name)
+    return url.render_as_string(hide_password=False), name
 
 
 async def _drop_pg_database(base_url: str, name: str) -> None:
-    url = make_url(base_url)
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database or "postgres",
-    )
+    conn = await _admin_connection(base_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -79,3 +81,28 @@ async def create_repo(
     assert resp.status_code == 201, resp.text
     data: dict[str, Any] = resp.json()
     return data
+
+
+def closed_url(scheme: str = "http", path: str = "") -> str:
+    """A URL on a loopback port nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"{scheme}://127.0.0.1:{port}"
+    return f"{base}/{path}" if path else base
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The API's one error shape, with the expected status and stable code."""
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert set(body) == {"error", "message", "details"}, body
+    assert body["error"] == code, body
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    assert isinstance(body["details"], dict)
+    return body
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -12,23 +12,11 @@ import pytest
 import yaml
 
 from tests.conftest import unique
-from tests.helpers import create_repo, wait_job
+from tests.helpers import assert_error, create_repo, wait_job, when
 from tests.support.charts import ChartSpec, write_index
 from tests.support.http_repo import RepoServer
 
 Params = list[tuple[str, str | int]]
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body: dict[str, Any] = resp.json()
-    assert set(body) == {"error", "message", "details"}, body
-    assert body["error"] == code, body
-    return body
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def indexed(client: httpx.AsyncClient, url: str, **extra: Any) -> dict[str, Any]:

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import create_repo, wait_job
+from tests.helpers import assert_error, closed_url, create_repo, wait_job, when
 from tests.support.http_repo import RepoServer
 
 Params = list[tuple[str, str | int]]
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body: dict[str, Any] = resp.json()
-    assert set(body) == {"error", "message", "details"}, body
-    assert body["error"] == code, body
-    return body
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def jobs(client: httpx.AsyncClient, params: Params) -> dict[str, Any]:
@@ -68,7 +47,7 @@ async def test_job_list_filters_by_resource_action_status_and_kind(
     client: httpx.AsyncClient, chart_repo: RepoServer
 ) -> None:
     repo, index_job, delete_job = await indexed_then_deleted(client, chart_repo.url)
-    failed = await create_repo(client, unique(), closed_port_url())
+    failed = await create_repo(client, unique(), closed_url())
     failed_job = await wait_job(client, failed["index_job_id"])
     assert failed_job["status"] == "failed"
 
@@ -180,7 +159,7 @@ async def test_successful_job_shows_its_lifecycle_result_and_tasks(
 
 
 async def test_failed_job_shows_status_failed_and_an_error(client: httpx.AsyncClient) -> None:
-    repo = await create_repo(client, unique(), closed_port_url())
+    repo = await create_repo(client, unique(), closed_url())
     job = await wait_job(client, repo["index_job_id"])
     assert job["status"] == "failed", job
     assert set(job["error"]) == {"code", "message"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import create_repo, read_sse, repo_body, wait_job
+from tests.helpers import assert_error, closed_url, create_repo, read_sse, repo_body, wait_job
 from tests.support.charts import ChartSpec, write_index
 from tests.support.http_repo import RepoServer
-
-
-def closed_port_url() -> str:
-    """An http URL on a loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body: dict[str, Any] = resp.json()
-    assert set(body) == {"error", "message", "details"}, body
-    assert body["error"] == code, body
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    assert isinstance(body["details"], dict)
-    return body
 
 
 async def jobs_of(client: httpx.AsyncClient, repo_id: str) -> list[dict[str, Any]]:
@@ -713,7 +693,7 @@ async def test_validate_stores_nothing(client: httpx.AsyncClient, chart_repo: Re
 async def test_validate_unreachable_url_is_ok_false_repo_unreachable(
     client: httpx.AsyncClient,
 ) -> None:
-    url = closed_port_url()
+    url = closed_url()
     resp = await client.post("/v1/repos/validate", json={"type": "http", "url": url})
     assert resp.status_code == 200, resp.text
     body = resp.json()

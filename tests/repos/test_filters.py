@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import create_repo
+from tests.helpers import assert_error, closed_url, create_repo
 
 Params = list[tuple[str, str | int]]
-
-
-def closed_url(scheme: str = "http", path: str = "") -> str:
-    """A URL on a loopback port nothing listens on: the repo's index job fails fast."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"{scheme}://127.0.0.1:{port}/{path}"
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body: dict[str, Any] = resp.json()
-    assert set(body) == {"error", "message", "details"}, body
-    assert body["error"] == code, body
-    return body
 
 
 async def make(client: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, Any]:
