@@ -5,44 +5,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from openpitrix.db.types import JSONType, UTCDateTime, utcnow
+from openpitrix.db.base import Owned, Timestamps
+from openpitrix.db.types import JSONType, UTCDateTime
 
 
-class App(SQLModel, table=True):
+class ChartMetadata(SQLModel):
+    """What Chart.yaml says about a chart; an app shows its newest version's."""
+
+    description: str = Field(default="")
+    home: str = Field(default="")
+    icon: str = Field(default="")
+    keywords: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    maintainers: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONType, nullable=False
+    )
+    sources: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+
+
+class App(Owned, Timestamps, ChartMetadata, table=True):
     __tablename__ = "apps"
     __table_args__ = (UniqueConstraint("repo_id", "name", name="uq_apps_repo_name"),)
 
     app_id: str = Field(primary_key=True, max_length=40)
     repo_id: str = Field(max_length=40, foreign_key="repos.repo_id", index=True)
     name: str = Field(max_length=300)
-    description: str = Field(default="")
-    home: str = Field(default="")
-    icon: str = Field(default="")
-    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
-    maintainers: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
-    sources: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     latest_version: str = Field(default="", max_length=100)
     latest_app_version: str = Field(default="", max_length=100)
     status: str = Field(default="active", max_length=16, index=True)
-    owner: str = Field(default="system", max_length=60)
-    owner_path: str = Field(default=":system", max_length=300)
-    create_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    update_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    status_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
 
 
-class AppVersion(SQLModel, table=True):
+class AppVersion(Owned, Timestamps, ChartMetadata, table=True):
     __tablename__ = "app_versions"
     __table_args__ = (UniqueConstraint("app_id", "version", name="uq_app_versions_app_version"),)
 
@@ -52,26 +47,7 @@ class AppVersion(SQLModel, table=True):
     name: str = Field(max_length=300)
     version: str = Field(max_length=100)
     app_version: str = Field(default="", max_length=100)
-    description: str = Field(default="")
-    home: str = Field(default="")
-    icon: str = Field(default="")
-    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
-    maintainers: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
-    sources: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     digest: str = Field(default="", max_length=200)
     package_url: str = Field(default="")
-    created: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = Field(default="active", max_length=16, index=True)
-    owner: str = Field(default="system", max_length=60)
-    owner_path: str = Field(default=":system", max_length=300)
-    create_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    update_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    status_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )

@@ -5,60 +5,48 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
+from openpitrix.db.base import Owned
 from openpitrix.db.types import JSONType, UTCDateTime, utcnow
 
 
-class Job(SQLModel, table=True):
+class RunState(SQLModel):
+    """What jobs and tasks both record about running: status, who, how often, outcome, when."""
+
+    status: str = Field(default="pending", max_length=16)
+    executor: str | None = Field(default=None, max_length=200)
+    attempts: int = Field(default=0)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    result: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    error_code: str | None = Field(default=None, max_length=60)
+    error_message: str | None = Field(default=None)
+    create_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    status_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    start_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    end_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Job(Owned, RunState, table=True):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_resource", "resource_kind", "resource_id"),)
+    __table_args__ = (
+        Index("ix_jobs_resource", "resource_kind", "resource_id"),
+        Index("ix_jobs_status", "status"),
+    )
 
     job_id: str = Field(primary_key=True, max_length=40)
     action: str = Field(max_length=40, index=True)
-    status: str = Field(default="pending", max_length=16, index=True)
     resource_kind: str = Field(max_length=30)
     resource_id: str = Field(max_length=40)
-    owner: str = Field(default="system", max_length=60)
-    owner_path: str = Field(default=":system", max_length=300)
-    executor: str | None = Field(default=None, max_length=200)
-    attempts: int = Field(default=0)
     progress: int = Field(default=0)
-    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
-    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
-    error_code: str | None = Field(default=None, max_length=60)
-    error_message: str | None = Field(default=None)
-    create_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    status_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    start_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
-    end_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
-class Task(SQLModel, table=True):
+class Task(RunState, table=True):
     __tablename__ = "tasks"
 
     task_id: str = Field(primary_key=True, max_length=40)
     job_id: str = Field(max_length=40, foreign_key="jobs.job_id", index=True)
     layer: int = Field(default=0)
     action: str = Field(max_length=60)
-    status: str = Field(default="pending", max_length=16)
-    executor: str | None = Field(default=None, max_length=200)
-    attempts: int = Field(default=0)
     failure_allowed: bool = Field(default=False)
-    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
-    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
-    error_code: str | None = Field(default=None, max_length=60)
-    error_message: str | None = Field(default=None)
-    create_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    status_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    start_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
-    end_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
-from openpitrix.db.types import JSONType, UTCDateTime, utcnow
+from openpitrix.db.base import Owned, Timestamps
+from openpitrix.db.types import JSONType, UTCDateTime
 
 
-class Repo(SQLModel, table=True):
+class Repo(Owned, Timestamps, table=True):
     __tablename__ = "repos"
     __table_args__ = (
         # Names are unique among live repos only: a deleted repo's name can be reused.
@@ -42,8 +43,6 @@ class Repo(SQLModel, table=True):
     # Issue 3 encrypts this column; the API never returns it, only whether it is set.
     credential: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
     status: str = Field(default="active", max_length=16, index=True)
-    owner: str = Field(default="system", max_length=60)
-    owner_path: str = Field(default=":system", max_length=300)
     index_interval_seconds: int | None = Field(default=None)
     # Indexing state: the running job (at most one), conditional-GET validators, last outcome.
     index_job_id: str | None = Field(default=None, max_length=40)
@@ -53,15 +52,6 @@ class Repo(SQLModel, table=True):
     last_index_error: str | None = Field(default=None, max_length=2000)
     index_etag: str | None = Field(default=None, max_length=500)
     index_last_modified: str | None = Field(default=None, max_length=100)
-    create_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    update_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    status_time: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
 
 
 class RepoLabel(SQLModel, table=True):
