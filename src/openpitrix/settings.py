@@ -50,6 +50,11 @@ class IndexerSettings(BaseModel):
         "(unless the re-index is forced).",
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates of repo URLs.")
+    job_stale_seconds: int = Field(
+        900,
+        description="An index job silent this long (its worker died on the last delivery) is "
+        "failed as abandoned when the repo is indexed again, so the repo is never stuck.",
+    )
 
 
 class WorkerSettings(BaseModel):

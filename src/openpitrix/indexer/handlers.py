@@ -66,7 +66,9 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
             if claimed.rowcount == 0:  # type: ignore[attr-defined]
                 continue  # another replica took it
             await session.refresh(repo)
-            job, started = await repos.request_index(session, repo, force=False, reason="scheduled")
+            job, started = await repos.request_index(
+                session, repo, force=False, reason="scheduled", settings=ctx.settings
+            )
             log.info("scheduled index repo=%s job=%s new=%s", repo_id, job.job_id, started)
 
 

@@ -108,13 +108,14 @@ async def delete_repo(repo_id: str, session: SessionDep, response: Response) -> 
 async def index_repo(
     repo_id: str,
     session: SessionDep,
+    settings: SettingsDep,
     response: Response,
     data: Annotated[IndexRequest | None, Body()] = None,
 ) -> RepoJobAccepted:
     """Re-index now. If an index job is already running, answers with that job instead."""
     repo = await service.get_live_repo(session, repo_id)
     job, _ = await service.request_index(
-        session, repo, force=bool(data and data.force), reason="requested"
+        session, repo, force=bool(data and data.force), reason="requested", settings=settings
     )
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
     return RepoJobAccepted.model_validate(

@@ -145,7 +145,9 @@ async def create_repo(
         raise Conflict(
             f"a repo named {data.name!r} already exists", code="repo_name_taken"
         ) from exc
-    job, _ = await request_index(session, repo, force=False, reason="repo created")
+    job, _ = await request_index(
+        session, repo, force=False, reason="repo created", settings=settings
+    )
     return repo, job
 
 
@@ -212,16 +214,23 @@ async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
     return result.scalar_one_or_none()
 
 
+async def _end_index_job(
+    session: AsyncSession, job: Job, status: JobStatus, error: ErrorInfo
+) -> None:
+    """End an index job from outside the indexer; the indexer discards its result because the
+    job is no longer working when it comes to write it."""
+    for task in await jobs.tasks_of(session, job.job_id):
+        if task.status not in TERMINAL_STATUSES:
+            jobs.finish_task(session, job, task, status, error=error)
+    jobs.finish_job(session, job, status, message=error.message, error=error)
+
+
 async def _supersede(session: AsyncSession, job: Job) -> None:
-    """Cancel an index job that fetches with settings the repo no longer has; the indexer
-    discards its result because the job is no longer working when it comes to write it."""
+    """Cancel an index job that fetches with settings the repo no longer has."""
     error = ErrorInfo(
         code="repo_changed", message="the repo's url or credential changed while it was indexed"
     )
-    for task in await jobs.tasks_of(session, job.job_id):
-        if task.status not in TERMINAL_STATUSES:
-            jobs.finish_task(session, job, task, JobStatus.CANCELLED, error=error)
-    jobs.finish_job(session, job, JobStatus.CANCELLED, message=error.message, error=error)
+    await _end_index_job(session, job, JobStatus.CANCELLED, error)
 
 
 async def update_repo(
@@ -279,7 +288,9 @@ async def update_repo(
             repo.index_etag = repo.index_last_modified = None
             if running is not None and running.status == JobStatus.WORKING:
                 await _supersede(session, running)
-        job, _ = await request_index(session, repo, force=False, reason="repo changed")
+        job, _ = await request_index(
+            session, repo, force=False, reason="repo changed", settings=settings
+        )
     await session.flush()
     return repo, job
 
@@ -292,7 +303,7 @@ async def get_live_repo(session: AsyncSession, repo_id: str) -> Repo:
 
 
 async def request_index(
-    session: AsyncSession, repo: Repo, *, force: bool, reason: str
+    session: AsyncSession, repo: Repo, *, force: bool, reason: str, settings: Settings
 ) -> tuple[Job, bool]:
     """Start an index job unless one is running; returns (job, started_now).
 
@@ -301,6 +312,8 @@ async def request_index(
     """
     if repo.status == RepoStatus.DELETED:
         raise Conflict(f"repo {repo.repo_id!r} is deleted", code="repo_deleted")
+    if repo.index_job_id:
+        await _release_abandoned(session, repo.index_job_id, settings)
     job_id = ids.new_id(ids.JOB)
     finished = select(col(Job.job_id)).where(col(Job.status).in_(TERMINAL_STATUSES))
     claimed = await session.execute(
@@ -332,6 +345,23 @@ async def request_index(
         tasks=[jobs.TaskPlan(action="index")],
     )
     return job, True
+
+
+async def _release_abandoned(session: AsyncSession, job_id: str, settings: Settings) -> None:
+    """Fail the repo's running index job if it has been silent too long.
+
+    A worker that dies on a command's last delivery never reports back, and its job would hold
+    the repo's claim forever (every later request answering with the dead job).
+    """
+    stale_before = utcnow() - timedelta(seconds=settings.indexer.job_stale_seconds)
+    job = await _lock_job(session, job_id)
+    if job is None or job.status in TERMINAL_STATUSES or job.status_time >= stale_before:
+        return
+    error = ErrorInfo(
+        code="job_abandoned",
+        message=f"no progress since {job.status_time.isoformat()}: its worker stopped",
+    )
+    await _end_index_job(session, job, JobStatus.FAILED, error)
 
 
 async def delete_repo(session: AsyncSession, repo_id: str) -> tuple[Repo, Job]:
