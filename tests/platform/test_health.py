@@ -77,3 +77,22 @@ async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncC
     wrong = await client.put("/v1/repos")
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
+
+
+async def test_reads_answer_while_another_process_holds_the_write_lock(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A long write elsewhere (a big index sync, another worker process) must not stall GETs."""
+    from sqlalchemy import text
+
+    from openpitrix.db.engine import Database
+
+    other_process = Database(database_url)
+    try:
+        async with other_process.transaction() as session:
+            await session.execute(text("UPDATE repos SET description = description"))
+            for path in ("/v1/repos", "/v1/apps", "/v1/jobs", "/v1/tasks"):
+                resp = await asyncio.wait_for(client.get(path), 3)
+                assert resp.status_code == 200, path
+    finally:
+        await other_process.dispose()

@@ -31,6 +31,14 @@ async def get_session(
         yield session
 
 
+async def get_read_session(
+    platform: Annotated[Platform, Depends(get_platform)],
+) -> AsyncIterator[AsyncSession]:
+    """For GET routes: never waits behind (nor blocks) a writer, even on SQLite."""
+    async with platform.db.read_session() as session:
+        yield session
+
+
 def list_query(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
     offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
@@ -49,5 +57,6 @@ def list_query(
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 ListDep = Annotated[ListQuery, Depends(list_query)]
 Filter = Annotated[list[str] | None, Query()]

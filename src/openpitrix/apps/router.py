@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from openpitrix.api.deps import Filter, ListDep, SessionDep
+from openpitrix.api.deps import Filter, ListDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.apps import service
 from openpitrix.apps.schemas import AppPage, AppRead, AppVersionPage, AppVersionRead
@@ -14,7 +14,7 @@ router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES)
 
 @router.get("/v1/apps", operation_id="list_apps")
 async def list_apps(
-    session: SessionDep,
+    session: ReadSessionDep,
     query: ListDep,
     repo_id: Filter = None,
     app_id: Filter = None,
@@ -34,14 +34,14 @@ async def list_apps(
 
 
 @router.get("/v1/apps/{app_id}", operation_id="get_app")
-async def get_app(app_id: str, session: SessionDep) -> AppRead:
+async def get_app(app_id: str, session: ReadSessionDep) -> AppRead:
     return await service.get_app(session, app_id)
 
 
 @router.get("/v1/apps/{app_id}/versions", operation_id="list_app_versions")
 async def list_app_versions(
     app_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     query: ListDep,
     status: Filter = None,
     version: Filter = None,
@@ -54,5 +54,5 @@ async def list_app_versions(
 
 
 @router.get("/v1/app-versions/{version_id}", operation_id="get_app_version")
-async def get_app_version(version_id: str, session: SessionDep) -> AppVersionRead:
+async def get_app_version(version_id: str, session: ReadSessionDep) -> AppVersionRead:
     return await service.get_version(session, version_id)

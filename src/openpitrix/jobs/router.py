@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from openpitrix.api.deps import Filter, ListDep, PlatformDep, SessionDep, SettingsDep
+from openpitrix.api.deps import (
+    Filter,
+    ListDep,
+    PlatformDep,
+    ReadSessionDep,
+    SettingsDep,
+)
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
 from openpitrix.jobs import service
@@ -19,7 +25,7 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 @router.get("/v1/jobs", operation_id="list_jobs")
 async def list_jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     query: ListDep,
     status: Filter = None,
     action: Filter = None,
@@ -40,14 +46,14 @@ async def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}", operation_id="get_job")
-async def get_job(job_id: str, session: SessionDep) -> JobRead:
+async def get_job(job_id: str, session: ReadSessionDep) -> JobRead:
     """A job with its tasks."""
     return await service.read_job(session, job_id)
 
 
 @router.get("/v1/tasks", operation_id="list_tasks")
 async def list_tasks(
-    session: SessionDep, query: ListDep, job_id: Filter = None, status: Filter = None
+    session: ReadSessionDep, query: ListDep, job_id: Filter = None, status: Filter = None
 ) -> TaskPage:
     total, items = await service.list_tasks(
         session, query, job_id=job_id or (), status=status or ()

@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from openpitrix.api.deps import Filter, ListDep, PlatformDep, SessionDep, SettingsDep
+from openpitrix.api.deps import (
+    Filter,
+    ListDep,
+    PlatformDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+)
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.indexer.service import validate_repo
 from openpitrix.repos import service
@@ -43,7 +50,7 @@ async def create_repo(
 
 @router.get("", operation_id="list_repos")
 async def list_repos(
-    session: SessionDep,
+    session: ReadSessionDep,
     query: ListDep,
     name: Filter = None,
     type: Filter = None,
@@ -80,7 +87,7 @@ async def validate(
 
 
 @router.get("/{repo_id}", operation_id="get_repo")
-async def get_repo(repo_id: str, session: SessionDep) -> RepoRead:
+async def get_repo(repo_id: str, session: ReadSessionDep) -> RepoRead:
     return service.repo_read(await service.get_repo(session, repo_id))
 
 
