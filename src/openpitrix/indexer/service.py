@@ -122,7 +122,6 @@ async def fail_index_job(db: Database, job_id: str, error: ErrorInfo) -> None:
             if job is None or job.status != JobStatus.PENDING:
                 return
             # Never started (every delivery failed before the claim): fail it from pending.
-            job.status = JobStatus.WORKING
             repo = await session.get(Repo, job.resource_id)
             task = (await jobs.tasks_of(session, job_id))[0]
             _fail(session, job, task, repo, error)
