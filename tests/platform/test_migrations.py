@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
 import uuid
 from pathlib import Path
 
@@ -60,3 +61,60 @@ async def test_migrations_build_exactly_the_models_and_downgrade_cleanly(
     await asyncio.to_thread(upgrade, empty_database)  # and back up again
     tables, _ = await _tables_and_diff(empty_database)
     assert set(metadata.tables) <= tables
+
+
+async def test_catalog_counts_migration_backfills_existing_repos(empty_database: str) -> None:
+    from sqlalchemy import text
+
+    await asyncio.to_thread(upgrade, empty_database, "0001")
+    engine = create_async_engine(empty_database)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO repos (repo_id, name, description, type, url, providers, labels,"
+                    " selectors, visibility, app_default_status, status, owner, owner_path,"
+                    " create_time, update_time, status_time) VALUES ('repo-m', 'm', '', 'http',"
+                    " 'http://x', '[]', '[]', '[]', 'public', 'active', 'active', 's', 'root',"
+                    " :now, :now, :now)"
+                ),
+                {"now": now},
+            )
+            for app_id, status in (("app-1", "active"), ("app-2", "deleted")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO apps (app_id, repo_id, name, description, home, icon,"
+                        " keywords, maintainers, sources, latest_version, latest_app_version,"
+                        " status, owner, owner_path, create_time, update_time, status_time)"
+                        " VALUES (:id, 'repo-m', :id, '', '', '', '[]', '[]', '[]', '', '',"
+                        " :status, 's', 'root', :now, :now, :now)"
+                    ),
+                    {"id": app_id, "status": status, "now": now},
+                )
+            for version_id, status in (
+                ("appv-1", "active"),
+                ("appv-2", "draft"),
+                ("appv-3", "deleted"),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO app_versions (version_id, app_id, repo_id, name, version,"
+                        " app_version, description, home, icon, keywords, maintainers, sources,"
+                        " digest, package_url, status, owner, owner_path, create_time,"
+                        " update_time, status_time) VALUES (:id, 'app-1', 'repo-m', 'a', :id,"
+                        " '', '', '', '', '[]', '[]', '[]', '', '', :status, 's', 'root', :now,"
+                        " :now, :now)"
+                    ),
+                    {"id": version_id, "status": status, "now": now},
+                )
+        await asyncio.to_thread(upgrade, empty_database)
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT app_count, version_count FROM repos WHERE repo_id = 'repo-m'")
+                )
+            ).one()
+        assert tuple(row) == (1, 2)
+    finally:
+        await engine.dispose()

@@ -29,6 +29,9 @@ async def test_created_repo_is_indexed_and_its_apps_listed(
     assert nginx["latest_version"] == "1.1.0"
     assert nginx["keywords"] == ["web", "proxy"]
 
+    shown = (await client.get(f"/v1/repos/{repo['repo_id']}")).json()
+    assert (shown["app_count"], shown["version_count"]) == (2, 3)
+
     versions = (await client.get(f"/v1/apps/{nginx['app_id']}/versions")).json()
     assert {v["version"] for v in versions["items"]} == {"1.0.0", "1.1.0"}
     one = versions["items"][0]
@@ -57,3 +60,20 @@ async def test_job_stream_reports_steps_then_ends_and_resumes_without_duplicates
         client, f"/v1/jobs/{job_id}/events", last_event_id=ids[-1], timeout=10
     )
     assert after_end == []
+
+
+async def test_unchanged_reindex_reports_the_catalog_as_unchanged_and_delete_empties_it(
+    client: httpx.AsyncClient, chart_repo: RepoServer
+) -> None:
+    repo = await create_repo(client, unique(), chart_repo.url)
+    await wait_job(client, repo["index_job_id"])
+    again = (await client.post(f"/v1/repos/{repo['repo_id']}/index")).json()
+    result = (await wait_job(client, again["job_id"]))["result"]
+    assert result["not_modified"] is True
+    assert (result["apps_unchanged"], result["versions_unchanged"]) == (2, 3)
+    assert result["versions_added"] == result["versions_deleted"] == 0
+
+    deleted = (await client.delete(f"/v1/repos/{repo['repo_id']}")).json()
+    await wait_job(client, deleted["job_id"])
+    shown = (await client.get(f"/v1/repos/{repo['repo_id']}")).json()
+    assert (shown["status"], shown["app_count"], shown["version_count"]) == ("deleted", 0, 0)

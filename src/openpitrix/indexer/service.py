@@ -16,7 +16,7 @@ from sqlmodel import col
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
 from openpitrix.indexer import helm
-from openpitrix.indexer.sync import count_live_versions, storable, sync_catalog, unchanged_counts
+from openpitrix.indexer.sync import SyncCounts, storable, sync_catalog
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
@@ -185,7 +185,10 @@ async def run_index_job(
         if parsed is None:
             jobs.report_progress(session, job, task, "index unchanged (HTTP 304)", progress=90)
             result.update(
-                not_modified=True, **(await unchanged_counts(session, repo.repo_id)).as_dict()
+                not_modified=True,
+                **SyncCounts(
+                    apps_unchanged=repo.app_count, versions_unchanged=repo.version_count
+                ).as_dict(),
             )
         else:
             size = len(fetched.body)
@@ -204,7 +207,7 @@ async def run_index_job(
             )
             for reason in parsed.skipped[:20]:
                 jobs.report_progress(session, job, task, f"skipped entry: {reason}")
-            live = await count_live_versions(session, repo.repo_id)
+            live = repo.version_count
             if not force and live and parsed.version_count < live * (1 - settings.shrink_threshold):
                 message = (
                     f"index lists {parsed.version_count} versions but the catalog has {live}: "
@@ -239,6 +242,7 @@ async def run_index_job(
                 skipped=len(parsed.skipped),
                 **counts.as_dict(),
             )
+            repo.app_count, repo.version_count = len(parsed.charts), parsed.version_count
             repo.index_etag = fetched.etag
             repo.index_last_modified = fetched.last_modified
         result["duration_seconds"] = round(time.perf_counter() - started, 3)

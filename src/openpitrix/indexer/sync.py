@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix import ids
@@ -53,22 +53,6 @@ class SyncCounts:
                 self.versions_deleted,
             )
         )
-
-
-async def unchanged_counts(session: AsyncSession, repo_id: str) -> SyncCounts:
-    """The counts of a re-index that found nothing new (the upstream answered 304)."""
-    apps = select(func.count()).where(apps_t.c.repo_id == repo_id, apps_t.c.status != DELETED)
-    return SyncCounts(
-        apps_unchanged=int((await session.execute(apps)).scalar_one()),
-        versions_unchanged=await count_live_versions(session, repo_id),
-    )
-
-
-async def count_live_versions(session: AsyncSession, repo_id: str) -> int:
-    stmt = select(func.count()).where(
-        versions_t.c.repo_id == repo_id, versions_t.c.status != DELETED
-    )
-    return int((await session.execute(stmt)).scalar_one())
 
 
 # PostgreSQL refuses a value longer than its bounded column and any NUL in text; either would

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from openpitrix.bus.topology import REPO_MANAGER
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
+from openpitrix.repos.models import Repo
 from openpitrix.workers.service import Delivery, Manager, WorkerContext
 
 
@@ -20,6 +24,11 @@ async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
         task = (await jobs.tasks_of(session, job_id))[0]
         await jobs.start_task(session, job, task, ctx.executor)
         apps, versions = await delete_catalog(session, job.resource_id)
+        await session.execute(
+            update(Repo)
+            .where(col(Repo.repo_id) == job.resource_id)
+            .values(app_count=0, version_count=0)
+        )
         result = {"apps_deleted": apps, "versions_deleted": versions}
         jobs.report_progress(
             session, job, task, f"marked {apps} apps and {versions} versions deleted", data=result

@@ -46,6 +46,9 @@ class Repo(Owned, Timestamps, table=True):
     index_interval_seconds: int | None = Field(default=None)
     # Indexing state: the running job (at most one), conditional-GET validators, last outcome.
     index_job_id: str | None = Field(default=None, max_length=40)
+    # Live catalog size after the last sync: a 304 re-index reports it without counting rows.
+    app_count: int = Field(default=0)
+    version_count: int = Field(default=0)
     next_index_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_index_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_index_status: str | None = Field(default=None, max_length=16)

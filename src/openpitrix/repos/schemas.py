@@ -203,6 +203,8 @@ class RepoRead(BaseModel):
     owner: str
     index_interval_seconds: int | None
     index_job_id: str | None = Field(description="The index job running now, if any.")
+    app_count: int = Field(description="Apps in the catalog from this repo (not deleted).")
+    version_count: int = Field(description="Their versions (not deleted).")
     last_index_time: datetime | None
     last_index_status: str | None
     last_index_error: str | None
