@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
