@@ -37,8 +37,3 @@ class NotFound(AppError):
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
-
-
-class Unavailable(AppError):
-    status_code = 503
-    code = "unavailable"

@@ -60,10 +60,6 @@ def event_subject(owner: str, resource_kind: str, resource_id: str, job_id: str 
     )
 
 
-def job_events_filter(job_id: str) -> str:
-    return f"{EVENT_PREFIX}.*.*.*.{_token(job_id)}"
-
-
 def events_filter(
     owner: str | None = None, resource_kind: str | None = None, resource_id: str | None = None
 ) -> str:
