@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,26 @@ class WorkerSettings(BaseModel):
     fetch_timeout_seconds: float = Field(1.0, description="Long-poll time of one fetch.")
 
 
+class AuthSettings(BaseModel):
+    """Tokens and secrets."""
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key signing access tokens. Unset: a random key kept in "
+        "`<data_dir>/jwt.key` (fine for one machine; set it when gateways are replicated).",
+    )
+    access_token_ttl_seconds: int = Field(900, description="Lifetime of an access token.")
+    refresh_token_ttl_seconds: int = Field(
+        30 * 24 * 3600, description="Lifetime of a refresh token."
+    )
+    secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys encrypting stored secrets, newest first: new writes use the "
+        "first, every key still decrypts (rotation). Empty: one key kept in "
+        "`<data_dir>/secret.key`.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree. Nested fields use `__`: OPENPITRIX_BUS__MAX_DELIVER=5."""
 
@@ -95,6 +115,13 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    bootstrap_admin_email: str | None = Field(
+        None, description="First admin created when no user exists."
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        None, description="Password of that first admin (generated and printed once if unset)."
+    )
 
     @cached_property
     def effective_database_url(self) -> str:
