@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from functools import cached_property
 from types import TracebackType
 
 import httpx
@@ -16,6 +17,7 @@ from nats.js import JetStreamContext
 from openpitrix.bus.connection import connect
 from openpitrix.bus.embedded import EmbeddedNats
 from openpitrix.bus.topology import ensure_topology
+from openpitrix.crypto import SecretBox, load_secret_box
 from openpitrix.db.engine import Database
 from openpitrix.outbox.relay import OutboxRelay
 from openpitrix.settings import Settings
@@ -40,6 +42,10 @@ class Platform:
         self._http: httpx.AsyncClient | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        return load_secret_box(self.settings)
 
     @property
     def db(self) -> Database:

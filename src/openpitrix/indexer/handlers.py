@@ -23,7 +23,7 @@ SCHEDULE_BATCH = 100
 
 async def handle_index(ctx: WorkerContext, delivery: Delivery) -> None:
     job_id = str(delivery.payload["job_id"])
-    await run_index_job(ctx.db, ctx.http, ctx.settings.indexer, job_id, ctx.executor)
+    await run_index_job(ctx.db, ctx.http, ctx.settings.indexer, ctx.secrets, job_id, ctx.executor)
 
 
 async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:

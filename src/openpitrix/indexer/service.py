@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from openpitrix.crypto import SecretBox, SecretError
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
 from openpitrix.indexer import helm
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 INDEX_SHRUNK = "index_shrunk"
 REPO_DELETED = "repo_deleted"
+SECRET_UNREADABLE = "secret_unreadable"  # noqa: S105 - an error code, not a secret
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ def _mb(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-async def _begin(db: Database, job_id: str, executor: str) -> tuple[RepoSnapshot, bool] | None:
+async def _begin(
+    db: Database, job_id: str, executor: str, secrets: SecretBox
+) -> tuple[RepoSnapshot, bool] | None:
     async with db.transaction() as session:
         job = await jobs.start_job(session, job_id, executor)
         if job is None:
@@ -65,10 +69,15 @@ async def _begin(db: Database, job_id: str, executor: str) -> tuple[RepoSnapshot
                 ErrorInfo(code=REPO_DELETED, message="the repo was deleted"),
             )
             return None
+        try:
+            credential = secrets.open(repo.credential_secret) if repo.credential_secret else None
+        except SecretError as exc:
+            _fail(session, job, task, repo, ErrorInfo(code=SECRET_UNREADABLE, message=str(exc)))
+            return None
         snapshot = RepoSnapshot(
             repo_id=repo.repo_id,
             url=repo.url,
-            credential=repo.credential,
+            credential=credential,
             etag=repo.index_etag,
             last_modified=repo.index_last_modified,
             owner=repo.owner,
@@ -143,10 +152,15 @@ def _parse(body: bytes, url: str, *, force: bool) -> helm.ParsedIndex:
 
 
 async def run_index_job(
-    db: Database, http: httpx.AsyncClient, settings: IndexerSettings, job_id: str, executor: str
+    db: Database,
+    http: httpx.AsyncClient,
+    settings: IndexerSettings,
+    secrets: SecretBox,
+    job_id: str,
+    executor: str,
 ) -> None:
     started = time.perf_counter()
-    begun = await _begin(db, job_id, executor)
+    begun = await _begin(db, job_id, executor, secrets)
     if begun is None:
         return
     snap, force = begun

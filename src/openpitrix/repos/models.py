@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Column, Index, text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from openpitrix.db.base import Owned, Timestamps
@@ -41,7 +40,7 @@ class Repo(Owned, Timestamps, table=True):
     visibility: str = Field(default="public", max_length=16)
     app_default_status: str = Field(default="active", max_length=16)
     # Issue 3 encrypts this column; the API never returns it, only whether it is set.
-    credential: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    credential_secret: str | None = Field(default=None, sa_type=Text)
     status: str = Field(default="active", max_length=16, index=True)
     index_interval_seconds: int | None = Field(default=None)
     # Indexing state: the running job (at most one), conditional-GET validators, last outcome.

@@ -36,12 +36,21 @@ SYSTEM_OWNER, SYSTEM_PATH = "system", ":system"  # until identity (issue 3) adds
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_repo")
 async def create_repo(
-    data: RepoCreate, session: SessionDep, settings: SettingsDep, response: Response
+    data: RepoCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    platform: PlatformDep,
+    response: Response,
 ) -> RepoCreated:
     """Create a repo and start its first index job; follow it at
     `/v1/jobs/{index_job_id}/events`."""
     repo, job = await service.create_repo(
-        session, data, owner=SYSTEM_OWNER, owner_path=SYSTEM_PATH, settings=settings
+        session,
+        data,
+        owner=SYSTEM_OWNER,
+        owner_path=SYSTEM_PATH,
+        settings=settings,
+        secrets=platform.secrets,
     )
     response.headers["Location"] = f"/v1/repos/{repo.repo_id}"
     read = service.repo_read(repo)
@@ -93,11 +102,17 @@ async def get_repo(repo_id: str, session: ReadSessionDep) -> RepoRead:
 
 @router.patch("/{repo_id}", operation_id="update_repo")
 async def update_repo(
-    repo_id: str, data: RepoUpdate, session: SessionDep, settings: SettingsDep
+    repo_id: str,
+    data: RepoUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    platform: PlatformDep,
 ) -> RepoRead:
     """Change the fields present. A change of url, credential, providers or visibility starts a
     re-index; `index_job_id` in the answer names it."""
-    repo, _ = await service.update_repo(session, repo_id, data, settings=settings)
+    repo, _ = await service.update_repo(
+        session, repo_id, data, settings=settings, secrets=platform.secrets
+    )
     return service.repo_read(repo)
 
 

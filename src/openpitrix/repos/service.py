@@ -14,6 +14,7 @@ from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER
+from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict, NotFound
@@ -56,8 +57,8 @@ REPO_LIST = ListSpec(
 def repo_read(repo: Repo) -> RepoRead:
     return RepoRead.model_validate(
         {
-            **repo.model_dump(exclude={"credential"}),
-            "credential_set": bool(repo.credential),
+            **repo.model_dump(exclude={"credential_secret"}),
+            "credential_set": repo.credential_secret is not None,
         }
     )
 
@@ -112,6 +113,7 @@ async def create_repo(
     owner: str,
     owner_path: str,
     settings: Settings,
+    secrets: SecretBox,
 ) -> tuple[Repo, Job]:
     await _ensure_name_free(session, data.name)
     now = utcnow()
@@ -126,7 +128,7 @@ async def create_repo(
         selectors=[i.model_dump() for i in data.selectors],
         visibility=data.visibility,
         app_default_status=data.app_default_status,
-        credential=data.credential.to_storage() if data.credential else None,
+        credential_secret=secrets.seal(data.credential.to_storage()) if data.credential else None,
         owner=owner,
         owner_path=owner_path,
         index_interval_seconds=data.index_interval_seconds,
@@ -234,7 +236,12 @@ async def _supersede(session: AsyncSession, job: Job) -> None:
 
 
 async def update_repo(
-    session: AsyncSession, repo_id: str, data: RepoUpdate, *, settings: Settings
+    session: AsyncSession,
+    repo_id: str,
+    data: RepoUpdate,
+    *,
+    settings: Settings,
+    secrets: SecretBox,
 ) -> tuple[Repo, Job | None]:
     """Change the fields present; re-index when what the catalog depends on changed."""
     repo = await get_live_repo(session, repo_id)
@@ -269,9 +276,10 @@ async def update_repo(
                 session, repo.repo_id, PROVIDER, [("provider", p) for p in providers]
             )
     if "credential" in fields:
-        stored = data.credential.to_storage() if data.credential else None
-        if stored != repo.credential:
-            repo.credential = stored
+        wanted = data.credential.to_storage() if data.credential else None
+        current = secrets.open(repo.credential_secret) if repo.credential_secret else None
+        if wanted != current:
+            repo.credential_secret = secrets.seal(wanted) if wanted else None
             changed.add("credential")
     for kind, items in ((LABEL, data.labels), (SELECTOR, data.selectors)):
         if items is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
 from nats.js import JetStreamContext
 
+from openpitrix.crypto import SecretBox, load_secret_box
 from openpitrix.db.engine import Database
 from openpitrix.settings import Settings
 
@@ -39,6 +41,10 @@ class WorkerContext:
     js: JetStreamContext
     http: httpx.AsyncClient
     executor: str
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        return load_secret_box(self.settings)
 
 
 @dataclass(frozen=True)
