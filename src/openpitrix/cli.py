@@ -1,4 +1,4 @@
-"""The `openpitrix` command: serve, api, worker, migrate, openapi."""
+"""The `openpitrix` command: serve, api, worker, migrate, openapi, users."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import TypeAdapter, ValidationError
 
 from openpitrix.api.app import create_app
+from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
+from openpitrix.errors import AppError
+from openpitrix.iam import passwords
+from openpitrix.iam import service as iam_service
+from openpitrix.iam.schemas import Email, Role, UserName
 from openpitrix.logs import setup_logging
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
 from openpitrix.platform import Platform, executor_name
@@ -127,6 +134,60 @@ def migrate() -> None:
 def openapi() -> None:
     """Print the OpenAPI document (the committed copy is openapi/openapi.json)."""
     typer.echo(json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True))
+
+
+users_app = typer.Typer(help="Manage users from the shell.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def create_user(
+    email: Annotated[str, typer.Option(help="Login email (stored lower-cased).")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    role: Annotated[Role, typer.Option(help="Role of the new user.")] = Role.USER,
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password (visible in shell history: prefer the prompt or stdin)."),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user in the configured database (run `openpitrix migrate` first); prints its
+    id."""
+    settings = _settings()
+    try:
+        email = TypeAdapter(Email).validate_python(email)
+        name = TypeAdapter(UserName).validate_python(name)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"]) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    assert password is not None
+    try:
+        passwords.check_policy(password)
+    except passwords.PasswordPolicyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="password") from None
+    try:
+        user_id = asyncio.run(_create_user(settings, email, name, role, password))
+    except AppError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(user_id)
+
+
+async def _create_user(settings: Settings, email: str, name: str, role: Role, password: str) -> str:
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.transaction() as session:
+            user = await iam_service.create_user(
+                session, email=email, name=name, role=role, password=password
+            )
+        return user.user_id
+    finally:
+        await db.dispose()
 
 
 def main() -> None:

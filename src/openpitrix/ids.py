@@ -11,6 +11,9 @@ APP = "app"
 APP_VERSION = "appv"
 JOB = "j"
 TASK = "t"
+USER = "usr"
+REFRESH_TOKEN = "rtk"
+TOKEN_FAMILY = "rtf"
 
 
 def new_id(prefix: str, length: int = 12) -> str:

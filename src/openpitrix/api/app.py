@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,10 @@ from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.apps.router import router as apps_router
 from openpitrix.events.router import router as events_router
+from openpitrix.iam.bootstrap import ensure_bootstrap_admin
+from openpitrix.iam.deps import install_auth_error_handler
+from openpitrix.iam.router import router as iam_router
+from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
 from openpitrix.managers import build_managers
 from openpitrix.platform import Platform, executor_name
@@ -19,6 +24,8 @@ from openpitrix.repos.router import router as repos_router
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
 from openpitrix.workers.service import WorkerContext
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 OpenPitrix manages applications across clouds: repositories of Helm charts and VM apps are
@@ -41,6 +48,17 @@ def create_app(
         platform = Platform(settings, role="serve" if run_workers else "api")
         await platform.start(relay=settings.relay_enabled)
         app.state.platform = platform
+        app.state.access_tokens = AccessTokens(
+            load_signing_key(settings), settings.auth.access_token_ttl_seconds
+        )
+        generated = await ensure_bootstrap_admin(platform.db, settings)
+        if generated is not None:
+            # The only time this password exists in clear: shown once, never stored.
+            log.warning(
+                "created the first admin email=%s password=%s (change it after logging in)",
+                settings.bootstrap_admin_email or "admin@localhost",
+                generated,
+            )
         group: WorkerGroup | None = None
         if run_workers:
             ctx = WorkerContext(
@@ -70,6 +88,14 @@ def create_app(
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (health_router, repos_router, apps_router, jobs_router, events_router):
+    install_auth_error_handler(app)
+    for router in (
+        health_router,
+        iam_router,
+        repos_router,
+        apps_router,
+        jobs_router,
+        events_router,
+    ):
         app.include_router(router)
     return app

@@ -3,10 +3,22 @@
 from sqlmodel import SQLModel
 
 from openpitrix.apps.models import App, AppVersion
+from openpitrix.iam.models import RefreshToken, User
 from openpitrix.jobs.models import Job, Task
 from openpitrix.outbox.models import OutboxMessage
 from openpitrix.repos.models import Repo, RepoLabel
 
 metadata = SQLModel.metadata
 
-__all__ = ["App", "AppVersion", "Job", "OutboxMessage", "Repo", "RepoLabel", "Task", "metadata"]
+__all__ = [
+    "App",
+    "AppVersion",
+    "Job",
+    "OutboxMessage",
+    "RefreshToken",
+    "Repo",
+    "RepoLabel",
+    "Task",
+    "User",
+    "metadata",
+]
