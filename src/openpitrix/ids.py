@@ -12,8 +12,8 @@ APP_VERSION = "appv"
 JOB = "j"
 TASK = "t"
 USER = "usr"
-REFRESH_TOKEN = "rtk"
-TOKEN_FAMILY = "rtf"
+REFRESH = "rtk"  # refresh token rows
+REFRESH_FAMILY = "rtf"  # one login and its rotations
 
 
 def new_id(prefix: str, length: int = 12) -> str:

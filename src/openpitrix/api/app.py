@@ -13,7 +13,7 @@ from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.apps.router import router as apps_router
 from openpitrix.events.router import router as events_router
-from openpitrix.iam.bootstrap import ensure_bootstrap_admin
+from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.deps import install_auth_error_handler
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
@@ -48,15 +48,19 @@ def create_app(
         platform = Platform(settings, role="serve" if run_workers else "api")
         await platform.start(relay=settings.relay_enabled)
         app.state.platform = platform
-        app.state.access_tokens = AccessTokens(
-            load_signing_key(settings), settings.auth.access_token_ttl_seconds
-        )
-        generated = await ensure_bootstrap_admin(platform.db, settings)
+        try:
+            app.state.access_tokens = AccessTokens(
+                load_signing_key(settings), settings.auth.access_token_ttl_seconds
+            )
+            generated = await ensure_bootstrap_admin(platform.db, settings)
+        except BaseException:
+            await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool
+            raise
         if generated is not None:
             # The only time this password exists in clear: shown once, never stored.
             log.warning(
                 "created the first admin email=%s password=%s (change it after logging in)",
-                settings.bootstrap_admin_email or "admin@localhost",
+                settings.bootstrap_admin_email or DEFAULT_ADMIN_EMAIL,
                 generated,
             )
         group: WorkerGroup | None = None

@@ -1,0 +1,1 @@
+"""Identity: users, password hashing, access and refresh tokens, the current user."""

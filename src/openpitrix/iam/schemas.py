@@ -1,0 +1,123 @@
+"""Identity API shapes: users, password change, and the OAuth2 token answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+
+from openpitrix.iam.passwords import MAX_LENGTH, MIN_LENGTH
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    ISV = "isv"
+    DEVELOPER = "developer"
+    USER = "user"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+# Deliberately loose: deliverability is the mail system's business, and `admin@localhost`
+# (the bootstrap default) must pass. Stored lower-cased so uniqueness ignores case.
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    ),
+]
+UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[SecretStr, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "dev@example.org",
+                    "name": "Dev One",
+                    "role": "developer",
+                    "password": "correct horse battery",
+                }
+            ]
+        },
+    )
+
+    email: Email
+    name: UserName
+    role: Role = Role.USER
+    password: Password = Field(description=f"{MIN_LENGTH} to {MAX_LENGTH} characters.")
+
+
+class UserUpdate(BaseModel):
+    """Fields present in the body are changed. The last active admin cannot be demoted or
+    deleted."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Dev Two", "role": "isv"}]}
+    )
+
+    name: UserName | None = None
+    role: Role | None = None
+    status: UserStatus | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in ("name", "role", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class UserRead(BaseModel):
+    user_id: str
+    email: str
+    name: str
+    role: Role
+    status: UserStatus
+    create_time: datetime
+    update_time: datetime
+    status_time: datetime
+
+
+class UserPage(BaseModel):
+    total_count: int
+    items: list[UserRead]
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"old_password": "correct horse battery", "new_password": "n3w-s3cret!"}]
+        },
+    )
+
+    old_password: SecretStr = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: Password = Field(description=f"{MIN_LENGTH} to {MAX_LENGTH} characters.")
+
+
+class TokenResponse(BaseModel):
+    """RFC 6749 §5.1 access token response."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str = Field(
+        description="Spend it at this endpoint with grant_type=refresh_token."
+    )
+
+
+class OAuthErrorBody(BaseModel):
+    """RFC 6749 §5.2 error response (not the API's usual error shape: OAuth2 clients expect
+    this one)."""
+
+    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_client"]
+    error_description: str

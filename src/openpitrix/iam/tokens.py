@@ -1,0 +1,231 @@
+"""Signed JWT access tokens, and opaque refresh tokens stored hashed and rotated per use."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from openpitrix import ids
+from openpitrix.db.types import utcnow
+from openpitrix.iam.models import RefreshToken
+from openpitrix.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ISSUER = "openpitrix"
+ALGORITHM = "HS256"
+ACCESS_TYPE = "access"
+KEY_FILE = "jwt.key"
+
+
+# --- signing key -------------------------------------------------------------------------------
+
+
+def load_signing_key(settings: Settings) -> bytes:
+    """The configured secret, else the key file in the data dir (made on first use)."""
+    if settings.auth.jwt_secret is not None:
+        return settings.auth.jwt_secret.get_secret_value().encode()
+    return read_or_create_key(settings.data_dir / KEY_FILE)
+
+
+def read_or_create_key(path: Path) -> bytes:
+    """Every process sharing the data dir must sign with the same key, so the first one to
+    start writes it and the others read it back."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written in full under a private name, then linked into place: link() fails when the
+        # file exists, so of two racing processes the first key wins and nobody ever reads a
+        # half-written file.
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable signing key; delete it to make a new one")
+    return key.encode()
+
+
+# --- access tokens -----------------------------------------------------------------------------
+
+
+class InvalidToken(Exception):
+    """Missing, expired, tampered, or not an access token. The reason is not shown to clients."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    role: str
+    jti: str
+    expires_at: datetime
+
+
+class AccessTokens:
+    """Issues and checks access tokens; one per process, made in the app lifespan."""
+
+    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+        self._key = key
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, user_id: str, role: str) -> str:
+        now = utcnow()
+        claims = {
+            "iss": ISSUER,
+            "sub": user_id,
+            "role": role,
+            "typ": ACCESS_TYPE,
+            "jti": secrets.token_hex(16),
+            "iat": now,
+            "exp": now + timedelta(seconds=self.ttl_seconds),
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def decode(self, token: str) -> AccessClaims:
+        try:
+            # The algorithm list is fixed: a token claiming `alg: none` or an RSA/HMAC
+            # confusion is refused before its signature is even looked at.
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(type(exc).__name__) from exc
+        # A refresh-like or foreign token signed with the same key must not act as an access.
+        if claims.get("typ") != ACCESS_TYPE or not isinstance(claims.get("sub"), str):
+            raise InvalidToken("not an access token")
+        return AccessClaims(
+            user_id=claims["sub"],
+            role=str(claims.get("role", "")),
+            jti=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+        )
+
+
+# --- refresh tokens ----------------------------------------------------------------------------
+
+
+def hash_refresh_token(token: str) -> str:
+    """SHA-256 is enough here (unlike passwords): the token has 256 bits of entropy."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_refresh_token(
+    session: AsyncSession,
+    user_id: str,
+    ttl_seconds: int,
+    *,
+    family_id: str | None = None,
+    parent_id: str | None = None,
+) -> str:
+    """Store a new refresh token's hash and return the token itself (shown once)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        RefreshToken(
+            token_id=ids.new_id(ids.REFRESH),
+            user_id=user_id,
+            token_hash=hash_refresh_token(token),
+            family_id=family_id or ids.new_id(ids.REFRESH_FAMILY),
+            parent_id=parent_id,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            create_time=now,
+        )
+    )
+    await session.flush()
+    return token
+
+
+@dataclass(frozen=True)
+class Rotated:
+    user_id: str
+    refresh_token: str
+
+
+@dataclass(frozen=True)
+class RotationRefused:
+    reason: str
+
+
+async def rotate_refresh_token(
+    session: AsyncSession, token: str, ttl_seconds: int
+) -> Rotated | RotationRefused:
+    """Spend a refresh token: it is revoked and a successor issued in its family.
+
+    Refusals are returned, not raised, so the caller's transaction still commits a family
+    revocation made here.
+    """
+    digest = hash_refresh_token(token)
+    row = (
+        await session.execute(select(RefreshToken).where(col(RefreshToken.token_hash) == digest))
+    ).scalar_one_or_none()
+    # The lookup is by hash, so timing says nothing about the token; compare again anyway in
+    # constant time in case a database collation ever matched loosely.
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return RotationRefused("refresh token is invalid")
+    now = utcnow()
+    if row.revoked_at is not None:
+        # A rotated token came back: either the client or a thief holds a stale copy. Which
+        # one cannot be told, so every token of the login is revoked and the user logs in again.
+        await revoke_family(session, row.family_id)
+        log.warning(
+            "refresh token reused; family revoked user_id=%s family_id=%s",
+            row.user_id,
+            row.family_id,
+        )
+        return RotationRefused("refresh token is invalid")
+    if row.expires_at <= now:
+        return RotationRefused("refresh token has expired")
+    # Guarded UPDATE: of two requests spending the same token at once, one wins; the loser is
+    # treated as a reuse.
+    spent = await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.token_id) == row.token_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        await revoke_family(session, row.family_id)
+        return RotationRefused("refresh token is invalid")
+    new_token = await issue_refresh_token(
+        session, row.user_id, ttl_seconds, family_id=row.family_id, parent_id=row.token_id
+    )
+    return Rotated(user_id=row.user_id, refresh_token=new_token)
+
+
+async def revoke_family(session: AsyncSession, family_id: str) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
+    """Logout everywhere: on password change and when the user is deleted."""
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
