@@ -684,10 +684,14 @@ async def test_validate_reports_chart_and_version_counts(
 
 
 async def test_validate_stores_nothing(client: httpx.AsyncClient, chart_repo: RepoServer) -> None:
+    # Count before and after: an earlier test's repo server may have had the same port.
+    params = {"search_word": chart_repo.url, "status": ["active", "deleted"]}
+    before = (await client.get("/v1/repos", params=params)).json()["total_count"]
+    jobs_before = (await client.get("/v1/jobs")).json()["total_count"]
     resp = await client.post("/v1/repos/validate", json={"type": "http", "url": chart_repo.url})
     assert resp.json()["ok"] is True
-    listed = (await client.get("/v1/repos", params={"search_word": chart_repo.url})).json()
-    assert listed["total_count"] == 0
+    assert (await client.get("/v1/repos", params=params)).json()["total_count"] == before
+    assert (await client.get("/v1/jobs")).json()["total_count"] == jobs_before
 
 
 async def test_validate_unreachable_url_is_ok_false_repo_unreachable(
