@@ -86,6 +86,25 @@ async def database_url(tmp_session: Path) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture
+async def empty_database(tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own with no schema (for migration tests)."""
+    base = os.environ.get(PG_ENV)
+    if base:
+        url, name = await _create_pg_database(base)
+        yield url
+        await _drop_pg_database(base, name)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / f'own-{uuid.uuid4().hex[:6]}.db'}"
+
+
+@pytest.fixture
+async def fresh_database(empty_database: str) -> str:
+    """A migrated database of its own, with no rows (bootstrap acts only on an empty one)."""
+    await asyncio.to_thread(upgrade, empty_database)
+    return empty_database
+
+
 def make_settings(
     database_url: str, nats_url: str, data_dir: Path, **overrides: object
 ) -> Settings:

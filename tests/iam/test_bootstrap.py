@@ -7,8 +7,6 @@ import logging
 import os
 import stat
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +16,6 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from openpitrix.db.engine import Database
-from openpitrix.db.migrate import upgrade
 from openpitrix.errors import Conflict
 from openpitrix.iam import service
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
@@ -26,25 +23,10 @@ from openpitrix.iam.models import User
 from openpitrix.iam.schemas import Role, UserUpdate
 from openpitrix.iam.tokens import KEY_FILE, load_signing_key, read_or_create_key
 from openpitrix.settings import AuthSettings, Settings
-from tests.conftest import PG_ENV, LiveServer, _create_pg_database, _drop_pg_database, make_settings
+from tests.conftest import LiveServer, make_settings
 from tests.iam.conftest import Account, login, make_user, token_request, unique_email
 
 OPENPITRIX = Path(sys.executable).parent / "openpitrix"
-
-
-@pytest.fixture
-async def fresh_database(tmp_path: Path) -> AsyncIterator[str]:
-    """A migrated database of its own: bootstrap only acts when no user exists at all."""
-    base = os.environ.get(PG_ENV)
-    if base:
-        url, name = await _create_pg_database(base)
-        await asyncio.to_thread(upgrade, url)
-        yield url
-        await _drop_pg_database(base, name)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / f'boot-{uuid.uuid4().hex[:6]}.db'}"
-        await asyncio.to_thread(upgrade, url)
-        yield url
 
 
 async def _users(db: Database) -> list[User]:

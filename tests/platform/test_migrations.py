@@ -4,12 +4,8 @@ database (SQLite by default, PostgreSQL in CI)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -17,18 +13,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from openpitrix.db.migrate import downgrade, upgrade
 from openpitrix.db.registry import metadata
-from tests.conftest import PG_ENV, _create_pg_database, _drop_pg_database
-
-
-@pytest.fixture
-async def empty_database(tmp_path: Path) -> object:
-    base = os.environ.get(PG_ENV)
-    if base:
-        url, name = await _create_pg_database(base)
-        yield url
-        await _drop_pg_database(base, name)
-    else:
-        yield f"sqlite+aiosqlite:///{tmp_path / f'mig-{uuid.uuid4().hex[:6]}.db'}"
 
 
 async def _tables_and_diff(url: str) -> tuple[set[str], list[object]]:
