@@ -103,7 +103,8 @@ class Platform:
         if self._db is not None:
             await self._db.dispose()
         if self.embedded_nats is not None:
-            self.embedded_nats.stop()
+            # Waiting for the child to exit blocks: keep it off the event loop.
+            await asyncio.to_thread(self.embedded_nats.stop)
 
     async def __aenter__(self) -> Platform:
         await self.start()

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 INDEX_SHRUNK = "index_shrunk"
 REPO_DELETED = "repo_deleted"
 SECRET_UNREADABLE = "secret_unreadable"  # noqa: S105 - an error code, not a secret
+REPO_GONE = ErrorInfo(code=REPO_DELETED, message="the repo was deleted")
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,7 @@ async def _begin(
         task = (await jobs.tasks_of(session, job_id))[0]
         await jobs.start_task(session, job, task, executor)
         if repo is None or repo.status == RepoStatus.DELETED:
-            _fail(
-                session,
-                job,
-                task,
-                repo,
-                ErrorInfo(code=REPO_DELETED, message="the repo was deleted"),
-            )
+            _fail(session, job, task, repo, REPO_GONE)
             return None
         try:
             credential = secrets.open(repo.credential_secret) if repo.credential_secret else None
@@ -187,13 +182,7 @@ async def run_index_job(
             return
         job, task, repo = locked
         if repo.status == RepoStatus.DELETED:
-            _fail(
-                session,
-                job,
-                task,
-                repo,
-                ErrorInfo(code=REPO_DELETED, message="the repo was deleted"),
-            )
+            _fail(session, job, task, repo, REPO_GONE)
             return
         result: dict[str, Any] = {"fetch_seconds": round(fetched.elapsed_seconds, 3)}
         if parsed is None:
