@@ -14,13 +14,22 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from openpitrix.api.app import create_app
 from openpitrix.bus.embedded import EmbeddedNats
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
-from openpitrix.settings import BusSettings, IndexerSettings, Settings, WorkerSettings
+from openpitrix.iam.schemas import Role
+from openpitrix.settings import (
+    AuthSettings,
+    BusSettings,
+    IndexerSettings,
+    Settings,
+    WorkerSettings,
+)
+from tests.support.auth import TEST_JWT_SECRET, headers_for
 from tests.support.charts import ChartSpec, write_index
 from tests.support.http_repo import RepoServer
 
@@ -116,15 +125,33 @@ def make_settings(
         outbox_poll_seconds=0.2,
         sse_keepalive_seconds=1.0,
         bus=BusSettings(ack_wait_seconds=3.0, backoff_seconds=[3.0, 3.0, 6.0], max_deliver=5),
-        indexer=IndexerSettings(fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5),
+        indexer=IndexerSettings(
+            fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5, allow_private_addresses=True
+        ),
         worker=WorkerSettings(fetch_timeout_seconds=0.2, drain_seconds=5.0, concurrency=4),
+        # Every test logs in from 127.0.0.1: the per-address login limit would trip; its own
+        # tests (tests/iam/test_rate_limit.py) set it.
+        auth=AuthSettings(jwt_secret=SecretStr(TEST_JWT_SECRET), login_attempts_per_address=0),
     )
+    indexer = overrides.get("indexer")
+    if isinstance(indexer, IndexerSettings) and (
+        "allow_private_addresses" not in indexer.model_fields_set
+    ):
+        # Test repos are served on loopback: an indexer override keeps them reachable unless it
+        # says otherwise.
+        overrides["indexer"] = indexer.model_copy(update={"allow_private_addresses": True})
     return settings.model_copy(update=overrides) if overrides else settings
 
 
 @pytest.fixture
 def settings(database_url: str, nats_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, nats_url, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+async def admin_headers(database_url: str) -> dict[str, str]:
+    """Authorization of one admin for the whole session: most tests act as the operator."""
+    return await headers_for(database_url, Role.ADMIN)
 
 
 @pytest.fixture
@@ -179,7 +206,17 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
 
 
 @pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    server: LiveServer, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client of the live server."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=admin_headers) as http:
+        yield http
+
+
+@pytest.fixture
+async def anon(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without credentials."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         yield http
 

@@ -1,4 +1,4 @@
-"""The `openpitrix` command: serve, api, worker, migrate, openapi, users."""
+"""The `openpitrix` command: serve, api, worker, migrate, openapi, users, secrets."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import typer
 import uvicorn
 from pydantic import TypeAdapter, ValidationError
 
+from openpitrix import secrets_rotation
 from openpitrix.api.app import create_app
+from openpitrix.crypto import load_secret_box
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
 from openpitrix.errors import AppError
 from openpitrix.iam import passwords
 from openpitrix.iam import service as iam_service
-from openpitrix.iam.schemas import Email, Role, UserName
+from openpitrix.iam.schemas import Email, GroupPath, Role, UserName
 from openpitrix.logs import setup_logging
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
 from openpitrix.platform import Platform, executor_name
@@ -45,6 +47,15 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def local_mode(settings: Settings) -> Settings:
+    """`serve` defaults: repos on this machine or the LAN are normal there, so repo fetches may
+    reach private addresses unless OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES says otherwise."""
+    if "allow_private_addresses" in settings.indexer.model_fields_set:
+        return settings
+    indexer = settings.indexer.model_copy(update={"allow_private_addresses": True})
+    return settings.model_copy(update={"indexer": indexer})
+
+
 def _serve_http(settings: Settings, fastapi_app: object) -> None:
     config = uvicorn.Config(
         fastapi_app,  # type: ignore[arg-type]
@@ -63,7 +74,7 @@ def serve(
     data_dir: Annotated[Path | None, typer.Option(help="Embedded database and NATS store.")] = None,
 ) -> None:
     """Everything in one process on embedded defaults: migrations, gateway, every manager."""
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    settings = local_mode(_settings(host=host, port=port, data_dir=data_dir))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
     log.info("serving on http://%s:%d (docs at /docs)", settings.host, settings.port)
@@ -145,6 +156,9 @@ def create_user(
     email: Annotated[str, typer.Option(help="Login email (stored lower-cased).")],
     name: Annotated[str, typer.Option(help="Display name.")],
     role: Annotated[Role, typer.Option(help="Role of the new user.")] = Role.USER,
+    group: Annotated[
+        str, typer.Option(help="Group path, e.g. acme/team-a (group-scoped roles share it).")
+    ] = "",
     password: Annotated[
         str | None,
         typer.Option(help="Password (visible in shell history: prefer the prompt or stdin)."),
@@ -159,6 +173,7 @@ def create_user(
     try:
         email = TypeAdapter(Email).validate_python(email)
         name = TypeAdapter(UserName).validate_python(name)
+        group = TypeAdapter(GroupPath).validate_python(group)
     except ValidationError as exc:
         raise typer.BadParameter(exc.errors()[0]["msg"]) from None
     if password_stdin:
@@ -171,21 +186,61 @@ def create_user(
     except passwords.PasswordPolicyError as exc:
         raise typer.BadParameter(str(exc), param_hint="password") from None
     try:
-        user_id = asyncio.run(_create_user(settings, email, name, role, password))
+        user_id = asyncio.run(_create_user(settings, email, name, role, password, group))
     except AppError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
     typer.echo(user_id)
 
 
-async def _create_user(settings: Settings, email: str, name: str, role: Role, password: str) -> str:
+async def _create_user(
+    settings: Settings, email: str, name: str, role: Role, password: str, group: str
+) -> str:
     db = Database(settings.effective_database_url)
     try:
         async with db.transaction() as session:
             user = await iam_service.create_user(
-                session, email=email, name=name, role=role, password=password
+                session, email=email, name=name, role=role, password=password, group_path=group
             )
         return user.user_id
+    finally:
+        await db.dispose()
+
+
+secrets_app = typer.Typer(help="Manage stored secrets.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def rotate_secrets(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be resealed; write nothing.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Rows read and rewritten per transaction.")
+    ] = secrets_rotation.BATCH_SIZE,
+) -> None:
+    """Re-encrypt every stored secret under the newest key of OPENPITRIX_AUTH__SECRET_KEYS.
+
+    Exits 1 if some secret no configured key opens (listed on stderr): keep the old keys.
+    """
+    settings = _settings()
+    report = asyncio.run(_rotate_secrets(settings, dry_run=dry_run, batch_size=batch_size))
+    for ref in report.unreadable:
+        typer.echo(f"unreadable: {ref}", err=True)
+    typer.echo(report.summary() + (" (dry run: nothing written)" if dry_run else ""))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+async def _rotate_secrets(
+    settings: Settings, *, dry_run: bool, batch_size: int
+) -> secrets_rotation.RotationReport:
+    db = Database(settings.effective_database_url)
+    try:
+        return await secrets_rotation.rotate_secrets(
+            db, load_secret_box(settings), batch_size=batch_size, dry_run=dry_run
+        )
     finally:
         await db.dispose()
 

@@ -29,6 +29,7 @@ class SecretBox:
         if not keys:
             raise ValueError("at least one key is needed")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._newest = Fernet(keys[0])
 
     def seal(self, value: dict[str, Any]) -> str:
         return self._fernet.encrypt(orjson.dumps(value)).decode()
@@ -41,6 +42,14 @@ class SecretBox:
         if not isinstance(value, dict):
             raise SecretError("a stored secret is not an object")
         return value
+
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key alone opens `token`, so resealing it would change nothing."""
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def reseal(self, token: str) -> str:
         """Re-encrypt under the newest key (rotation)."""

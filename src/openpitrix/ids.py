@@ -14,6 +14,7 @@ TASK = "t"
 USER = "usr"
 REFRESH = "rtk"  # refresh token rows
 REFRESH_FAMILY = "rtf"  # one login and its rotations
+API_CLIENT = "cli"
 
 
 def new_id(prefix: str, length: int = 12) -> str:

@@ -19,6 +19,7 @@ from openpitrix.bus.embedded import EmbeddedNats
 from openpitrix.bus.topology import ensure_topology
 from openpitrix.crypto import SecretBox, load_secret_box
 from openpitrix.db.engine import Database
+from openpitrix.netguard import AddressPolicy, guarded_transport
 from openpitrix.outbox.relay import OutboxRelay
 from openpitrix.settings import Settings
 
@@ -77,10 +78,12 @@ class Platform:
         self._db = Database(settings.effective_database_url)
         self._nc = await connect(nats_url, name=f"openpitrix-{self.role}")
         self._js = self._nc.jetstream()
-        await ensure_topology(self._js, settings.bus)
+        await ensure_topology(self._js, settings.bus, settings.auth)
+        # The client fetches URLs that users supply, so every connection it opens is vetted.
+        policy = AddressPolicy(allow_private=settings.indexer.allow_private_addresses)
         self._http = httpx.AsyncClient(
+            transport=guarded_transport(policy, verify=settings.indexer.verify_tls),
             timeout=settings.indexer.fetch_timeout_seconds,
-            verify=settings.indexer.verify_tls,
             follow_redirects=True,
             headers={"User-Agent": "openpitrix-indexer/0.1"},
         )

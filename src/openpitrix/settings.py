@@ -29,6 +29,11 @@ class BusSettings(BaseModel):
         description="Redelivery delays after a nak without delay or an ack timeout.",
     )
     max_ack_pending: int = Field(1000, description="Unacked commands one consumer may hold.")
+    login_limits_bucket: str = Field(
+        "OP_LOGIN_LIMITS",
+        description="Key-value bucket counting login attempts, shared by every gateway replica; "
+        "a counter expires once idle for the longest login window.",
+    )
 
 
 class IndexerSettings(BaseModel):
@@ -50,6 +55,12 @@ class IndexerSettings(BaseModel):
         "(unless the re-index is forced).",
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates of repo URLs.")
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let repo fetches reach loopback, private, link-local (cloud metadata) and "
+        "other non-public addresses. Off, such fetches fail with `address_not_allowed`; "
+        "`openpitrix serve` turns it on unless it is set explicitly.",
+    )
     job_stale_seconds: int = Field(
         900,
         description="An index job silent this long (its worker died on the last delivery) is "
@@ -83,6 +94,33 @@ class AuthSettings(BaseModel):
         "first, every key still decrypts (rotation). Empty: one key kept in "
         "`<data_dir>/secret.key`.",
     )
+    login_failures_per_account: int = Field(
+        10,
+        ge=0,
+        description="Failed password logins one account (known or not) may have per window; "
+        "past it the token endpoint answers 429 without checking the password (0: no limit). "
+        "Ten covers a person's typos while an online guesser gets under a thousand tries a "
+        "day. Anyone can spend an account's budget, so the window also bounds how long they "
+        "can lock its owner out.",
+    )
+    login_account_window_seconds: int = Field(
+        900,
+        ge=1,
+        description="Fixed window of the per-account count, from its first counted attempt.",
+    )
+    login_attempts_per_address: int = Field(
+        60,
+        ge=0,
+        description="Password logins, failed or not, one client address (an IPv6 /64 counts "
+        "as one) may make per window (0: no limit). It stops one host spraying a password "
+        "over many accounts; sixty leaves room for an office behind one NAT, since refresh "
+        "tokens keep sessions alive and password logins are rare.",
+    )
+    login_address_window_seconds: int = Field(
+        900,
+        ge=1,
+        description="Fixed window of the per-address count, from its first attempt.",
+    )
 
 
 class Settings(BaseSettings):
@@ -106,6 +144,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of key=value.")
     sse_keepalive_seconds: float = Field(15.0, description="Keep-alive comment interval on SSE.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API cross-origin (CORS), e.g. "
+        '["https://console.example.org"]. Empty (the default): CORS is off.',
+    )
     relay_enabled: bool = Field(
         True, description="Run the outbox relay in this process (at least one process must)."
     )

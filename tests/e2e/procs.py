@@ -24,6 +24,7 @@ from typing import IO, Any
 import httpx
 
 from tests.helpers import TERMINAL
+from tests.support.auth import TEST_JWT_SECRET
 
 _SCRIPT = Path(sys.executable).parent / "openpitrix"
 # The console script of the virtualenv running the tests (or the same entry point through it).
@@ -155,8 +156,11 @@ class Api(Proc):
 class Processes:
     """Starts api and worker processes for one test and cleans all of them up afterwards."""
 
-    def __init__(self, database_url: str, nats_url: str, tmp_path: Path) -> None:
+    def __init__(
+        self, database_url: str, nats_url: str, tmp_path: Path, headers: Mapping[str, str]
+    ) -> None:
         self.database_url = database_url
+        self.headers = dict(headers)
         self.nats_url = nats_url
         self.dir = tmp_path / "procs"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -178,12 +182,19 @@ class Processes:
                 "OPENPITRIX_WORKER__DRAIN_SECONDS": "5",
                 "OPENPITRIX_INDEXER__SCHEDULER_TICK_SECONDS": "0.5",
                 "OPENPITRIX_INDEXER__FETCH_TIMEOUT_SECONDS": "10",
+                # Test repos are served on loopback, which production processes refuse.
+                "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
+                "OPENPITRIX_AUTH__JWT_SECRET": TEST_JWT_SECRET,
                 "PYTHONUNBUFFERED": "1",
                 **BUS_ENV,
             }
         )
         base.update(extra or {})
         return base
+
+    def http(self, api: Api) -> httpx.AsyncClient:
+        """A client of that gateway, authorized as the test session's admin."""
+        return httpx.AsyncClient(base_url=api.url, timeout=30, headers=self.headers)
 
     def _log_path(self, name: str) -> Path:
         return self.dir / f"{len(self.started):02d}-{name}.log"

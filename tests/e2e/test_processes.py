@@ -41,8 +41,10 @@ INDEX_EVENTS = [
 
 
 @pytest.fixture
-async def procs(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path) as started:
+async def procs(
+    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
+) -> AsyncIterator[Processes]:
+    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
         yield started
 
 
@@ -72,7 +74,7 @@ async def test_two_worker_processes_share_the_index_jobs(
         write_index(repo_dir / f"r{i}", [ChartSpec(f"app{i}", "1.0.0")], packages=False)
         repo_server.set_delay(f"/r{i}{INDEX}", 0.3)  # overlapping work for both workers
 
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repos = await asyncio.gather(
             *(create_repo(http, unique(), f"{repo_server.url}/r{i}") for i in range(count))
         )
@@ -96,7 +98,7 @@ async def test_worker_killed_mid_index_is_resumed_by_a_fresh_worker(
 ) -> None:
     api, doomed = await asyncio.gather(procs.api(), procs.worker())
     chart_repo.set_delay(INDEX, 4)
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
         job_id = repo["index_job_id"]
         working = await wait_job_status(http, job_id, {"working"})
@@ -128,7 +130,7 @@ async def test_command_committed_by_a_killed_gateway_is_published_by_a_worker(
     procs: Processes, database_url: str, chart_repo: RepoServer
 ) -> None:
     lonely = await procs.api(OPENPITRIX_RELAY_ENABLED="false")
-    async with httpx.AsyncClient(base_url=lonely.url, timeout=30) as http:
+    async with procs.http(lonely) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
     job_id = repo["index_job_id"]
     lonely.kill()
@@ -149,7 +151,7 @@ async def test_command_committed_by_a_killed_gateway_is_published_by_a_worker(
 
     # The worker's relay is the only one left to publish it: this gateway has none either.
     worker, api = await asyncio.gather(procs.worker(), procs.api(OPENPITRIX_RELAY_ENABLED="false"))
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         done = await wait_job(http, job_id, timeout=60)
         assert done["status"] == "successful", done
         assert done["attempts"] == 1
@@ -164,7 +166,7 @@ async def test_job_stream_resumes_after_a_dropped_connection(
 ) -> None:
     api, _ = await asyncio.gather(procs.api(), procs.worker())
     chart_repo.set_delay(INDEX, 3)
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
         job_id = repo["index_job_id"]
         path = f"/v1/jobs/{job_id}/events"
@@ -192,7 +194,7 @@ async def test_sigterm_drains_the_in_flight_index_job(
 ) -> None:
     api, draining = await asyncio.gather(procs.api(), procs.worker())
     chart_repo.set_delay(INDEX, 2)
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
         job_id = repo["index_job_id"]
         await wait_job_status(http, job_id, {"working"})
@@ -218,7 +220,7 @@ async def test_sigterm_gives_back_a_command_that_outlasts_the_drain_period(
         procs.api(), procs.worker(concurrency=1, OPENPITRIX_WORKER__DRAIN_SECONDS="1")
     )
     chart_repo.set_delay(INDEX, 15)
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
         job_id = repo["index_job_id"]
         await wait_job_status(http, job_id, {"working"})

@@ -25,8 +25,10 @@ WINDOW = 7.0
 
 
 @pytest.fixture
-async def procs(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path) as started:
+async def procs(
+    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
+) -> AsyncIterator[Processes]:
+    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
         yield started
 
 
@@ -58,7 +60,7 @@ async def test_two_replicas_schedule_one_index_job_per_interval(
     procs: Processes, chart_repo: RepoServer
 ) -> None:
     api, *_ = await asyncio.gather(procs.api(), procs.worker(), procs.worker())
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url, index_interval_seconds=INTERVAL)
         repo_id = repo["repo_id"]
         try:
@@ -90,7 +92,7 @@ async def test_index_requested_twice_while_running_answers_the_same_job(
     procs: Processes, chart_repo: RepoServer
 ) -> None:
     api, _ = await asyncio.gather(procs.api(), procs.worker())
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with procs.http(api) as http:
         repo = await create_repo(http, unique(), chart_repo.url)
         created = await wait_job(http, repo["index_job_id"])
         assert created["status"] == "successful", created

@@ -54,6 +54,12 @@ async def login(client: httpx.AsyncClient, account: Account) -> Account:
 
 
 @pytest.fixture
+async def client(anon: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Identity tests say who calls on each request, so their client carries no token."""
+    return anon
+
+
+@pytest.fixture
 async def admin(db: Database, client: httpx.AsyncClient) -> Account:
     return await login(client, await make_user(db, Role.ADMIN))
 

@@ -150,8 +150,10 @@ async def test_servers_sharing_a_data_dir_accept_each_others_tokens(
     database_url: str, nats_url: str, tmp_path: Path, db: Database
 ) -> None:
     account = await make_user(db)
-    shared = make_settings(database_url, nats_url, tmp_path / "shared")
-    elsewhere = make_settings(database_url, nats_url, tmp_path / "elsewhere")
+    # No configured signing secret: each data dir keeps its own key file.
+    keyless = AuthSettings(login_attempts_per_address=0)
+    shared = make_settings(database_url, nats_url, tmp_path / "shared", auth=keyless)
+    elsewhere = make_settings(database_url, nats_url, tmp_path / "elsewhere", auth=keyless)
     assert await _me_status(shared, account) == 200  # logs in: writes the key file
     assert (tmp_path / "shared" / KEY_FILE).exists()
     assert await _me_status(shared, account) == 200  # a later process reuses it

@@ -84,9 +84,7 @@ async def test_malformed_token_requests_get_oauth_errors(client: httpx.AsyncClie
     assert_oauth_error(await token_request(client, grant_type="password"), "invalid_request")
     assert_oauth_error(await token_request(client, grant_type="refresh_token"), "invalid_request")
     assert_oauth_error(
-        await token_request(
-            client, grant_type="client_credentials", client_id="x", client_secret="y"
-        ),
+        await token_request(client, grant_type="authorization_code", code="x"),
         "unsupported_grant_type",
     )
     assert_oauth_error(

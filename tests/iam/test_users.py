@@ -11,6 +11,7 @@ from tests.iam.conftest import Account, login, make_user, token_request, unique_
 
 USER_FIELDS = {
     "user_id",
+    "group_path",
     "email",
     "name",
     "role",
@@ -211,3 +212,26 @@ async def test_password_change_revokes_refresh_tokens(
     )
     assert old.json()["error"] == "invalid_grant"
     await login(client, Account(account.user_id, account.email, "n3w-s3cret!"))
+
+
+async def test_admin_puts_users_in_groups_and_bad_group_paths_are_refused(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    body = {"email": unique_email(), "name": "Vendor", "role": "isv", "password": "s3cret-pw-1"}
+    made = await client.post(
+        "/v1/users", json={**body, "group_path": "Acme/Team-A"}, headers=admin.headers
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["group_path"] == "acme/team-a"  # stored lower-cased
+    user_id = made.json()["user_id"]
+    moved = await client.patch(
+        f"/v1/users/{user_id}", json={"group_path": "globex"}, headers=admin.headers
+    )
+    assert moved.json()["group_path"] == "globex"
+    for bad in ("/acme", "acme/", "acme//x", "ac me", "acme:x", "a" * 201):
+        resp = await client.patch(
+            f"/v1/users/{user_id}", json={"group_path": bad}, headers=admin.headers
+        )
+        assert_error(resp, 422, "validation_error")
+    still = await client.get(f"/v1/users/{user_id}", headers=admin.headers)
+    assert still.json()["group_path"] == "globex"

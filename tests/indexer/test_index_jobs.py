@@ -58,7 +58,7 @@ def api(client: httpx.AsyncClient) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def tight(
-    database_url: str, nats_url: str, tmp_path: Path
+    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A server whose indexer has a small size cap and a short fetch timeout."""
     settings = make_settings(
@@ -73,7 +73,7 @@ async def tight(
     )
     async with (
         LiveServer(settings) as live,
-        httpx.AsyncClient(base_url=live.url, timeout=30) as http,
+        httpx.AsyncClient(base_url=live.url, timeout=30, headers=admin_headers) as http,
     ):
         yield guarded(http)
 

@@ -18,7 +18,7 @@ from openpitrix.crypto import SecretBox, SecretError, generate_key, load_secret_
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
 from openpitrix.repos.models import Repo
-from openpitrix.settings import AuthSettings, Settings
+from openpitrix.settings import Settings
 from tests.conftest import LiveServer, make_settings, unique
 from tests.helpers import create_repo, wait_job
 from tests.support.http_repo import RepoServer
@@ -81,19 +81,23 @@ async def test_repo_credential_is_stored_encrypted(
 
 
 async def test_rotated_keys_still_index_repos_saved_under_the_old_key(
-    chart_repo: RepoServer, database_url: str, nats_url: str, tmp_path: Path
+    chart_repo: RepoServer,
+    database_url: str,
+    nats_url: str,
+    tmp_path: Path,
+    admin_headers: dict[str, str],
 ) -> None:
     old, new = generate_key(), generate_key()
 
     def with_keys(*keys: str) -> Settings:
-        return make_settings(
-            database_url,
-            nats_url,
-            tmp_path / "data",
-            auth=AuthSettings(secret_keys=[SecretStr(k) for k in keys]),
-        )
+        base = make_settings(database_url, nats_url, tmp_path / "data")
+        auth = base.auth.model_copy(update={"secret_keys": [SecretStr(k) for k in keys]})
+        return base.model_copy(update={"auth": auth})
 
-    async with LiveServer(with_keys(old)) as live, httpx.AsyncClient(base_url=live.url) as http:
+    async with (
+        LiveServer(with_keys(old)) as live,
+        httpx.AsyncClient(base_url=live.url, headers=admin_headers) as http,
+    ):
         repo = await create_repo(
             http, unique(), chart_repo.url, credential={"token": "bearer-token-123"}
         )
@@ -102,7 +106,7 @@ async def test_rotated_keys_still_index_repos_saved_under_the_old_key(
     seen = len(chart_repo.headers)
     async with (
         LiveServer(with_keys(new, old)) as live,
-        httpx.AsyncClient(base_url=live.url) as http,
+        httpx.AsyncClient(base_url=live.url, headers=admin_headers) as http,
     ):
         job = (await http.post(f"/v1/repos/{repo['repo_id']}/index", json={"force": True})).json()
         assert (await wait_job(http, job["job_id"]))["status"] == "successful"
@@ -110,7 +114,10 @@ async def test_rotated_keys_still_index_repos_saved_under_the_old_key(
     assert "Bearer bearer-token-123" in sent, sent
 
     # Without the old key the secret cannot be opened: the job says so plainly.
-    async with LiveServer(with_keys(new)) as live, httpx.AsyncClient(base_url=live.url) as http:
+    async with (
+        LiveServer(with_keys(new)) as live,
+        httpx.AsyncClient(base_url=live.url, headers=admin_headers) as http,
+    ):
         job = (await http.post(f"/v1/repos/{repo['repo_id']}/index", json={"force": True})).json()
         done = await wait_job(http, job["job_id"])
     assert done["status"] == "failed"

@@ -238,8 +238,9 @@ async def test_visibility_filter(client: httpx.AsyncClient) -> None:
 async def test_owner_filter(client: httpx.AsyncClient) -> None:
     word = unique("owner")
     repo = await make(client, f"{word}-r")
-    assert repo["owner"] == "system"
-    assert await names(client, [("search_word", word), ("owner", "system")]) == [f"{word}-r"]
+    me = (await client.get("/v1/users/me")).json()["user_id"]
+    assert repo["owner"] == me
+    assert await names(client, [("search_word", word), ("owner", me)]) == [f"{word}-r"]
     assert await names(client, [("search_word", word), ("owner", "someone-else")]) == []
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
@@ -15,6 +16,7 @@ from openpitrix.apps.router import router as apps_router
 from openpitrix.events.router import router as events_router
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.deps import install_auth_error_handler
+from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
@@ -52,6 +54,7 @@ def create_app(
             app.state.access_tokens = AccessTokens(
                 load_signing_key(settings), settings.auth.access_token_ttl_seconds
             )
+            app.state.login_limiter = await LoginLimiter.open(platform.js, settings)
             generated = await ensure_bootstrap_admin(platform.db, settings)
         except BaseException:
             await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool
@@ -91,6 +94,17 @@ def create_app(
     )
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        # Bearer tokens, not cookies: credentials stay off, so a listed origin still cannot
+        # ride on a browser's ambient session.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
     install_error_handlers(app)
     install_auth_error_handler(app)
     for router in (

@@ -46,7 +46,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": desc}
     for status, desc in (
         (400, "Bad parameter or malformed JSON"),
-        (404, "Not found"),
+        (401, "No bearer token, or an invalid or expired one"),
+        (403, "The caller's role does not allow this operation"),
+        (404, "Not found (also a row the caller may not see)"),
         (409, "Conflict with the current state"),
         (422, "Body validation failed"),
     )

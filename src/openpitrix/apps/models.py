@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from openpitrix.db.base import Owned, Timestamps
@@ -27,7 +27,10 @@ class ChartMetadata(SQLModel):
 
 class App(Owned, Timestamps, ChartMetadata, table=True):
     __tablename__ = "apps"
-    __table_args__ = (UniqueConstraint("repo_id", "name", name="uq_apps_repo_name"),)
+    __table_args__ = (
+        UniqueConstraint("repo_id", "name", name="uq_apps_repo_name"),
+        Index("ix_apps_owner", "owner"),
+    )
 
     app_id: str = Field(primary_key=True, max_length=40)
     repo_id: str = Field(max_length=40, foreign_key="repos.repo_id", index=True)

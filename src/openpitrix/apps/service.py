@@ -1,10 +1,14 @@
-"""Catalog reads: apps and their versions."""
+"""Catalog reads: apps and their versions, as far as the caller may see them.
+
+A caller sees the apps its scope covers, plus the published (active) apps and versions of
+public repos.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -12,8 +16,37 @@ from openpitrix.apps.models import App, AppVersion
 from openpitrix.apps.schemas import AppRead, AppVersionRead
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.errors import NotFound
+from openpitrix.iam.access import Access
+from openpitrix.repos.models import Repo
 
 DELETED = "deleted"
+PUBLISHED = "active"
+
+
+def _public_repo_ids() -> Select[str]:
+    return select(col(Repo.repo_id)).where(
+        col(Repo.visibility) == "public", col(Repo.status) != DELETED
+    )
+
+
+def _visible(access: Access, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
+    return or_(
+        access.clause(col(model.owner), col(model.owner_path)),
+        and_(col(model.status) == PUBLISHED, col(model.repo_id).in_(_public_repo_ids())),
+    )
+
+
+async def _check_visible(
+    session: AsyncSession, access: Access, row: App | AppVersion, kind: str, ident: str
+) -> None:
+    if access.covers(row.owner, row.owner_path):
+        return
+    public = False
+    if row.status == PUBLISHED:
+        repo = await session.get(Repo, row.repo_id)
+        public = repo is not None and repo.visibility == "public" and repo.status != DELETED
+    access.check_visible(kind, ident, row.owner, row.owner_path, public=public)
+
 
 APP_LIST = ListSpec(
     sort_keys={
@@ -47,13 +80,14 @@ VERSION_LIST = ListSpec(
 async def list_apps(
     session: AsyncSession,
     query: ListQuery,
+    access: Access,
     *,
     repo_id: Sequence[str] = (),
     app_id: Sequence[str] = (),
     name: Sequence[str] = (),
     status: Sequence[str] = (),
 ) -> tuple[int, list[AppRead]]:
-    stmt = select(App)
+    stmt = select(App).where(_visible(access, App))
     for column, values in (
         (col(App.repo_id), repo_id),
         (col(App.app_id), app_id),
@@ -70,10 +104,11 @@ async def list_apps(
     return total, [AppRead.model_validate(r) for r in rows]
 
 
-async def get_app(session: AsyncSession, app_id: str) -> AppRead:
+async def get_app(session: AsyncSession, app_id: str, access: Access) -> AppRead:
     app = await session.get(App, app_id)
     if app is None:
         raise NotFound("app", app_id)
+    await _check_visible(session, access, app, "app", app_id)
     return AppRead.model_validate(app)
 
 
@@ -81,12 +116,13 @@ async def list_versions(
     session: AsyncSession,
     app_id: str,
     query: ListQuery,
+    access: Access,
     *,
     status: Sequence[str] = (),
     version: Sequence[str] = (),
 ) -> tuple[int, list[AppVersionRead]]:
-    await get_app(session, app_id)
-    stmt = select(AppVersion).where(col(AppVersion.app_id) == app_id)
+    await get_app(session, app_id, access)
+    stmt = select(AppVersion).where(col(AppVersion.app_id) == app_id, _visible(access, AppVersion))
     if version:
         stmt = stmt.where(col(AppVersion.version).in_(version))
     stmt = (
@@ -98,8 +134,9 @@ async def list_versions(
     return total, [AppVersionRead.model_validate(r) for r in rows]
 
 
-async def get_version(session: AsyncSession, version_id: str) -> AppVersionRead:
+async def get_version(session: AsyncSession, version_id: str, access: Access) -> AppVersionRead:
     row = await session.get(AppVersion, version_id)
     if row is None:
         raise NotFound("app version", version_id)
+    await _check_visible(session, access, row, "app version", version_id)
     return AppVersionRead.model_validate(row)

@@ -5,6 +5,7 @@ shared by all its replicas (that is how a manager scales out).
 Events: `op.evt.<owner>.<resource_kind>.<resource_id>.<job_id or _>` on a limits stream. The job id
 token (an addition to the design's 4 tokens) lets a job's stream and a resource's stream both be
 plain subject filters, so neither scans unrelated events.
+Login limits: a key-value bucket of attempt counters that every gateway replica shares.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
+from nats.js.client import KV_STREAM_TEMPLATE
 from nats.js.errors import APIError, BadRequestError
 
-from openpitrix.settings import BusSettings
+from openpitrix.settings import AuthSettings, BusSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,10 @@ class Topology:
     commands_stream: StreamConfig
     events_stream: StreamConfig
     consumers: dict[str, ConsumerConfig]
+    login_limits: KeyValueConfig
 
 
-def build_topology(settings: BusSettings) -> Topology:
+def build_topology(settings: BusSettings, auth: AuthSettings | None = None) -> Topology:
     commands = StreamConfig(
         name=settings.commands_stream,
         subjects=[f"{COMMAND_PREFIX}.>"],
@@ -107,7 +111,17 @@ def build_topology(settings: BusSettings) -> Topology:
         )
         for manager in MANAGERS
     }
-    return Topology(commands, events, consumers)
+    auth = auth or AuthSettings()
+    login_limits = KeyValueConfig(
+        bucket=settings.login_limits_bucket,
+        description="Login attempt counters (openpitrix.iam.ratelimit)",
+        history=1,
+        # A counter is dropped once idle this long: by then its fixed window has ended, since
+        # every write falls inside the window and the window is at most this long.
+        ttl=max(auth.login_account_window_seconds, auth.login_address_window_seconds),
+        storage=StorageType.FILE,
+    )
+    return Topology(commands, events, consumers, login_limits)
 
 
 def heartbeat_interval(settings: BusSettings) -> float:
@@ -118,9 +132,14 @@ def heartbeat_interval(settings: BusSettings) -> float:
     return min([settings.ack_wait_seconds, *settings.backoff_seconds]) / 3
 
 
-async def ensure_topology(js: JetStreamContext, settings: BusSettings) -> Topology:
-    """Create or update the streams and consumers so every process agrees on them."""
-    topo = build_topology(settings)
+async def ensure_topology(
+    js: JetStreamContext, settings: BusSettings, auth: AuthSettings | None = None
+) -> Topology:
+    """Create or update the streams, consumers and buckets so every process agrees on them.
+
+    `auth` sets the login counters' expiry (its defaults when omitted).
+    """
+    topo = build_topology(settings, auth)
     for stream in (topo.commands_stream, topo.events_stream):
         try:
             await js.add_stream(config=stream)
@@ -137,4 +156,21 @@ async def ensure_topology(js: JetStreamContext, settings: BusSettings) -> Topolo
             assert config.durable_name is not None
             await js.delete_consumer(settings.commands_stream, config.durable_name)
             await js.add_consumer(settings.commands_stream, config=config)
+    await _ensure_bucket(js, topo.login_limits)
     return topo
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    try:
+        await js.create_key_value(config=config)
+    except BadRequestError:
+        # The bucket exists with another TTL (a login window changed). nats-py has no KV update,
+        # but the TTL is the stream's max_age, which the server edits in place. The duplicate
+        # window may not exceed it: the same min(2 minutes, ttl) create_key_value sets.
+        assert config.ttl is not None
+        name = KV_STREAM_TEMPLATE.format(bucket=config.bucket)
+        current = (await js.stream_info(name)).config
+        log.warning("updating bucket %s ttl=%s", config.bucket, config.ttl)
+        await js.update_stream(
+            config=current.evolve(max_age=config.ttl, duplicate_window=min(120.0, config.ttl))
+        )

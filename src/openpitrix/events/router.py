@@ -12,7 +12,9 @@ from openpitrix.api.deps import PlatformDep, SettingsDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.bus.topology import events_filter
 from openpitrix.errors import BadRequest
-from openpitrix.events.sse import stream_events
+from openpitrix.events.sse import Visibility, stream_events
+from openpitrix.iam.access import Scope
+from openpitrix.iam.deps import CanReadEvents
 
 router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
 
@@ -56,6 +58,7 @@ def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
     responses=SSE_RESPONSES,
 )
 async def stream_feed(
+    access: CanReadEvents,
     platform: PlatformDep,
     settings: SettingsDep,
     resource_kind: Annotated[str | None, Query(pattern=KINDS)] = None,
@@ -63,10 +66,20 @@ async def stream_feed(
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this sequence.")] = None,
 ) -> StreamingResponse:
-    """Every event (optionally of one resource) as server-sent events, live from now, or
-    replayed from after `Last-Event-ID`."""
+    """The events of resources you may see (by your role's scope; optionally of one resource)
+    as server-sent events, live from now, or replayed from after `Last-Event-ID`. Sequence
+    numbers have gaps where other tenants' events were."""
     after_seq = parse_last_event_id(last_event_id, after)
-    subject = events_filter(resource_kind=resource_kind, resource_id=resource_id)
+    visible: Visibility | None = None
+    owner: str | None = None
+    if access.scope == Scope.OWN:
+        owner = access.owner  # the subject itself carries the owner: NATS does the filtering
+    elif access.scope == Scope.GROUP:
+
+        def visible(event: dict[str, Any]) -> bool:
+            return access.covers(str(event.get("owner", "")), str(event.get("owner_path", "")))
+
+    subject = events_filter(owner=owner, resource_kind=resource_kind, resource_id=resource_id)
     return sse_response(
         stream_events(
             platform.js,
@@ -74,5 +87,6 @@ async def stream_feed(
             subject=subject,
             after_seq=after_seq,
             keepalive_seconds=settings.sse_keepalive_seconds,
+            visible=visible,
         )
     )

@@ -31,6 +31,10 @@ class Event(BaseModel):
     job_id: str | None = None
     task_id: str | None = None
     resource: ResourceRef
+    owner: str = Field("", description="Owner of the resource (user id).")
+    owner_path: str = Field(
+        "", description="The owner's `<group path>:<user id>`; group-scoped feeds filter on it."
+    )
     status: str | None = None
     message: str = ""
     progress: int | None = Field(None, description="Percent done, when known.")

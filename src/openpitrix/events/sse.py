@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -25,6 +26,8 @@ IDLE_CHECK_SECONDS = 1.0
 
 # Asked while idle: has the stream nothing more to say after `last_seq`? (job streams only)
 DoneCheck = Callable[[int], Awaitable[bool]]
+# Whether the client may receive this event (its JSON); for filters a subject cannot express.
+Visibility = Callable[[dict[str, Any]], bool]
 
 
 def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
@@ -50,6 +53,7 @@ async def stream_events(
     keepalive_seconds: float,
     done: DoneCheck | None = None,
     end_on_terminal: bool = False,
+    visible: Visibility | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
     `done` is set, i.e. a job replay, else only new events)."""
@@ -85,9 +89,17 @@ async def stream_events(
             if seq <= last_seq:
                 continue
             last_seq = seq
-            event_type = "message"
-            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-                event_type = str(orjson.loads(msg.data).get("type") or "message")
+            try:
+                event = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
+                if visible is not None:
+                    continue  # nothing to judge it by: withheld
+                event = {}
+            if visible is not None and not visible(event):
+                continue
+            event_type = str(event.get("type") or "message")
             last_sent = loop.time()
             yield format_sse(seq, event_type, msg.data)
             if end_on_terminal and _is_terminal(msg.data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openpitrix.db.engine import Database
-from openpitrix.iam import passwords, service, tokens
+from openpitrix.iam import clients, passwords, service, tokens
 from openpitrix.iam.models import User
 from openpitrix.iam.schemas import TokenResponse, UserStatus
 from openpitrix.iam.tokens import AccessTokens
@@ -82,3 +82,26 @@ async def refresh_grant(
             await tokens.revoke_user_tokens(session, rotated.user_id)
             return GrantRefused("invalid_grant", "refresh token is invalid")
     return _answer(signer, user, rotated.refresh_token)
+
+
+async def client_credentials_grant(
+    db: Database, signer: AccessTokens, client_id: str, client_secret: str
+) -> TokenResponse | GrantRefused:
+    """An API client's login: an access token acting as its user, and no refresh token
+    (RFC 6749 §4.4.3; the client holds its secret and simply asks again)."""
+    async with db.read_session() as session:
+        found = await clients.authenticate_client(session, client_id, client_secret)
+    if found is None:
+        return GrantRefused("invalid_client", "client authentication failed")
+    client, user = found
+    return TokenResponse(
+        access_token=signer.issue(user.user_id, user.role, client_id=client.client_id),
+        expires_in=signer.ttl_seconds,
+    )
+
+
+async def revoke_token(db: Database, token: str) -> None:
+    """RFC 7009 revocation of a refresh token (logout): its whole login family ends. Unknown
+    tokens are ignored, as the RFC asks, so the answer reveals nothing."""
+    async with db.transaction() as session:
+        await tokens.revoke_by_token(session, token)

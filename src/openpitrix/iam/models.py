@@ -1,4 +1,4 @@
-"""Identity tables: users and the hashed refresh tokens issued to them."""
+"""Identity tables: users, the hashed refresh tokens issued to them, and API clients."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ class User(Timestamps, table=True):
     status: str = Field(default="active", max_length=16, index=True)
     # argon2id PHC string; never leaves the service layer.
     password_hash: str = Field(max_length=255)
+    # "" (no group) or a slash path like "acme/team-a"; rows the user creates get the owner
+    # path "<group_path>:<user_id>", which group-scoped roles match by prefix.
+    group_path: str = Field(default="", max_length=200)
+    # Access tokens issued before this instant are refused (password change, role change):
+    # they are otherwise valid until they expire.
+    tokens_valid_after: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class RefreshToken(SQLModel, table=True):
@@ -49,3 +55,16 @@ class RefreshToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     create_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ApiClient(Timestamps, table=True):
+    """Credentials for automation (OAuth2 client_credentials). A client acts as the user who
+    made it, with that user's current role; only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_clients"
+
+    client_id: str = Field(primary_key=True, max_length=40)
+    user_id: str = Field(max_length=40, foreign_key="users.user_id", ondelete="CASCADE", index=True)
+    name: str = Field(max_length=200)
+    secret_hash: str = Field(max_length=64)
+    status: str = Field(default="active", max_length=16, index=True)

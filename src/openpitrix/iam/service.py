@@ -48,6 +48,7 @@ def user_read(user: User) -> UserRead:
         name=user.name,
         role=Role(user.role),
         status=UserStatus(user.status),
+        group_path=user.group_path,
         create_time=user.create_time,
         update_time=user.update_time,
         status_time=user.status_time,
@@ -86,7 +87,13 @@ async def _ensure_email_free(session: AsyncSession, email: str) -> None:
 
 
 async def create_user(
-    session: AsyncSession, *, email: str, name: str, role: Role, password: str
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    role: Role,
+    password: str,
+    group_path: str = "",
 ) -> User:
     try:
         passwords.check_policy(password)
@@ -100,6 +107,7 @@ async def create_user(
         email=email,
         name=name,
         role=role,
+        group_path=group_path,
         status=UserStatus.ACTIVE,
         password_hash=await passwords.hash_password_async(password),
         create_time=now,
@@ -167,6 +175,8 @@ async def update_user(session: AsyncSession, user_id: str, data: UserUpdate) -> 
         user.name = data.name
     if data.role is not None:
         user.role = data.role
+    if data.group_path is not None:
+        user.group_path = data.group_path
     user.update_time = now
     try:
         await session.flush()
@@ -200,6 +210,10 @@ async def change_password(
     except passwords.PasswordPolicyError as exc:
         raise BadRequest(str(exc), code="invalid_password") from exc
     user.password_hash = await passwords.hash_password_async(new_password)
-    user.update_time = utcnow()
+    now = utcnow()
+    user.update_time = now
+    # Access tokens carry whole seconds, so the cut is at the current second: a token issued
+    # earlier in this same second survives, one issued in an earlier second does not.
+    user.tokens_valid_after = now.replace(microsecond=0)
     # Every session started with the old password ends: a stolen refresh token dies with it.
     await tokens.revoke_user_tokens(session, user.user_id)

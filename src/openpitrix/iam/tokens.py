@@ -77,7 +77,9 @@ class AccessClaims:
     user_id: str
     role: str
     jti: str
+    issued_at: datetime
     expires_at: datetime
+    client_id: str | None = None
 
 
 class AccessTokens:
@@ -87,9 +89,9 @@ class AccessTokens:
         self._key = key
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, user_id: str, role: str) -> str:
+    def issue(self, user_id: str, role: str, *, client_id: str | None = None) -> str:
         now = utcnow()
-        claims = {
+        claims: dict[str, object] = {
             "iss": ISSUER,
             "sub": user_id,
             "role": role,
@@ -98,6 +100,8 @@ class AccessTokens:
             "iat": now,
             "exp": now + timedelta(seconds=self.ttl_seconds),
         }
+        if client_id is not None:
+            claims["cid"] = client_id
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> AccessClaims:
@@ -120,7 +124,9 @@ class AccessTokens:
             user_id=claims["sub"],
             role=str(claims.get("role", "")),
             jti=str(claims["jti"]),
+            issued_at=datetime.fromtimestamp(claims["iat"], tz=UTC),
             expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+            client_id=str(claims["cid"]) if claims.get("cid") is not None else None,
         )
 
 
@@ -229,3 +235,13 @@ async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
         .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+async def revoke_by_token(session: AsyncSession, token: str) -> None:
+    row = (
+        await session.execute(
+            select(RefreshToken).where(col(RefreshToken.token_hash) == hash_refresh_token(token))
+        )
+    ).scalar_one_or_none()
+    if row is not None:
+        await revoke_family(session, row.family_id)

@@ -14,13 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 import orjson
 import yaml_rs
 
+from openpitrix.netguard import AddressNotAllowed
+
+ADDRESS_NOT_ALLOWED: Final = "address_not_allowed"
 REPO_UNREACHABLE: Final = "repo_unreachable"
 REPO_TIMEOUT: Final = "repo_timeout"
 REPO_TLS_ERROR: Final = "repo_tls_error"
@@ -316,9 +319,17 @@ def _too_large(shown: str, limit: int) -> IndexFetchError:
 def _classify(exc: BaseException, req: _Request, *, in_body: bool) -> IndexFetchError:
     shown = req.shown
     reason = _reason(exc, req.secrets)
+    refused = _cause(exc, AddressNotAllowed)
+    if refused is not None:
+        # Raised before any connection was opened, on the first hop or on a redirect.
+        return IndexFetchError(
+            ADDRESS_NOT_ALLOWED,
+            f"GET {shown} refused: {_reason(refused, req.secrets)}, "
+            "which repo fetches may not reach",
+        )
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return IndexFetchError(REPO_TIMEOUT, f"GET {shown} timed out: {reason}")
-    tls = _tls_failure(exc)
+    tls = _cause(exc, ssl.SSLError)
     if tls is not None and not (in_body and isinstance(tls, ssl.SSLEOFError)):
         return IndexFetchError(
             REPO_TLS_ERROR, f"GET {shown} failed TLS: {_reason(tls, req.secrets)}"
@@ -337,14 +348,17 @@ def _classify(exc: BaseException, req: _Request, *, in_body: bool) -> IndexFetch
     return IndexFetchError(REPO_UNREACHABLE, f"GET {shown} failed: {reason}")
 
 
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    # httpx wraps httpcore's error, which wraps the ssl one; follow both explicit and implicit
-    # chaining, guarding against cycles.
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    # httpx wraps httpcore's error, which wraps the original one; follow both explicit and
+    # implicit chaining, guarding against cycles.
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
+        if isinstance(current, kind):
             return current
         current = current.__cause__ or current.__context__
     return None

@@ -33,6 +33,7 @@ class Job(Owned, RunState, table=True):
     __table_args__ = (
         Index("ix_jobs_resource", "resource_kind", "resource_id"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_owner", "owner"),
     )
 
     job_id: str = Field(primary_key=True, max_length=40)

@@ -16,6 +16,7 @@ from openpitrix.api.deps import (
 )
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
+from openpitrix.iam.deps import CanReadJobs
 from openpitrix.jobs import service
 from openpitrix.jobs.schemas import JobPage, JobRead, TaskPage
 from openpitrix.jobs.stream import job_event_stream
@@ -25,6 +26,7 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 @router.get("/v1/jobs", operation_id="list_jobs")
 async def list_jobs(
+    access: CanReadJobs,
     session: ReadSessionDep,
     query: ListDep,
     status: Filter = None,
@@ -33,9 +35,11 @@ async def list_jobs(
     resource_id: Filter = None,
     executor: Filter = None,
 ) -> JobPage:
+    """Jobs on resources you may see (by your role's scope)."""
     total, items = await service.list_jobs(
         session,
         query,
+        access,
         status=status or (),
         action=action or (),
         resource_kind=resource_kind or (),
@@ -46,17 +50,22 @@ async def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}", operation_id="get_job")
-async def get_job(job_id: str, session: ReadSessionDep) -> JobRead:
+async def get_job(job_id: str, access: CanReadJobs, session: ReadSessionDep) -> JobRead:
     """A job with its tasks."""
-    return await service.read_job(session, job_id)
+    return await service.read_job(session, job_id, access)
 
 
 @router.get("/v1/tasks", operation_id="list_tasks")
 async def list_tasks(
-    session: ReadSessionDep, query: ListDep, job_id: Filter = None, status: Filter = None
+    access: CanReadJobs,
+    session: ReadSessionDep,
+    query: ListDep,
+    job_id: Filter = None,
+    status: Filter = None,
 ) -> TaskPage:
+    """Tasks of jobs you may see."""
     total, items = await service.list_tasks(
-        session, query, job_id=job_id or (), status=status or ()
+        session, query, access, job_id=job_id or (), status=status or ()
     )
     return TaskPage(total_count=total, items=items)
 
@@ -69,6 +78,7 @@ async def list_tasks(
 )
 async def stream_job_events(
     job_id: str,
+    access: CanReadJobs,
     platform: PlatformDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -83,6 +93,6 @@ async def stream_job_events(
     """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),
     follow live, end after the terminal `job.status` event."""
     async with platform.db.session() as session:
-        job = await service.get_job(session, job_id)
+        job = await service.get_visible_job(session, job_id, access)
     after_seq = parse_last_event_id(last_event_id, after)
     return sse_response(job_event_stream(platform, settings, job, after_seq))

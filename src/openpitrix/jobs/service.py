@@ -17,6 +17,7 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import NotFound
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
+from openpitrix.iam.access import Access, Scope
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobRead, JobStatus, TaskRead
 from openpitrix.outbox.writer import enqueue
@@ -106,6 +107,7 @@ def _job_event(
         session,
         type=EventType.JOB_STATUS,
         owner=job.owner,
+        owner_path=job.owner_path,
         resource_kind=job.resource_kind,
         resource_id=job.resource_id,
         job_id=job.job_id,
@@ -180,6 +182,7 @@ def _task_event(
         session,
         type=type_,
         owner=job.owner,
+        owner_path=job.owner_path,
         resource_kind=job.resource_kind,
         resource_id=job.resource_id,
         job_id=job.job_id,
@@ -290,14 +293,22 @@ def job_read(job: Job, tasks: Sequence[Task] = ()) -> JobRead:
     )
 
 
-async def read_job(session: AsyncSession, job_id: str) -> JobRead:
+async def get_visible_job(session: AsyncSession, job_id: str, access: Access) -> Job:
+    """A job the caller may see: jobs belong to their resource's owner."""
     job = await get_job(session, job_id)
+    access.check_visible("job", job_id, job.owner, job.owner_path)
+    return job
+
+
+async def read_job(session: AsyncSession, job_id: str, access: Access) -> JobRead:
+    job = await get_visible_job(session, job_id, access)
     return job_read(job, await tasks_of(session, job_id))
 
 
 async def list_jobs(
     session: AsyncSession,
     query: ListQuery,
+    access: Access,
     *,
     status: Sequence[str] = (),
     action: Sequence[str] = (),
@@ -305,7 +316,7 @@ async def list_jobs(
     resource_id: Sequence[str] = (),
     executor: Sequence[str] = (),
 ) -> tuple[int, list[JobRead]]:
-    stmt = select(Job)
+    stmt = select(Job).where(access.clause(col(Job.owner), col(Job.owner_path)))
     for column, values in (
         (col(Job.status), status),
         (col(Job.action), action),
@@ -322,11 +333,17 @@ async def list_jobs(
 async def list_tasks(
     session: AsyncSession,
     query: ListQuery,
+    access: Access,
     *,
     job_id: Sequence[str] = (),
     status: Sequence[str] = (),
 ) -> tuple[int, list[TaskRead]]:
     stmt = select(Task)
+    if access.scope != Scope.ALL:
+        # Tasks carry no owner: they are visible through their job.
+        stmt = stmt.join(Job, col(Job.job_id) == col(Task.job_id)).where(
+            access.clause(col(Job.owner), col(Job.owner_path))
+        )
     if job_id:
         stmt = stmt.where(col(Task.job_id).in_(job_id))
     if status:

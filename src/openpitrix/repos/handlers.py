@@ -39,6 +39,7 @@ async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
             session,
             type=EventType.RESOURCE_STATUS,
             owner=job.owner,
+            owner_path=job.owner_path,
             resource_kind=job.resource_kind,
             resource_id=job.resource_id,
             job_id=job.job_id,

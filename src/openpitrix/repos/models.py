@@ -14,15 +14,18 @@ from openpitrix.db.types import JSONType, UTCDateTime
 class Repo(Owned, Timestamps, table=True):
     __tablename__ = "repos"
     __table_args__ = (
-        # Names are unique among live repos only: a deleted repo's name can be reused.
+        # Names are unique among one owner's live repos: a deleted repo's name can be reused,
+        # and another tenant's names neither collide nor leak.
         Index(
-            "uq_repos_live_name",
+            "uq_repos_live_owner_name",
+            "owner",
             "name",
             unique=True,
             sqlite_where=text("status != 'deleted'"),
             postgresql_where=text("status != 'deleted'"),
         ),
         Index("ix_repos_next_index_time", "next_index_time"),
+        Index("ix_repos_owner_path", "owner_path"),
     )
 
     repo_id: str = Field(primary_key=True, max_length=40)

@@ -15,6 +15,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.iam.deps import CanReadRepos, CanWriteRepos
 from openpitrix.indexer.service import validate_repo
 from openpitrix.repos import service
 from openpitrix.repos.schemas import (
@@ -31,24 +32,22 @@ from openpitrix.repos.schemas import (
 
 router = APIRouter(prefix="/v1/repos", tags=["repos"], responses=ERROR_RESPONSES)
 
-SYSTEM_OWNER, SYSTEM_PATH = "system", ":system"  # until identity (issue 3) adds real owners
-
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_repo")
 async def create_repo(
     data: RepoCreate,
+    access: CanWriteRepos,
     session: SessionDep,
     settings: SettingsDep,
     platform: PlatformDep,
     response: Response,
 ) -> RepoCreated:
-    """Create a repo and start its first index job; follow it at
-    `/v1/jobs/{index_job_id}/events`."""
+    """Create a repo (you own it) and start its first index job; follow it at
+    `/v1/jobs/{index_job_id}/events`. Names are unique among your live repos."""
     repo, job = await service.create_repo(
         session,
         data,
-        owner=SYSTEM_OWNER,
-        owner_path=SYSTEM_PATH,
+        access=access,
         settings=settings,
         secrets=platform.secrets,
     )
@@ -59,6 +58,7 @@ async def create_repo(
 
 @router.get("", operation_id="list_repos")
 async def list_repos(
+    access: CanReadRepos,
     session: ReadSessionDep,
     query: ListDep,
     name: Filter = None,
@@ -70,7 +70,8 @@ async def list_repos(
     label: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
     selector: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
 ) -> RepoPage:
-    """List repos. `label`/`selector` filters: every key given must match, and several values
+    """List the repos you may see (yours by your role's scope, and every public one).
+    `label`/`selector` filters: every key given must match, and several values
     of one key are alternatives (`label=env=prod&label=env=dev&label=tier=web`). Deleted repos
     show only when asked for with `status=deleted`."""
     filters = service.RepoFilters(
@@ -83,27 +84,28 @@ async def list_repos(
         label=label or (),
         selector=selector or (),
     )
-    total, items = await service.list_repos(session, query, filters)
+    total, items = await service.list_repos(session, query, filters, access)
     return RepoPage(total_count=total, items=items)
 
 
 @router.post("/validate", operation_id="validate_repo")
 async def validate(
-    data: RepoValidate, platform: PlatformDep, settings: SettingsDep
+    data: RepoValidate, _: CanWriteRepos, platform: PlatformDep, settings: SettingsDep
 ) -> RepoValidation:
     """Check that a repo URL is reachable and serves a parseable index, without storing it."""
     return await validate_repo(platform.http, settings.indexer, data)
 
 
 @router.get("/{repo_id}", operation_id="get_repo")
-async def get_repo(repo_id: str, session: ReadSessionDep) -> RepoRead:
-    return service.repo_read(await service.get_repo(session, repo_id))
+async def get_repo(repo_id: str, access: CanReadRepos, session: ReadSessionDep) -> RepoRead:
+    return service.repo_read(await service.get_repo(session, repo_id, access))
 
 
 @router.patch("/{repo_id}", operation_id="update_repo")
 async def update_repo(
     repo_id: str,
     data: RepoUpdate,
+    access: CanWriteRepos,
     session: SessionDep,
     settings: SettingsDep,
     platform: PlatformDep,
@@ -111,15 +113,17 @@ async def update_repo(
     """Change the fields present. A change of url, credential, providers or visibility starts a
     re-index; `index_job_id` in the answer names it."""
     repo, _ = await service.update_repo(
-        session, repo_id, data, settings=settings, secrets=platform.secrets
+        session, repo_id, data, access=access, settings=settings, secrets=platform.secrets
     )
     return service.repo_read(repo)
 
 
 @router.delete("/{repo_id}", status_code=status.HTTP_202_ACCEPTED, operation_id="delete_repo")
-async def delete_repo(repo_id: str, session: SessionDep, response: Response) -> RepoJobAccepted:
+async def delete_repo(
+    repo_id: str, access: CanWriteRepos, session: SessionDep, response: Response
+) -> RepoJobAccepted:
     """Soft-delete a repo; a job marks its apps and versions deleted."""
-    repo, job = await service.delete_repo(session, repo_id)
+    repo, job = await service.delete_repo(session, repo_id, access)
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
     return RepoJobAccepted.model_validate(
         {**service.repo_read(repo).model_dump(), "job_id": job.job_id}
@@ -129,13 +133,14 @@ async def delete_repo(repo_id: str, session: SessionDep, response: Response) -> 
 @router.post("/{repo_id}/index", status_code=status.HTTP_202_ACCEPTED, operation_id="index_repo")
 async def index_repo(
     repo_id: str,
+    access: CanWriteRepos,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
     data: Annotated[IndexRequest | None, Body()] = None,
 ) -> RepoJobAccepted:
     """Re-index now. If an index job is already running, answers with that job instead."""
-    repo = await service.get_live_repo(session, repo_id)
+    repo = await service.get_writable_repo(session, repo_id, access)
     job, _ = await service.request_index(
         session, repo, force=bool(data and data.force), reason="requested", settings=settings
     )

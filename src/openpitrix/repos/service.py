@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -18,6 +18,7 @@ from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict, NotFound
+from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
@@ -35,6 +36,7 @@ from openpitrix.settings import Settings
 INDEX_ACTION = "index_repo"
 DELETE_ACTION = "delete_repo"
 RESOURCE_KIND = "repo"
+PUBLIC = "public"
 
 # Kinds of rows in repo_labels: ordered labels and selectors, and the providers (so every list
 # filter is plain SQL on both databases instead of a JSON query).
@@ -69,16 +71,38 @@ def interval_of(repo: Repo, settings: Settings) -> timedelta:
     )
 
 
-async def get_repo(session: AsyncSession, repo_id: str) -> Repo:
+def is_public(repo: Repo) -> bool:
+    return repo.visibility == PUBLIC and repo.status != RepoStatus.DELETED
+
+
+async def _load_repo(session: AsyncSession, repo_id: str) -> Repo:
     repo = await session.get(Repo, repo_id)
     if repo is None:
         raise NotFound("repo", repo_id)
     return repo
 
 
-async def _ensure_name_free(session: AsyncSession, name: str, exclude: str | None = None) -> None:
+async def get_repo(session: AsyncSession, repo_id: str, access: Access) -> Repo:
+    """A repo the caller may see (theirs by scope, or public)."""
+    repo = await _load_repo(session, repo_id)
+    access.check_visible("repo", repo_id, repo.owner, repo.owner_path, public=is_public(repo))
+    return repo
+
+
+async def get_writable_repo(session: AsyncSession, repo_id: str, access: Access) -> Repo:
+    """A live repo the caller may change."""
+    repo = await _load_repo(session, repo_id)
+    access.check_writable("repo", repo_id, repo.owner, repo.owner_path, public=is_public(repo))
+    if repo.status == RepoStatus.DELETED:
+        raise Conflict(f"repo {repo_id!r} is deleted", code="repo_deleted")
+    return repo
+
+
+async def _ensure_name_free(
+    session: AsyncSession, owner: str, name: str, exclude: str | None = None
+) -> None:
     stmt = select(col(Repo.repo_id)).where(
-        col(Repo.name) == name, col(Repo.status) != RepoStatus.DELETED
+        col(Repo.owner) == owner, col(Repo.name) == name, col(Repo.status) != RepoStatus.DELETED
     )
     if exclude:
         stmt = stmt.where(col(Repo.repo_id) != exclude)
@@ -110,12 +134,12 @@ async def create_repo(
     session: AsyncSession,
     data: RepoCreate,
     *,
-    owner: str,
-    owner_path: str,
+    access: Access,
     settings: Settings,
     secrets: SecretBox,
 ) -> tuple[Repo, Job]:
-    await _ensure_name_free(session, data.name)
+    """The caller owns the new repo."""
+    await _ensure_name_free(session, access.owner, data.name)
     now = utcnow()
     repo = Repo(
         repo_id=ids.new_id(ids.REPO),
@@ -129,8 +153,8 @@ async def create_repo(
         visibility=data.visibility,
         app_default_status=data.app_default_status,
         credential_secret=secrets.seal(data.credential.to_storage()) if data.credential else None,
-        owner=owner,
-        owner_path=owner_path,
+        owner=access.owner,
+        owner_path=access.owner_path,
         index_interval_seconds=data.index_interval_seconds,
         create_time=now,
         update_time=now,
@@ -179,14 +203,20 @@ def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[ColumnElement[b
 
 
 async def list_repos(
-    session: AsyncSession, query: ListQuery, filters: RepoFilters
+    session: AsyncSession, query: ListQuery, filters: RepoFilters, access: Access
 ) -> tuple[int, list[RepoRead]]:
+    """The caller's repos by scope, and every public one."""
     try:
         labels = parse_label_filter(list(filters.label), "label")
         selectors = parse_label_filter(list(filters.selector), "selector")
     except ValueError as exc:
         raise BadRequest(str(exc), code="invalid_filter") from exc
-    stmt = select(Repo)
+    stmt = select(Repo).where(
+        or_(
+            access.clause(col(Repo.owner), col(Repo.owner_path)),
+            and_(col(Repo.visibility) == PUBLIC, col(Repo.status) != RepoStatus.DELETED),
+        )
+    )
     for column, values in (
         (col(Repo.name), filters.name),
         (col(Repo.type), filters.type),
@@ -240,11 +270,12 @@ async def update_repo(
     repo_id: str,
     data: RepoUpdate,
     *,
+    access: Access,
     settings: Settings,
     secrets: SecretBox,
 ) -> tuple[Repo, Job | None]:
     """Change the fields present; re-index when what the catalog depends on changed."""
-    repo = await get_live_repo(session, repo_id)
+    repo = await get_writable_repo(session, repo_id, access)
     fields = data.model_fields_set
     # Locked before the repo row is written, in the indexer's order (job, then repo), so a
     # job finishing right now either ends first or sees itself superseded.
@@ -254,7 +285,7 @@ async def update_repo(
         else None
     )
     if data.name is not None and data.name != repo.name:
-        await _ensure_name_free(session, data.name, exclude=repo.repo_id)
+        await _ensure_name_free(session, repo.owner, data.name, exclude=repo.repo_id)
         repo.name = data.name
     new_type = data.type or repo.type
     new_url = data.url or repo.url
@@ -301,13 +332,6 @@ async def update_repo(
         )
     await session.flush()
     return repo, job
-
-
-async def get_live_repo(session: AsyncSession, repo_id: str) -> Repo:
-    repo = await get_repo(session, repo_id)
-    if repo.status == RepoStatus.DELETED:
-        raise Conflict(f"repo {repo_id!r} is deleted", code="repo_deleted")
-    return repo
 
 
 async def request_index(
@@ -372,9 +396,9 @@ async def _release_abandoned(session: AsyncSession, job_id: str, settings: Setti
     await _end_index_job(session, job, JobStatus.FAILED, error)
 
 
-async def delete_repo(session: AsyncSession, repo_id: str) -> tuple[Repo, Job]:
+async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tuple[Repo, Job]:
     """Soft-delete the repo now; a job marks its apps and versions deleted."""
-    repo = await get_live_repo(session, repo_id)
+    repo = await get_writable_repo(session, repo_id, access)
     now = utcnow()
     repo.status = RepoStatus.DELETED
     repo.status_time = repo.update_time = now
