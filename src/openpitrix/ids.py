@@ -15,6 +15,8 @@ USER = "usr"
 REFRESH = "rtk"  # refresh token rows
 REFRESH_FAMILY = "rtf"  # one login and its rotations
 API_CLIENT = "cli"
+RUNTIME = "runtime"
+RUNTIME_CREDENTIAL = "rc"
 
 
 def new_id(prefix: str, length: int = 12) -> str:

@@ -23,6 +23,7 @@ from openpitrix.jobs.router import router as jobs_router
 from openpitrix.managers import build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.repos.router import router as repos_router
+from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
 from openpitrix.workers.service import WorkerContext
@@ -112,6 +113,7 @@ def create_app(
         iam_router,
         repos_router,
         apps_router,
+        runtimes_router,
         jobs_router,
         events_router,
     ):

@@ -3,14 +3,16 @@
 from sqlmodel import SQLModel
 
 from openpitrix.apps.models import App, AppVersion
-from openpitrix.iam.models import RefreshToken, User
+from openpitrix.iam.models import ApiClient, RefreshToken, User
 from openpitrix.jobs.models import Job, Task
 from openpitrix.outbox.models import OutboxMessage
 from openpitrix.repos.models import Repo, RepoLabel
+from openpitrix.runtimes.models import Runtime, RuntimeCredential, RuntimeLabel
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ApiClient",
     "App",
     "AppVersion",
     "Job",
@@ -18,6 +20,9 @@ __all__ = [
     "RefreshToken",
     "Repo",
     "RepoLabel",
+    "Runtime",
+    "RuntimeCredential",
+    "RuntimeLabel",
     "Task",
     "User",
     "metadata",

@@ -57,7 +57,7 @@ class KeyValue(BaseModel):
     value: LabelValue
 
 
-def _no_duplicate_pairs(items: list[KeyValue] | None, field: str) -> None:
+def no_duplicate_pairs(items: list[KeyValue] | None, field: str) -> None:
     if items is None:
         return
     seen: set[tuple[str, str]] = set()
@@ -151,8 +151,8 @@ class RepoCreate(BaseModel):
         _check_url(self.url, self.type)
         if len(set(self.providers)) != len(self.providers):
             raise ValueError("providers has duplicates")
-        _no_duplicate_pairs(self.labels, "labels")
-        _no_duplicate_pairs(self.selectors, "selectors")
+        no_duplicate_pairs(self.labels, "labels")
+        no_duplicate_pairs(self.selectors, "selectors")
         return self
 
 
@@ -182,8 +182,8 @@ class RepoUpdate(BaseModel):
             _check_url(self.url, None)
         if self.providers is not None and len(set(self.providers)) != len(self.providers):
             raise ValueError("providers has duplicates")
-        _no_duplicate_pairs(self.labels, "labels")
-        _no_duplicate_pairs(self.selectors, "selectors")
+        no_duplicate_pairs(self.labels, "labels")
+        no_duplicate_pairs(self.selectors, "selectors")
         return self
 
 

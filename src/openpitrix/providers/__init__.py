@@ -1,0 +1,1 @@
+"""Runtime provider plugins: the contract, the registry, and one package per provider."""

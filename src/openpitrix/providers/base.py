@@ -1,0 +1,93 @@
+"""The provider contract: what a runtime provider plugin implements, and how it is found.
+
+A provider is registered by name under the `openpitrix.providers` entry point group, so a
+separately installed package can add one:
+
+    [project.entry-points."openpitrix.providers"]
+    mycloud = "mycloud_openpitrix:MyCloudProvider"
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ProviderError(Exception):
+    """A provider's refusal, with a stable code. `retryable` marks transient failures (API 5xx,
+    connection resets, throttling) that a later attempt may get past."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class CredentialInvalid(ProviderError):
+    """The credential is malformed or the provider refused it."""
+
+    def __init__(self, message: str, *, code: str = "credential_invalid") -> None:
+        super().__init__(code, message)
+
+
+class ZoneUnavailable(ProviderError):
+    """The zone does not exist (and was not to be created) or belongs to another runtime."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A runtime credential as a provider sees it: decrypted, never logged."""
+
+    provider: str
+    endpoint_url: str
+    content: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider supports, shown at GET /v1/providers."""
+
+    zone_kind: str  # what a zone is called here: "namespace", "zone", "region"
+    credential_format: str  # what the credential content is, for UIs
+    cluster_actions: frozenset[str]
+
+
+class Provider(ABC):
+    """One runtime provider. Instances are stateless and shared by every request and task."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    @abstractmethod
+    def parse_credential(self, content: str, endpoint_url: str) -> Credential:
+        """Check the credential's shape without calling anything; raise CredentialInvalid.
+        Returns it with the endpoint the content names (a kubeconfig carries its own)."""
+
+    @abstractmethod
+    async def validate_credential(self, credential: Credential) -> None:
+        """Prove the credential works against the provider; raise CredentialInvalid."""
+
+    @abstractmethod
+    async def describe_zones(self, credential: Credential) -> list[str]:
+        """The zones this credential may deploy into."""
+
+    @abstractmethod
+    async def claim_zone(
+        self, credential: Credential, zone: str, *, runtime_id: str, create: bool
+    ) -> None:
+        """Mark the zone as the runtime's (creating it if asked); raise ZoneUnavailable if it is
+        missing or another runtime's. Idempotent for the same runtime."""
+
+    @abstractmethod
+    async def release_zone(self, credential: Credential, zone: str, *, runtime_id: str) -> None:
+        """Drop the runtime's mark (the zone itself stays). Idempotent."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "zone_kind": self.capabilities.zone_kind,
+            "credential_format": self.capabilities.credential_format,
+            "cluster_actions": sorted(self.capabilities.cluster_actions),
+        }

@@ -1,0 +1,1 @@
+"""Runtimes (where apps run) and the credentials that reach them."""

@@ -1,0 +1,207 @@
+"""Runtime, runtime credential and provider routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
+from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
+from openpitrix.iam.deps import CanReadRuntimes, CanWriteRuntimes
+from openpitrix.providers.registry import registered
+from openpitrix.runtimes import service
+from openpitrix.runtimes.schemas import (
+    CredentialCreate,
+    CredentialPage,
+    CredentialRead,
+    CredentialUpdate,
+    CredentialValidate,
+    CredentialValidation,
+    ProviderList,
+    ProviderRead,
+    RuntimeCreate,
+    RuntimePage,
+    RuntimeRead,
+    RuntimeUpdate,
+    Zones,
+)
+
+router = APIRouter(responses=ERROR_RESPONSES)
+credentials = APIRouter(prefix="/v1/runtime-credentials", tags=["runtime credentials"])
+runtimes = APIRouter(prefix="/v1/runtimes", tags=["runtimes"])
+PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The provider could not be reached; retry later"}
+}
+
+
+@router.get("/v1/providers", tags=["runtimes"], operation_id="list_providers")
+async def list_providers(_: CanReadRuntimes) -> ProviderList:
+    """Installed provider plugins and what each supports."""
+    return ProviderList(
+        items=[ProviderRead.model_validate(p.describe()) for p in registered().values()]
+    )
+
+
+@credentials.post(
+    "/validate", operation_id="validate_runtime_credential", responses=PROVIDER_RESPONSES
+)
+async def validate_credential(
+    data: CredentialValidate, _: CanWriteRuntimes
+) -> CredentialValidation:
+    """Check a credential against its provider (for kubernetes: reach the API server and
+    authenticate) without storing it."""
+    return await service.validate_credential(data)
+
+
+@credentials.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_runtime_credential",
+    responses=PROVIDER_RESPONSES,
+)
+async def create_credential(
+    data: CredentialCreate, access: CanWriteRuntimes, platform: PlatformDep, response: Response
+) -> CredentialRead:
+    """Store a credential after checking it with the provider. The content is encrypted and
+    never returned. Kubeconfigs must be self-contained (inline certificates or a token; no
+    `exec` plugins or file paths)."""
+    row = await service.create_credential(platform.db, data, access, platform.secrets)
+    response.headers["Location"] = f"/v1/runtime-credentials/{row.credential_id}"
+    return service.credential_read(row)
+
+
+@credentials.get("", operation_id="list_runtime_credentials")
+async def list_credentials(
+    access: CanReadRuntimes,
+    session: ReadSessionDep,
+    query: ListDep,
+    provider: Filter = None,
+    status: Filter = None,
+) -> CredentialPage:
+    total, items = await service.list_credentials(
+        session, query, access, provider=provider or (), status=status or ()
+    )
+    return CredentialPage(total_count=total, items=items)
+
+
+@credentials.get("/{credential_id}", operation_id="get_runtime_credential")
+async def get_credential(
+    credential_id: str, access: CanReadRuntimes, session: ReadSessionDep
+) -> CredentialRead:
+    return service.credential_read(await service.get_credential(session, credential_id, access))
+
+
+@credentials.patch(
+    "/{credential_id}", operation_id="update_runtime_credential", responses=PROVIDER_RESPONSES
+)
+async def update_credential(
+    credential_id: str, data: CredentialUpdate, access: CanWriteRuntimes, platform: PlatformDep
+) -> CredentialRead:
+    """Rename, or replace the content (checked with the provider first; same endpoint)."""
+    row = await service.update_credential(
+        platform.db, credential_id, data, access, platform.secrets
+    )
+    return service.credential_read(row)
+
+
+@credentials.delete(
+    "/{credential_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_runtime_credential",
+)
+async def delete_credential(
+    credential_id: str, access: CanWriteRuntimes, session: SessionDep
+) -> Response:
+    """Delete a credential no live runtime uses (409 `credential_in_use` otherwise)."""
+    await service.delete_credential(session, credential_id, access)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@credentials.get(
+    "/{credential_id}/zones", operation_id="list_runtime_zones", responses=PROVIDER_RESPONSES
+)
+async def list_zones(credential_id: str, access: CanReadRuntimes, platform: PlatformDep) -> Zones:
+    """Zones the credential reaches (namespaces for kubernetes)."""
+    return await service.describe_zones(platform.db, credential_id, access, platform.secrets)
+
+
+@runtimes.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_runtime",
+    responses=PROVIDER_RESPONSES,
+)
+async def create_runtime(
+    data: RuntimeCreate, access: CanWriteRuntimes, platform: PlatformDep, response: Response
+) -> RuntimeRead:
+    """Make a runtime: a zone (namespace) reached through one of your credentials. The zone is
+    checked (created with `create_zone`) and marked as this runtime's; a zone another runtime
+    holds is a 409 `zone_taken`."""
+    row = await service.create_runtime(platform.db, data, access, platform.secrets)
+    response.headers["Location"] = f"/v1/runtimes/{row.runtime_id}"
+    return service.runtime_read(row)
+
+
+@runtimes.get("", operation_id="list_runtimes")
+async def list_runtimes(
+    access: CanReadRuntimes,
+    session: ReadSessionDep,
+    query: ListDep,
+    provider: Filter = None,
+    zone: Filter = None,
+    credential_id: Filter = None,
+    status: Filter = None,
+    owner: Filter = None,
+    label: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
+    eligible_for_version: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="Only runtimes this app version may be deployed to: provider among "
+            "its repo's providers, and for every selector key of the repo a label with one "
+            "of the selector's values.",
+        ),
+    ] = None,
+) -> RuntimePage:
+    filters = service.RuntimeFilters(
+        provider=provider or (),
+        zone=zone or (),
+        credential_id=credential_id or (),
+        status=status or (),
+        owner=owner or (),
+        label=label or (),
+        eligible_for_version=eligible_for_version,
+    )
+    total, items = await service.list_runtimes(session, query, access, filters)
+    return RuntimePage(total_count=total, items=items)
+
+
+@runtimes.get("/{runtime_id}", operation_id="get_runtime")
+async def get_runtime(
+    runtime_id: str, access: CanReadRuntimes, session: ReadSessionDep
+) -> RuntimeRead:
+    return service.runtime_read(await service.get_runtime(session, runtime_id, access))
+
+
+@runtimes.patch("/{runtime_id}", operation_id="update_runtime")
+async def update_runtime(
+    runtime_id: str, data: RuntimeUpdate, access: CanWriteRuntimes, session: SessionDep
+) -> RuntimeRead:
+    """Rename or relabel (labels decide eligibility for new deployments)."""
+    return service.runtime_read(await service.update_runtime(session, runtime_id, data, access))
+
+
+@runtimes.delete(
+    "/{runtime_id}", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_runtime"
+)
+async def delete_runtime(
+    runtime_id: str, access: CanWriteRuntimes, platform: PlatformDep
+) -> Response:
+    """Delete the runtime and drop its mark on the namespace; the namespace stays."""
+    await service.delete_runtime(platform.db, runtime_id, access, platform.secrets)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+router.include_router(credentials)
+router.include_router(runtimes)
