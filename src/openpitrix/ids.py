@@ -17,6 +17,7 @@ REFRESH_FAMILY = "rtf"  # one login and its rotations
 API_CLIENT = "cli"
 RUNTIME = "runtime"
 RUNTIME_CREDENTIAL = "rc"
+CLUSTER = "cl"
 
 
 def new_id(prefix: str, length: int = 12) -> str:

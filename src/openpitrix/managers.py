@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from openpitrix.clusters.jobs import ClusterJobs
 from openpitrix.indexer.handlers import repo_indexer
+from openpitrix.jobs import engine
 from openpitrix.repos.handlers import repo_manager
 from openpitrix.workers.service import Manager
 
 MANAGER_FACTORIES: dict[str, Callable[[], Manager]] = {
     "repo-manager": repo_manager,
     "repo-indexer": repo_indexer,
+    "job-manager": engine.job_manager,
+    "task-manager": engine.task_manager,
 }
+
+# The resource kinds whose jobs the job engine runs.
+engine.register(ClusterJobs())
 
 
 def build_managers(names: list[str] | None) -> list[Manager]:

@@ -74,6 +74,16 @@ class WorkerSettings(BaseModel):
     concurrency: int = Field(8, description="Commands one worker process handles at once.")
     drain_seconds: float = Field(20.0, description="Grace period on SIGTERM before naking.")
     fetch_timeout_seconds: float = Field(1.0, description="Long-poll time of one fetch.")
+    task_timeout_seconds: float = Field(
+        600.0, description="Longest a job task may run (a provider may plan a shorter one)."
+    )
+    task_max_attempts: int = Field(
+        4,
+        description="Runs of one task before a transient failure (API 5xx, 429, resets) fails it.",
+    )
+    task_retry_base_seconds: float = Field(
+        2.0, description="Delay before a task's first retry; doubles each time, at most 60 s."
+    )
 
 
 class AuthSettings(BaseModel):

@@ -34,6 +34,8 @@ PUBLIC = {
 DOCS = ["/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"]
 
 MISSING_ID = "zz-not-there"
+# Path parameters that are not ids take one of their allowed values.
+PATH_SAMPLES = {"{action}": "stop"}
 
 
 def _authorizers(dependant: Dependant) -> Iterator[Authorize]:
@@ -41,6 +43,19 @@ def _authorizers(dependant: Dependant) -> Iterator[Authorize]:
         if isinstance(dep.call, Authorize):
             yield dep.call
         yield from _authorizers(dep)
+
+
+def _needs_body(route: APIRoute) -> bool:
+    """Whether the route's body has required fields (so an empty object is a 422)."""
+    field = route.body_field
+    if field is None:
+        return False
+    model = getattr(field.field_info, "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    return any(f.is_required() for f in fields.values())
+
+
+BODY_REQUIRED: set[tuple[str, str]] = set()
 
 
 def route_table() -> list[tuple[str, str, Op | None]]:
@@ -56,6 +71,8 @@ def route_table() -> list[tuple[str, str, Op | None]]:
         assert len(ops) <= 1, f"{context.path} names several operations: {ops}"
         for method in sorted(route.methods):
             table.append((method, str(context.path), next(iter(ops), None)))
+            if _needs_body(route):
+                BODY_REQUIRED.add((method, str(context.path)))
     assert len(table) > 20, table  # the walk itself works
     return table
 
@@ -83,13 +100,15 @@ def test_every_role_has_a_rule_for_every_operation_it_is_meant_to_have() -> None
 def _concrete(path: str) -> str:
     out = []
     for part in path.split("/"):
-        out.append(MISSING_ID if part.startswith("{") else part)
+        out.append(PATH_SAMPLES.get(part, MISSING_ID) if part.startswith("{") else part)
     return "/".join(out)
 
 
 def expected_when_allowed(method: str, path: str) -> int:
-    """What a caller allowed to do the operation gets with an empty request: 404 for a row that
-    does not exist, 200 for a list, 422 for a body that lacks required fields."""
+    """What a caller allowed to do the operation gets with an empty request: 422 for a body
+    that lacks required fields, 404 for a row that does not exist, 200 for a list."""
+    if (method, path) in BODY_REQUIRED:
+        return 422
     if "{" in path:
         return 404
     if method == "GET":

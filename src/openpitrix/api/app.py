@@ -13,6 +13,7 @@ from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.apps.router import router as apps_router
+from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.deps import install_auth_error_handler
@@ -114,6 +115,7 @@ def create_app(
         repos_router,
         apps_router,
         runtimes_router,
+        clusters_router,
         jobs_router,
         events_router,
     ):

@@ -36,7 +36,9 @@ NO_JOB = "_"
 
 REPO_MANAGER = "repo-manager"
 REPO_INDEXER = "repo-indexer"
-MANAGERS: tuple[str, ...] = (REPO_MANAGER, REPO_INDEXER)
+JOB_MANAGER = "job-manager"
+TASK_MANAGER = "task-manager"
+MANAGERS: tuple[str, ...] = (REPO_MANAGER, REPO_INDEXER, JOB_MANAGER, TASK_MANAGER)
 
 _FORBIDDEN = set(".*> \t\r\n")
 

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from openpitrix.apps.models import App, AppVersion
+from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.iam.models import ApiClient, RefreshToken, User
 from openpitrix.jobs.models import Job, Task
 from openpitrix.outbox.models import OutboxMessage
@@ -15,6 +16,8 @@ __all__ = [
     "ApiClient",
     "App",
     "AppVersion",
+    "Cluster",
+    "ClusterRelease",
     "Job",
     "OutboxMessage",
     "RefreshToken",

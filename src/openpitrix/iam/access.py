@@ -33,6 +33,7 @@ class Op(StrEnum):
     REPO_WRITE = "repo:write"  # create, change, delete, index, validate
     APP_READ = "app:read"
     JOB_READ = "job:read"  # jobs, tasks, a job's event stream
+    JOB_WRITE = "job:write"  # cancel and retry jobs
     EVENT_READ = "event:read"  # the /v1/events feed
     SELF = "self"  # one's own profile and password
     API_CLIENT = "api_client:manage"  # credentials for automation, acting as their owner
@@ -56,6 +57,7 @@ PERMISSIONS: Mapping[Role, Mapping[Op, Scope]] = {
         Op.REPO_WRITE: GROUP,
         Op.APP_READ: GROUP,
         Op.JOB_READ: GROUP,
+        Op.JOB_WRITE: GROUP,
         Op.EVENT_READ: GROUP,
         Op.SELF: OWN,
         Op.API_CLIENT: OWN,
@@ -69,6 +71,7 @@ PERMISSIONS: Mapping[Role, Mapping[Op, Scope]] = {
         Op.REPO_WRITE: OWN,
         Op.APP_READ: OWN,
         Op.JOB_READ: OWN,
+        Op.JOB_WRITE: OWN,
         Op.EVENT_READ: OWN,
         Op.SELF: OWN,
         Op.API_CLIENT: OWN,
@@ -82,6 +85,7 @@ PERMISSIONS: Mapping[Role, Mapping[Op, Scope]] = {
         Op.REPO_READ: OWN,
         Op.APP_READ: OWN,
         Op.JOB_READ: OWN,
+        Op.JOB_WRITE: OWN,
         Op.EVENT_READ: OWN,
         Op.SELF: OWN,
         Op.API_CLIENT: OWN,

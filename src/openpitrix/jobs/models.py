@@ -41,6 +41,8 @@ class Job(Owned, RunState, table=True):
     resource_kind: str = Field(max_length=30)
     resource_id: str = Field(max_length=40)
     progress: int = Field(default=0)
+    # Set by a cancel request; the job-manager ends the job once no task is running.
+    cancel_requested: bool = Field(default=False)
 
 
 class Task(RunState, table=True):
@@ -51,3 +53,4 @@ class Task(RunState, table=True):
     layer: int = Field(default=0)
     action: str = Field(max_length=60)
     failure_allowed: bool = Field(default=False)
+    timeout_seconds: float | None = Field(default=None)

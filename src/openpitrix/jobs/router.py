@@ -12,12 +12,13 @@ from openpitrix.api.deps import (
     ListDep,
     PlatformDep,
     ReadSessionDep,
+    SessionDep,
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
-from openpitrix.iam.deps import CanReadJobs
-from openpitrix.jobs import service
+from openpitrix.iam.deps import CanReadJobs, CanWriteJobs
+from openpitrix.jobs import engine, service
 from openpitrix.jobs.schemas import JobPage, JobRead, TaskPage
 from openpitrix.jobs.stream import job_event_stream
 
@@ -96,3 +97,19 @@ async def stream_job_events(
         job = await service.get_visible_job(session, job_id, access)
     after_seq = parse_last_event_id(last_event_id, after)
     return sse_response(job_event_stream(platform, settings, job, after_seq))
+
+
+@router.post("/v1/jobs/{job_id}/actions/cancel", status_code=202, operation_id="cancel_job")
+async def cancel_job(job_id: str, access: CanWriteJobs, session: SessionDep) -> JobRead:
+    """Stop a running cluster job: pending tasks are cancelled; a running task finishes first,
+    then the job ends as `cancelled` and the cluster's lock is released."""
+    job = await engine.cancel_job(session, job_id, access)
+    return service.job_read(job)
+
+
+@router.post("/v1/jobs/{job_id}/actions/retry", status_code=202, operation_id="retry_job")
+async def retry_job(job_id: str, access: CanWriteJobs, session: SessionDep) -> JobRead:
+    """Run a failed or cancelled cluster job again, resuming from the task that failed
+    (tasks that succeeded are not run again)."""
+    job = await engine.retry_job(session, job_id, access)
+    return service.job_read(job)

@@ -118,6 +118,11 @@ def _job_event(
     )
 
 
+def announce(session: AsyncSession, job: Job, status: JobStatus, message: str) -> None:
+    """A job status event outside the usual transitions (a retry going back to pending)."""
+    _job_event(session, job, status, message)
+
+
 async def get_job(session: AsyncSession, job_id: str) -> Job:
     job = await session.get(Job, job_id)
     if job is None:

@@ -10,6 +10,7 @@ separately installed package can add one:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,6 +55,48 @@ class Capabilities:
     cluster_actions: frozenset[str]
 
 
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a job plan; tasks of one layer may run in parallel."""
+
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    failure_allowed: bool = False
+    timeout_seconds: float | None = None  # None: the worker's default
+
+
+@dataclass(frozen=True)
+class Release:
+    """One revision of a cluster: what to deploy and, once rendered, the objects."""
+
+    revision: int
+    version_id: str
+    values: dict[str, Any]
+    objects: list[dict[str, Any]] | None  # None until the render task has run
+
+
+# Reports a progress step: message, percent (or None), structured data.
+Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
+ChartFetcher = Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """Everything a provider needs to run one task of a cluster job."""
+
+    action: str
+    params: dict[str, Any]
+    cluster_id: str
+    zone: str
+    credential: Credential
+    release: Release | None  # the revision this job deploys (None for delete and cease)
+    previous: Release | None  # the revision deployed before it, if any
+    known_kinds: list[tuple[str, str]]  # (apiVersion, kind) the cluster ever had
+    fetch_chart: ChartFetcher
+    report: Reporter
+    timeout_seconds: float
+
+
 class Provider(ABC):
     """One runtime provider. Instances are stateless and shared by every request and task."""
 
@@ -83,6 +126,24 @@ class Provider(ABC):
     @abstractmethod
     async def release_zone(self, credential: Credential, zone: str, *, runtime_id: str) -> None:
         """Drop the runtime's mark (the zone itself stays). Idempotent."""
+
+    @abstractmethod
+    def plan(self, action: str) -> list[list[PlannedTask]]:
+        """The task layers of a cluster action (create, upgrade, rollback, update_env,
+        delete, cease). Raise ProviderError for an action the provider does not support."""
+
+    @abstractmethod
+    async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        """Run one task, idempotently: a redelivered task runs again from the start and must
+        converge on the same outcome. Returns the task's result; a render task returns
+        `{"objects": [...], ...}` which becomes the release's manifest. Raises ProviderError
+        (with `retryable` for transient trouble)."""
+
+    @abstractmethod
+    async def describe_cluster(
+        self, credential: Credential, zone: str, cluster_id: str
+    ) -> dict[str, Any]:
+        """The cluster as it is now: `{"roles": [...], "nodes": [...]}` rebuilt from reality."""
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.dynamic import DynamicClient
 
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
     CredentialInvalid,
+    PlannedTask,
     Provider,
     ProviderError,
+    Release,
+    TaskRun,
     ZoneUnavailable,
 )
+from openpitrix.providers.kubernetes import deploy, readiness
 from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+from openpitrix.providers.kubernetes.render import RenderError, render_chart
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -187,6 +194,144 @@ class KubernetesProvider(Provider):
                 f"unlabel namespace {zone}",
             )
 
+    def plan(self, action: str) -> list[list[PlannedTask]]:
+        layers = PLANS.get(action)
+        if layers is None:
+            raise ProviderError(
+                "action_unsupported", f"kubernetes clusters do not support {action!r}"
+            )
+        return [[PlannedTask(action=name) for name in layer] for layer in layers]
+
+    async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        if run.action == "render":
+            return await self._render(run)
+        if run.action == "describe":
+            return await self.describe_cluster(run.credential, run.zone, run.cluster_id)
+        doc, _ = parse_kubeconfig(run.credential.content)
+        async with api_client(doc) as api, DynamicClient(api) as dyn:
+            if run.action == "apply":
+                objects = _objects_of(run.release, "apply")
+                await deploy.apply_objects(
+                    dyn,
+                    objects,
+                    namespace=run.zone,
+                    cluster_id=run.cluster_id,
+                    revision=_revision(run.release),
+                    report=run.report,
+                )
+                return {"applied": len(objects)}
+            if run.action == "wait":
+                await deploy.wait_ready(
+                    dyn,
+                    _objects_of(run.release, "wait"),
+                    namespace=run.zone,
+                    timeout_seconds=max(run.timeout_seconds - WAIT_MARGIN_SECONDS, 1.0),
+                    report=run.report,
+                )
+                return {}
+            if run.action == "prune":
+                keep = {deploy.object_key(o) for o in _objects_of(run.release, "prune")}
+                old = run.previous.objects if run.previous and run.previous.objects else []
+                gone = [o for o in old if deploy.object_key(o) not in keep]
+                pruned = await deploy.delete_objects(dyn, gone, namespace=run.zone)
+                await run.report(f"pruned {pruned} objects", None, {"pruned": pruned})
+                return {"pruned": pruned}
+            if run.action in ("delete", "purge"):
+                found = await deploy.labelled_objects(
+                    dyn,
+                    [*run.known_kinds, *COMMON_KINDS],
+                    namespace=run.zone,
+                    cluster_id=run.cluster_id,
+                )
+                deleted = await deploy.delete_objects(dyn, found, namespace=run.zone)
+                await run.report(f"deleted {deleted} objects", None, {"deleted": deleted})
+                return {"deleted": deleted}
+            if run.action == "wait_deleted":
+                return await self._wait_deleted(dyn, run)
+        raise ProviderError("action_unsupported", f"unknown kubernetes task {run.action!r}")
+
+    async def _render(self, run: TaskRun) -> dict[str, Any]:
+        if run.release is None:
+            raise ProviderError("render_failed", "nothing to render: the job has no release")
+        chart = await run.fetch_chart()
+        try:
+            rendered = await render_chart(
+                chart,
+                release_name=run.cluster_id[:RELEASE_NAME_MAX],
+                namespace=run.zone,
+                values=run.release.values,
+                revision=run.release.revision,
+                is_upgrade=run.previous is not None,
+            )
+        except RenderError as exc:
+            raise ProviderError("render_failed", str(exc)) from None
+        objects = [*rendered.crds, *rendered.manifests]
+        await run.report(
+            f"rendered {rendered.chart_name} {rendered.chart_version}: {len(objects)} objects",
+            None,
+            {"objects": len(objects)},
+        )
+        return {
+            "objects": objects,
+            "chart_version": rendered.chart_version,
+            "notes": rendered.notes,
+        }
+
+    async def _wait_deleted(self, dyn: DynamicClient, run: TaskRun) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + run.timeout_seconds - WAIT_MARGIN_SECONDS
+        while True:
+            left = await deploy.labelled_objects(
+                dyn,
+                [*run.known_kinds, *COMMON_KINDS],
+                namespace=run.zone,
+                cluster_id=run.cluster_id,
+            )
+            if not left:
+                return {}
+            await run.report(f"{len(left)} objects still terminating", None, {"left": len(left)})
+            if asyncio.get_running_loop().time() >= deadline:
+                names = ", ".join(sorted(readiness.ref(o) for o in left)[:10])
+                raise ProviderError("delete_stuck", f"objects still present: {names}")
+            await asyncio.sleep(deploy.POLL_SECONDS)
+
+    async def describe_cluster(
+        self, credential: Credential, zone: str, cluster_id: str
+    ) -> dict[str, Any]:
+        doc, _ = parse_kubeconfig(credential.content)
+        async with api_client(doc) as api, DynamicClient(api) as dyn:
+            found = await deploy.labelled_objects(
+                dyn,
+                [*COMMON_KINDS, ("v1", "Pod")],
+                namespace=zone,
+                cluster_id=cluster_id,
+            )
+        roles = []
+        nodes = []
+        for obj in found:
+            if obj.get("kind") == "Pod":
+                status = obj.get("status") or {}
+                problem = readiness.pod_problem(obj)
+                nodes.append(
+                    {
+                        "name": obj["metadata"]["name"],
+                        "phase": status.get("phase", "Unknown"),
+                        "node": (obj.get("spec") or {}).get("nodeName"),
+                        "ip": status.get("podIP"),
+                        "problem": problem[0] if problem else None,
+                    }
+                )
+            elif obj.get("kind") in readiness.TRACKED:
+                state = readiness.assess(obj)
+                roles.append(
+                    {
+                        "kind": obj["kind"],
+                        "name": obj["metadata"]["name"],
+                        "ready": state.ready,
+                        "summary": state.summary,
+                    }
+                )
+        return {"roles": roles, "nodes": nodes}
+
 
 def _context_namespace(doc: dict[str, Any]) -> str | None:
     current = doc.get("current-context")
@@ -201,3 +346,40 @@ def _refused(exc: ApiException, what: str) -> ProviderError:
     if exc.status == 403:
         return ZoneUnavailable("zone_forbidden", f"{what}: the credential may not do this (403)")
     return ProviderError("provider_error", f"{what}: HTTP {exc.status} {exc.reason}")
+
+
+# --- cluster jobs ------------------------------------------------------------------------------
+
+DEPLOY_PLAN = [["render"], ["apply"], ["wait"], ["prune"], ["describe"]]
+PLANS: dict[str, list[list[str]]] = {
+    "create": DEPLOY_PLAN,
+    "upgrade": DEPLOY_PLAN,
+    "rollback": DEPLOY_PLAN,
+    "update_env": DEPLOY_PLAN,
+    "delete": [["delete"], ["wait_deleted"]],
+    "cease": [["purge"]],
+}
+# Kinds looked for on delete besides those the releases named: what charts commonly make.
+COMMON_KINDS = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "ServiceAccount"),
+]
+RELEASE_NAME_MAX = 53  # Helm's limit: names derived from it must stay valid DNS labels
+WAIT_MARGIN_SECONDS = 5.0
+
+
+def _objects_of(release: Release | None, task: str) -> list[dict[str, Any]]:
+    if release is None or release.objects is None:
+        raise ProviderError("task_out_of_order", f"{task}: the release has not been rendered")
+    return release.objects
+
+
+def _revision(release: Release | None) -> int:
+    return release.revision if release is not None else 0

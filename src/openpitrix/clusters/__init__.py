@@ -1,0 +1,1 @@
+"""Clusters: app instances deployed onto runtimes, and their release history."""

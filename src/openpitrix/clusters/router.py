@@ -1,0 +1,181 @@
+"""Cluster routes: deploy, read, and lifecycle actions (each answers 202 with its job)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Response, status
+
+from openpitrix.api.deps import Filter, ListDep, ReadSessionDep, SessionDep
+from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.clusters import service
+from openpitrix.clusters.schemas import (
+    ClusterCreate,
+    ClusterJobAccepted,
+    ClusterPage,
+    ClusterRead,
+    ClusterUpdate,
+    NodePage,
+    RollbackRequest,
+    UpdateEnvRequest,
+    UpgradeRequest,
+)
+from openpitrix.iam.deps import CanReadClusters, CanWriteClusters
+
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"], responses=ERROR_RESPONSES)
+
+
+def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAccepted:
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return ClusterJobAccepted(cluster_id=cluster_id, job_id=job_id)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, operation_id="create_cluster")
+async def create_cluster(
+    data: ClusterCreate, access: CanWriteClusters, session: SessionDep, response: Response
+) -> ClusterJobAccepted:
+    """Deploy an app version onto a runtime. The runtime must be eligible (its provider among
+    the repo's providers, its labels matching the repo's selectors: 409 `runtime_not_eligible`
+    otherwise). Follow the job at `/v1/jobs/{job_id}/events`."""
+    cluster, job = await service.create_cluster(session, data, access)
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.get("", operation_id="list_clusters")
+async def list_clusters(
+    access: CanReadClusters,
+    session: ReadSessionDep,
+    query: ListDep,
+    app_id: Filter = None,
+    version_id: Filter = None,
+    runtime_id: Filter = None,
+    status: Filter = None,
+    owner: Filter = None,
+) -> ClusterPage:
+    """Clusters you may see. Ceased ones show only with `status=ceased`."""
+    filters = service.ClusterFilters(
+        app_id=app_id or (),
+        version_id=version_id or (),
+        runtime_id=runtime_id or (),
+        status=status or (),
+        owner=owner or (),
+    )
+    total, items = await service.list_clusters(session, query, access, filters)
+    return ClusterPage(total_count=total, items=items)
+
+
+@router.get("/{cluster_id}", operation_id="get_cluster")
+async def get_cluster(
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+) -> ClusterRead:
+    """A cluster with its roles (workloads) and nodes (pods) as last described."""
+    return service.cluster_read(await service.get_cluster(session, cluster_id, access))
+
+
+@router.get("/{cluster_id}/nodes", operation_id="list_cluster_nodes")
+async def list_nodes(cluster_id: str, access: CanReadClusters, session: ReadSessionDep) -> NodePage:
+    nodes = service.cluster_read(await service.get_cluster(session, cluster_id, access)).nodes
+    return NodePage(total_count=len(nodes), items=nodes)
+
+
+@router.patch("/{cluster_id}", operation_id="update_cluster")
+async def update_cluster(
+    cluster_id: str, data: ClusterUpdate, access: CanWriteClusters, session: SessionDep
+) -> ClusterRead:
+    return service.cluster_read(await service.update_cluster(session, cluster_id, data, access))
+
+
+@router.delete("/{cluster_id}", status_code=status.HTTP_202_ACCEPTED, operation_id="delete_cluster")
+async def delete_cluster(
+    cluster_id: str, access: CanWriteClusters, session: SessionDep, response: Response
+) -> ClusterJobAccepted:
+    """Delete every object of the cluster (a job); the record stays as `deleted` until ceased."""
+    cluster, job = await service.start_action(session, cluster_id, "delete", access)
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.post(
+    "/{cluster_id}/actions/upgrade",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="upgrade_cluster",
+)
+async def upgrade(
+    cluster_id: str,
+    data: UpgradeRequest,
+    access: CanWriteClusters,
+    session: SessionDep,
+    response: Response,
+) -> ClusterJobAccepted:
+    """Deploy another version of the same app as a new revision; objects that left the chart
+    are pruned."""
+    cluster, job = await service.start_action(
+        session, cluster_id, "upgrade", access, version_id=data.version_id, values=data.values
+    )
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.post(
+    "/{cluster_id}/actions/rollback",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="rollback_cluster",
+)
+async def rollback(
+    cluster_id: str,
+    data: RollbackRequest,
+    access: CanWriteClusters,
+    session: SessionDep,
+    response: Response,
+) -> ClusterJobAccepted:
+    """Re-deploy an earlier revision (default: the one before) as a new revision."""
+    cluster, job = await service.start_action(
+        session, cluster_id, "rollback", access, revision=data.revision
+    )
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.post(
+    "/{cluster_id}/actions/update-env",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="update_cluster_env",
+)
+async def update_env(
+    cluster_id: str,
+    data: UpdateEnvRequest,
+    access: CanWriteClusters,
+    session: SessionDep,
+    response: Response,
+) -> ClusterJobAccepted:
+    """Deploy the same version with new values as a new revision."""
+    cluster, job = await service.start_action(
+        session, cluster_id, "update_env", access, values=data.values
+    )
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.post(
+    "/{cluster_id}/actions/cease",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="cease_cluster",
+)
+async def cease(
+    cluster_id: str, access: CanWriteClusters, session: SessionDep, response: Response
+) -> ClusterJobAccepted:
+    """Purge what a deleted cluster left behind and retire its record."""
+    cluster, job = await service.start_action(session, cluster_id, "cease", access)
+    return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+@router.post(
+    "/{cluster_id}/actions/{action}",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="vm_cluster_action",
+)
+async def vm_action(
+    cluster_id: str,
+    action: Literal["stop", "start", "resize", "add-nodes", "delete-nodes"],
+    access: CanWriteClusters,
+    session: SessionDep,
+) -> ClusterJobAccepted:
+    """Actions of VM providers. A provider without them (kubernetes) answers 409
+    `action_unsupported`."""
+    return await service.vm_action(session, cluster_id, action.replace("-", "_"), access)

@@ -1,0 +1,124 @@
+"""Cluster API shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openpitrix.repos.schemas import Description
+from openpitrix.runtimes.schemas import Name
+
+MAX_VALUES_BYTES = 256 * 1024
+
+
+class ClusterStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+    CEASED = "ceased"
+
+
+class Transition(StrEnum):
+    NONE = ""
+    CREATING = "creating"
+    UPGRADING = "upgrading"
+    ROLLING_BACK = "rolling-back"
+    UPDATING = "updating"
+    DELETING = "deleting"
+    CEASING = "ceasing"
+
+
+Values = dict[str, Any]
+
+
+class ClusterCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "version_id": "appv-abc",
+                    "runtime_id": "runtime-abc",
+                    "name": "shop",
+                    "values": {"replicaCount": 2},
+                }
+            ]
+        },
+    )
+
+    version_id: str = Field(max_length=40)
+    runtime_id: str = Field(max_length=40)
+    name: Name
+    description: Description = ""
+    values: Values = Field(
+        default_factory=dict, description="Merged over the chart's default values."
+    )
+
+
+class ClusterUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+
+
+class UpgradeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: str = Field(max_length=40, description="Another version of the same app.")
+    values: Values | None = Field(None, description="New values; default: keep the current.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revision: int | None = Field(
+        None, ge=1, description="The revision to return to; default: the one before."
+    )
+
+
+class UpdateEnvRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: Values
+
+
+class ClusterRead(BaseModel):
+    cluster_id: str
+    name: str
+    description: str
+    app_id: str
+    version_id: str
+    runtime_id: str
+    provider: str
+    zone: str
+    status: ClusterStatus
+    transition_status: str = Field(description="The operation under way, or empty.")
+    values: Values
+    revision: int
+    job_id: str | None
+    owner: str
+    roles: list[dict[str, Any]] = Field(default_factory=list)
+    nodes: list[dict[str, Any]] = Field(default_factory=list)
+    create_time: datetime
+    update_time: datetime
+    status_time: datetime
+
+
+class ClusterPage(BaseModel):
+    total_count: int
+    items: list[ClusterRead]
+
+
+class ClusterJobAccepted(BaseModel):
+    cluster_id: str
+    job_id: str
+
+
+class NodePage(BaseModel):
+    total_count: int
+    items: list[dict[str, Any]]

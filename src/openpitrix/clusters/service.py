@@ -1,0 +1,377 @@
+"""Cluster use cases: deploy, read, list, rename, and the lifecycle actions that start jobs.
+
+Every action takes the cluster's lock (`transition_status`) with a guarded UPDATE in the same
+transaction as its job, so two operations on one cluster can never overlap; the job engine
+releases the lock when the job ends, whatever the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from openpitrix import ids
+from openpitrix.apps.models import AppVersion
+from openpitrix.apps.service import get_version
+from openpitrix.bus.topology import JOB_MANAGER
+from openpitrix.clusters.models import Cluster, ClusterRelease
+from openpitrix.clusters.schemas import (
+    MAX_VALUES_BYTES,
+    ClusterCreate,
+    ClusterRead,
+    ClusterStatus,
+    ClusterUpdate,
+    Transition,
+)
+from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.types import utcnow
+from openpitrix.errors import BadRequest, Conflict, NotFound
+from openpitrix.iam.access import Access, Op
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs.models import Job
+from openpitrix.providers.registry import get_provider
+from openpitrix.repos.models import Repo
+from openpitrix.runtimes.models import Runtime
+from openpitrix.runtimes.service import get_writable_runtime, ineligibility
+
+RESOURCE_KIND = "cluster"
+TRANSITIONS = {
+    "create": Transition.CREATING,
+    "upgrade": Transition.UPGRADING,
+    "rollback": Transition.ROLLING_BACK,
+    "update_env": Transition.UPDATING,
+    "delete": Transition.DELETING,
+    "cease": Transition.CEASING,
+}
+DEPLOYS = frozenset({"create", "upgrade", "rollback", "update_env"})
+# Which cluster statuses each action starts from.
+FROM_STATUS: dict[str, tuple[str, ...]] = {
+    "upgrade": (ClusterStatus.ACTIVE,),
+    "rollback": (ClusterStatus.ACTIVE,),
+    "update_env": (ClusterStatus.ACTIVE,),
+    "delete": (ClusterStatus.PENDING, ClusterStatus.ACTIVE, ClusterStatus.STOPPED),
+    "cease": (ClusterStatus.DELETED,),
+}
+
+CLUSTER_LIST = ListSpec(
+    sort_keys={
+        "create_time": col(Cluster.create_time),
+        "update_time": col(Cluster.update_time),
+        "status_time": col(Cluster.status_time),
+        "name": col(Cluster.name),
+    },
+    default_sort="create_time",
+    id_columns=[col(Cluster.cluster_id)],
+    text_columns=[col(Cluster.name), col(Cluster.description)],
+)
+
+
+def cluster_read(row: Cluster) -> ClusterRead:
+    resources = row.resources or {}
+    return ClusterRead.model_validate(
+        {
+            **row.model_dump(),
+            "roles": resources.get("roles", []),
+            "nodes": resources.get("nodes", []),
+        }
+    )
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    if len(orjson.dumps(values)) > MAX_VALUES_BYTES:
+        raise BadRequest(
+            f"values are larger than {MAX_VALUES_BYTES // 1024} KiB", code="values_too_large"
+        )
+
+
+async def _deployable_version(
+    session: AsyncSession, version_id: str, access: Access
+) -> tuple[AppVersion, Repo]:
+    await get_version(session, version_id, access.caller.access(Op.APP_READ))
+    version = await session.get(AppVersion, version_id)
+    repo = await session.get(Repo, version.repo_id) if version else None
+    if version is None or repo is None:
+        raise NotFound("app version", version_id)
+    if version.status != "active" or repo.status == "deleted":
+        raise Conflict(
+            f"app version {version_id!r} is {version.status}; only active versions deploy",
+            code="version_not_active",
+        )
+    return version, repo
+
+
+def _check_eligible(runtime: Runtime, repo: Repo) -> None:
+    reason = ineligibility(runtime, repo)
+    if reason is not None:
+        raise Conflict(
+            f"runtime {runtime.runtime_id} may not run apps of repo {repo.repo_id}: {reason}",
+            code="runtime_not_eligible",
+        )
+
+
+def _check_supported(runtime_provider: str, action: str) -> None:
+    provider = get_provider(runtime_provider)
+    if action not in provider.capabilities.cluster_actions:
+        raise Conflict(
+            f"{runtime_provider} clusters do not support {action.replace('_', '-')}",
+            code="action_unsupported",
+        )
+
+
+async def _start_job(
+    session: AsyncSession, cluster: Cluster, action: str, revision: int | None
+) -> Job:
+    return await jobs.create_job(
+        session,
+        action=f"{action}_cluster",
+        resource_kind=RESOURCE_KIND,
+        resource_id=cluster.cluster_id,
+        owner=cluster.owner,
+        owner_path=cluster.owner_path,
+        manager=JOB_MANAGER,
+        verb="advance",
+        params={"action": action, "revision": revision},
+    )
+
+
+async def create_cluster(
+    session: AsyncSession, data: ClusterCreate, access: Access
+) -> tuple[Cluster, Job]:
+    _check_values(data.values)
+    version, repo = await _deployable_version(session, data.version_id, access)
+    runtime = await get_writable_runtime(
+        session, data.runtime_id, access.caller.access(Op.RUNTIME_WRITE)
+    )
+    _check_eligible(runtime, repo)
+    _check_supported(runtime.provider, "create")
+    now = utcnow()
+    cluster = Cluster(
+        cluster_id=ids.new_id(ids.CLUSTER),
+        name=data.name,
+        description=data.description,
+        app_id=version.app_id,
+        version_id=version.version_id,
+        runtime_id=runtime.runtime_id,
+        provider=runtime.provider,
+        zone=runtime.zone,
+        status=ClusterStatus.PENDING,
+        transition_status=Transition.CREATING,
+        values=data.values,
+        owner=access.owner,
+        owner_path=access.owner_path,
+        create_time=now,
+        update_time=now,
+        status_time=now,
+    )
+    session.add(cluster)
+    session.add(
+        ClusterRelease(
+            cluster_id=cluster.cluster_id,
+            revision=1,
+            version_id=version.version_id,
+            chart_version=version.version,
+            values=data.values,
+        )
+    )
+    await session.flush()
+    job = await _start_job(session, cluster, "create", 1)
+    cluster.job_id = job.job_id
+    await session.flush()
+    return cluster, job
+
+
+async def _load(session: AsyncSession, cluster_id: str) -> Cluster:
+    row = await session.get(Cluster, cluster_id)
+    if row is None:
+        raise NotFound("cluster", cluster_id)
+    return row
+
+
+async def get_cluster(session: AsyncSession, cluster_id: str, access: Access) -> Cluster:
+    row = await _load(session, cluster_id)
+    access.check_visible("cluster", cluster_id, row.owner, row.owner_path)
+    return row
+
+
+async def get_writable_cluster(session: AsyncSession, cluster_id: str, access: Access) -> Cluster:
+    row = await _load(session, cluster_id)
+    access.check_writable("cluster", cluster_id, row.owner, row.owner_path)
+    return row
+
+
+@dataclass(frozen=True)
+class ClusterFilters:
+    app_id: Sequence[str] = ()
+    version_id: Sequence[str] = ()
+    runtime_id: Sequence[str] = ()
+    status: Sequence[str] = ()
+    owner: Sequence[str] = ()
+
+
+async def list_clusters(
+    session: AsyncSession, query: ListQuery, access: Access, filters: ClusterFilters
+) -> tuple[int, list[ClusterRead]]:
+    stmt = select(Cluster).where(access.clause(col(Cluster.owner), col(Cluster.owner_path)))
+    for column, values in (
+        (col(Cluster.app_id), filters.app_id),
+        (col(Cluster.version_id), filters.version_id),
+        (col(Cluster.runtime_id), filters.runtime_id),
+        (col(Cluster.owner), filters.owner),
+    ):
+        if values:
+            stmt = stmt.where(column.in_(values))
+    # Ceased clusters are history: shown only when asked for.
+    stmt = stmt.where(
+        col(Cluster.status).in_(filters.status)
+        if filters.status
+        else col(Cluster.status) != ClusterStatus.CEASED
+    )
+    total, rows = await paginate(session, stmt, CLUSTER_LIST, query)
+    return total, [cluster_read(r) for r in rows]
+
+
+async def update_cluster(
+    session: AsyncSession, cluster_id: str, data: ClusterUpdate, access: Access
+) -> Cluster:
+    row = await get_writable_cluster(session, cluster_id, access)
+    if data.name is not None:
+        row.name = data.name
+    if data.description is not None:
+        row.description = data.description
+    row.update_time = utcnow()
+    return row
+
+
+async def lock(session: AsyncSession, cluster: Cluster, action: str) -> None:
+    """Take the cluster's lock for `action`, or 409 when another operation holds it."""
+    taken = await session.execute(
+        update(Cluster)
+        .where(
+            col(Cluster.cluster_id) == cluster.cluster_id,
+            col(Cluster.transition_status) == Transition.NONE,
+        )
+        .values(transition_status=TRANSITIONS[action], update_time=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(cluster)
+        raise Conflict(
+            f"cluster {cluster.cluster_id!r} is busy ({cluster.transition_status}); wait for "
+            f"job {cluster.job_id} to end",
+            code="cluster_busy",
+            details={"job_id": cluster.job_id},
+        )
+    await session.refresh(cluster)
+
+
+async def _next_revision(session: AsyncSession, cluster_id: str) -> int:
+    top = await session.execute(
+        select(func.max(col(ClusterRelease.revision))).where(
+            col(ClusterRelease.cluster_id) == cluster_id
+        )
+    )
+    return int(top.scalar() or 0) + 1
+
+
+async def start_action(
+    session: AsyncSession,
+    cluster_id: str,
+    action: str,
+    access: Access,
+    *,
+    version_id: str | None = None,
+    values: dict[str, Any] | None = None,
+    revision: int | None = None,
+) -> tuple[Cluster, Job]:
+    """Start upgrade, rollback, update_env, delete or cease."""
+    cluster = await get_writable_cluster(session, cluster_id, access)
+    _check_supported(cluster.provider, action)
+    if cluster.status not in FROM_STATUS[action]:
+        raise Conflict(
+            f"cannot {action.replace('_', '-')} a cluster that is {cluster.status}",
+            code="cluster_state",
+        )
+    release_revision = None
+    inputs = None
+    if action in DEPLOYS:
+        inputs = await _release_inputs(
+            session, cluster, action, access, version_id, values, revision
+        )
+        _check_values(inputs[1])
+    await lock(session, cluster, action)
+    if inputs is not None:
+        release_revision = await _next_revision(session, cluster_id)
+        version = await session.get(AppVersion, inputs[0])
+        session.add(
+            ClusterRelease(
+                cluster_id=cluster_id,
+                revision=release_revision,
+                version_id=inputs[0],
+                chart_version=version.version if version else "",
+                values=inputs[1],
+            )
+        )
+    job = await _start_job(session, cluster, action, release_revision)
+    cluster.job_id = job.job_id
+    await session.flush()
+    return cluster, job
+
+
+async def _release_inputs(
+    session: AsyncSession,
+    cluster: Cluster,
+    action: str,
+    access: Access,
+    version_id: str | None,
+    values: dict[str, Any] | None,
+    revision: int | None,
+) -> tuple[str, dict[str, Any]]:
+    if action == "update_env":
+        assert values is not None
+        return cluster.version_id, values
+    if action == "upgrade":
+        assert version_id is not None
+        version, repo = await _deployable_version(session, version_id, access)
+        if version.app_id != cluster.app_id:
+            raise BadRequest(
+                f"version {version_id!r} is not a version of app {cluster.app_id}",
+                code="other_app",
+            )
+        runtime = await session.get(Runtime, cluster.runtime_id)
+        if runtime is not None:
+            _check_eligible(runtime, repo)
+        return version_id, cluster.values if values is None else values
+    # rollback: default to the revision before the deployed one.
+    target = revision or cluster.revision - 1
+    release = await session.get(ClusterRelease, (cluster.cluster_id, target))
+    if release is None or release.status not in ("deployed", "superseded") or target < 1:
+        raise Conflict(
+            f"cluster {cluster.cluster_id!r} has no deployed revision {target}",
+            code="no_such_revision",
+        )
+    return release.version_id, release.values
+
+
+async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRelease]:
+    rows = await session.execute(
+        select(ClusterRelease)
+        .where(col(ClusterRelease.cluster_id) == cluster_id)
+        .order_by(col(ClusterRelease.revision))
+    )
+    return list(rows.scalars().all())
+
+
+async def vm_action(
+    session: AsyncSession, cluster_id: str, action: str, access: Access
+) -> NoReturn:
+    """stop/start/resize/add/delete nodes: no provider installed offers them yet, so the
+    provider's capabilities answer (kubernetes: 409 action_unsupported)."""
+    cluster = await get_writable_cluster(session, cluster_id, access)
+    _check_supported(cluster.provider, action)
+    raise Conflict(f"{action.replace('_', '-')} is not available yet", code="action_unsupported")

@@ -1,0 +1,385 @@
+"""The job engine: the job-manager plans and advances jobs layer by layer, the task-manager runs
+one task at a time through the job's resource adapter (which calls the provider).
+
+All state is in the database and every step is a guarded transition, so a command delivered
+twice, or redelivered after a worker died, converges on the same outcome:
+
+- `job-manager.advance {job_id}`: plan if needed, then dispatch the pending tasks of the first
+  unfinished layer, or end the job (failed task, cancel request, or all layers done).
+- `task-manager.run {job_id, task_id}`: claim the task, run it with heartbeats and a timeout,
+  record the outcome and ask the job-manager to advance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from openpitrix import ids
+from openpitrix.bus.topology import JOB_MANAGER, TASK_MANAGER, command_subject
+from openpitrix.errors import Conflict
+from openpitrix.iam.access import Access
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.outbox.writer import enqueue
+from openpitrix.providers.base import PlannedTask, ProviderError
+from openpitrix.workers.service import (
+    Delivery,
+    Manager,
+    PermanentError,
+    RetryableError,
+    WorkerContext,
+)
+
+log = logging.getLogger(__name__)
+
+ADVANCE, RUN = "advance", "run"
+DONE_OK = (JobStatus.SUCCESSFUL.value,)
+
+
+class JobAdapter(Protocol):
+    """What the engine needs from a resource kind whose jobs it runs (clusters today)."""
+
+    resource_kind: str
+
+    async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]: ...
+
+    def run_task(
+        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
+    ) -> Awaitable[dict[str, Any]]: ...
+
+    async def task_succeeded(
+        self, session: AsyncSession, job: Job, task: Task, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Persist what the task produced; returns the result to show on the task."""
+        ...
+
+    async def job_ended(self, session: AsyncSession, job: Job, status: JobStatus) -> None:
+        """Release the resource's lock and record the outcome on it."""
+        ...
+
+    async def relock(self, session: AsyncSession, job: Job) -> bool:
+        """Take the resource's lock again for a retried job; False when another job holds it."""
+        ...
+
+
+Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
+ADAPTERS: dict[str, JobAdapter] = {}
+
+
+def register(adapter: JobAdapter) -> None:
+    ADAPTERS[adapter.resource_kind] = adapter
+
+
+def request_advance(session: AsyncSession, job_id: str, *, because: str) -> None:
+    """Ask the job-manager to look at the job again (in the caller's transaction). The message
+    id makes one request per cause: a redelivered cause does not multiply advances."""
+    enqueue(
+        session,
+        command_subject(JOB_MANAGER, ADVANCE),
+        {"job_id": job_id},
+        msg_id=f"{job_id}.{because}",
+    )
+
+
+async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
+    # FOR UPDATE on PostgreSQL: two advances of one job (two replicas) queue here. SQLite's
+    # writers are serialized already.
+    result = await session.execute(
+        select(Job)
+        .where(col(Job.job_id) == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+def _layers(tasks: Sequence[Task]) -> list[list[Task]]:
+    by_layer: dict[int, list[Task]] = {}
+    for task in tasks:
+        by_layer.setdefault(task.layer, []).append(task)
+    return [by_layer[k] for k in sorted(by_layer)]
+
+
+def _settled(task: Task) -> bool:
+    return task.status in DONE_OK or (task.status == JobStatus.FAILED and task.failure_allowed)
+
+
+async def _end(
+    session: AsyncSession,
+    adapter: JobAdapter,
+    job: Job,
+    status: JobStatus,
+    message: str,
+    error: ErrorInfo | None = None,
+) -> None:
+    jobs.finish_job(session, job, status, message=message, error=error)
+    await adapter.job_ended(session, job, status)
+
+
+async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
+    job_id = str(delivery.payload["job_id"])
+    async with ctx.db.transaction() as session:
+        job = await _lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        adapter = ADAPTERS.get(job.resource_kind)
+        if adapter is None:
+            raise PermanentError("no_engine", f"no job engine for {job.resource_kind!r} jobs")
+        tasks = await jobs.tasks_of(session, job_id)
+        if not tasks:
+            try:
+                layers = await adapter.plan(session, job)
+            except ProviderError as exc:
+                await _end(
+                    session,
+                    adapter,
+                    job,
+                    JobStatus.FAILED,
+                    exc.message,
+                    ErrorInfo(code=exc.code, message=exc.message),
+                )
+                return
+            tasks = _insert_tasks(session, job, layers)
+            await session.flush()
+        if job.status == JobStatus.PENDING:
+            started = await jobs.start_job(session, job_id, ctx.executor)
+            if started is None:
+                return
+            job = started
+        if job.cancel_requested:
+            await _cancel(session, adapter, job, tasks)
+            return
+        failed = next(
+            (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
+        )
+        if failed is not None:
+            await _end(
+                session,
+                adapter,
+                job,
+                JobStatus.FAILED,
+                f"task {failed.action} failed: {failed.error_message}",
+                ErrorInfo(
+                    code=failed.error_code or "task_failed", message=failed.error_message or ""
+                ),
+            )
+            return
+        task_layers = _layers(tasks)
+        for number, layer in enumerate(task_layers):
+            if all(_settled(t) for t in layer):
+                continue
+            job.progress = int(100 * number / len(task_layers))
+            for task in layer:
+                if task.status == JobStatus.PENDING:
+                    enqueue(
+                        session,
+                        command_subject(TASK_MANAGER, RUN),
+                        {"job_id": job_id, "task_id": task.task_id},
+                        msg_id=f"{task.task_id}.{task.attempts}",
+                    )
+            return
+        await _end(session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
+
+
+def _insert_tasks(session: AsyncSession, job: Job, layers: list[list[PlannedTask]]) -> list[Task]:
+    tasks = []
+    for number, layer in enumerate(layers):
+        for plan in layer:
+            task = Task(
+                task_id=ids.new_id(ids.TASK),
+                job_id=job.job_id,
+                layer=number,
+                action=plan.action,
+                params=plan.params,
+                failure_allowed=plan.failure_allowed,
+                timeout_seconds=plan.timeout_seconds,
+            )
+            session.add(task)
+            tasks.append(task)
+    return tasks
+
+
+async def _cancel(
+    session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
+) -> None:
+    for task in tasks:
+        if task.status == JobStatus.PENDING:
+            jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+    if any(t.status == JobStatus.WORKING for t in tasks):
+        return  # the running task ends first; its report asks for another advance
+    await _end(session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
+
+
+async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
+    job_id, task_id = str(delivery.payload["job_id"]), str(delivery.payload["task_id"])
+    async with ctx.db.transaction() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        task = await session.get(Task, task_id, populate_existing=True)
+        if job is None or task is None or job.status in TERMINAL_STATUSES:
+            return
+        if task.status in TERMINAL_STATUSES:
+            return
+        if job.cancel_requested:
+            jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+            request_advance(session, job_id, because=f"{task_id}.cancelled")
+            return
+        # A task already working was claimed by an earlier delivery. If this is that message
+        # coming back (its worker died or timed out), resume; a second copy of a fresh
+        # dispatch must not run the task twice at once.
+        if task.status == JobStatus.WORKING and delivery.num_delivered == 1:
+            return
+        claimed = await session.execute(
+            update(Task)
+            .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
+            .values(status=JobStatus.WORKING)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return
+        await session.refresh(task)
+        await jobs.start_task(session, job, task, ctx.executor)
+    adapter = ADAPTERS[job.resource_kind]
+    running_job, running_task = job, task
+
+    async def report(message: str, progress: int | None, data: dict[str, Any]) -> None:
+        async with ctx.db.transaction() as s:
+            jobs.report_progress(
+                s, running_job, running_task, message, progress=progress, data=data
+            )
+
+    timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
+    try:
+        # The consumer keeps the command ours with in_progress beats while this runs.
+        result = await asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
+    except ProviderError as exc:
+        if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
+            delay = min(2 ** (task.attempts - 1) * ctx.settings.worker.task_retry_base_seconds, 60)
+            async with ctx.db.transaction() as s:
+                jobs.report_progress(
+                    s,
+                    running_job,
+                    running_task,
+                    f"{exc.message}; retrying in {delay:.0f} s",
+                    data={},
+                )
+            raise RetryableError(exc.message, delay=delay) from None
+        await _task_failed(ctx, job_id, task_id, ErrorInfo(code=exc.code, message=exc.message))
+        return
+    except TimeoutError:
+        error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
+        await _task_failed(ctx, job_id, task_id, error)
+        return
+    async with ctx.db.transaction() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        task = await session.get(Task, task_id, populate_existing=True)
+        if job is None or task is None or task.status != JobStatus.WORKING:
+            return
+        shown = await adapter.task_succeeded(session, job, task, result)
+        jobs.finish_task(session, job, task, JobStatus.SUCCESSFUL, result=shown)
+        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.done")
+
+
+async def _task_failed(ctx: WorkerContext, job_id: str, task_id: str, error: ErrorInfo) -> None:
+    async with ctx.db.transaction() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        task = await session.get(Task, task_id, populate_existing=True)
+        if job is None or task is None or task.status in TERMINAL_STATUSES:
+            return
+        jobs.finish_task(session, job, task, JobStatus.FAILED, error=error)
+        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.failed")
+
+
+async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
+    """The task's command ran out of deliveries: the task fails and the job moves on."""
+    job_id, task_id = delivery.payload.get("job_id"), delivery.payload.get("task_id")
+    if isinstance(job_id, str) and isinstance(task_id, str):
+        await _task_failed(ctx, job_id, task_id, ErrorInfo(code=code, message=message))
+
+
+async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
+    job_id = delivery.payload.get("job_id")
+    if not isinstance(job_id, str):
+        return
+    async with ctx.db.transaction() as session:
+        job = await _lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        adapter = ADAPTERS.get(job.resource_kind)
+        jobs.finish_job(
+            session,
+            job,
+            JobStatus.FAILED,
+            message=message,
+            error=ErrorInfo(code=code, message=message),
+        )
+        if adapter is not None:
+            await adapter.job_ended(session, job, JobStatus.FAILED)
+
+
+def job_manager() -> Manager:
+    return Manager(name=JOB_MANAGER, handlers={ADVANCE: advance}, on_give_up=give_up_job)
+
+
+def task_manager() -> Manager:
+    return Manager(name=TASK_MANAGER, handlers={RUN: run_task}, on_give_up=give_up_task)
+
+
+# --- requests from the API ---------------------------------------------------------------------
+
+
+def _engine_job(job: Job) -> JobAdapter:
+    adapter = ADAPTERS.get(job.resource_kind)
+    if adapter is None:
+        raise Conflict(
+            f"{job.action} jobs cannot be cancelled or retried", code="job_not_controllable"
+        )
+    return adapter
+
+
+async def cancel_job(session: AsyncSession, job_id: str, access: Access) -> Job:
+    """Ask a running job to stop: pending tasks are cancelled, a running task finishes first."""
+    job = await jobs.get_visible_job(session, job_id, access)
+    _engine_job(job)
+    if job.status in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} already ended ({job.status})", code="job_ended")
+    job.cancel_requested = True
+    request_advance(session, job_id, because="cancel")
+    return job
+
+
+async def retry_job(session: AsyncSession, job_id: str, access: Access) -> Job:
+    """Run a failed or cancelled job again from its unfinished tasks (successful ones stay)."""
+    job = await jobs.get_visible_job(session, job_id, access)
+    adapter = _engine_job(job)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict(
+            f"only failed or cancelled jobs can be retried; this one is {job.status}",
+            code="job_not_retryable",
+        )
+    if not await adapter.relock(session, job):
+        raise Conflict(
+            f"{job.resource_kind} {job.resource_id} is busy with another job",
+            code=f"{job.resource_kind}_busy",
+        )
+    for task in await jobs.tasks_of(session, job_id):
+        if task.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            task.status = JobStatus.PENDING
+            task.error_code = task.error_message = None
+            task.end_time = None
+    retries = int(job.result.get("retries", 0)) + 1 if isinstance(job.result, dict) else 1
+    job.status = JobStatus.PENDING
+    job.cancel_requested = False
+    job.error_code = job.error_message = None
+    job.end_time = None
+    job.result = {"retries": retries}
+    jobs.announce(session, job, JobStatus.PENDING, f"retry {retries} requested")
+    request_advance(session, job_id, because=f"retry.{retries}")
+    return job
