@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,36 @@ def api_failure(exc: Exception, what: str) -> ProviderError:
     if isinstance(status, int) and (status == 429 or status >= 500):
         return ProviderError("provider_unavailable", f"{what}: HTTP {status}", retryable=True)
     return ProviderError("apply_failed", f"{what}: HTTP {status}: {_status_message(exc)}")
+
+
+class Missing(Exception):
+    """The API answered 404."""
+
+
+async def checked(call: Awaitable[Any], what: str) -> dict[str, Any]:
+    """Await a dynamic-client call and return the object as a dict. The dynamic client of
+    kubernetes-asyncio returns error Status bodies as if they were results instead of raising
+    (tomplus/kubernetes_asyncio#402), so the Status is checked here: 404 raises Missing, other
+    failures a provider error."""
+    try:
+        result = await call
+    except NotFoundError:
+        raise Missing(what) from None
+    except (DynamicApiError, ApiException, aiohttp.ClientError, TimeoutError) as exc:
+        raise api_failure(exc, what) from None
+    body: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    if body.get("kind") == "Status" and body.get("status") == "Failure":
+        code = body.get("code")
+        if code == 404:
+            raise Missing(what)
+        raise status_failure(code, str(body.get("message", "")), what)
+    return body
+
+
+def status_failure(code: Any, message: str, what: str) -> ProviderError:
+    if isinstance(code, int) and (code == 429 or code >= 500):
+        return ProviderError("provider_unavailable", f"{what}: HTTP {code}", retryable=True)
+    return ProviderError("apply_failed", f"{what}: HTTP {code}: {message[:500]}")
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:
@@ -119,20 +149,26 @@ async def apply_objects(
         obj = stamp(raw, cluster_id, revision)
         resource = await _resource(dyn, obj)
         obj = _placed(obj, resource, namespace)
+        what = f"apply {readiness.ref(obj)}"
         try:
             # force: this release owns its objects; another manager's edits to the same
             # fields (a hand `kubectl edit`) are overwritten, as `helm upgrade` would.
-            result = await dyn.server_side_apply(
-                resource,
-                body=obj,
-                namespace=obj["metadata"].get("namespace"),
-                field_manager=FIELD_MANAGER,
-                force_conflicts=True,
-                _request_timeout=REQUEST_TIMEOUT,
+            result = await checked(
+                dyn.server_side_apply(
+                    resource,
+                    body=obj,
+                    namespace=obj["metadata"].get("namespace"),
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+                what,
             )
-        except (DynamicApiError, ApiException, aiohttp.ClientError, TimeoutError) as exc:
-            raise api_failure(exc, f"apply {readiness.ref(obj)}") from None
-        applied.append(result.to_dict())
+        except Missing:
+            raise ProviderError(
+                "apply_failed", f"{what}: not found (is the namespace {namespace!r} gone?)"
+            ) from None
+        applied.append(result)
         if obj.get("kind") == "CustomResourceDefinition":
             # Kinds the CRD adds must be discoverable by the objects after it.
             await dyn.resources.invalidate_cache()
@@ -143,11 +179,13 @@ async def apply_objects(
 async def _events_about(dyn: DynamicClient, namespace: str, names: set[str]) -> list[str]:
     try:
         resource = await dyn.resources.get(api_version="v1", kind="Event")
-        found = await dyn.get(resource, namespace=namespace, _request_timeout=REQUEST_TIMEOUT)
+        found = await checked(
+            dyn.get(resource, namespace=namespace, _request_timeout=REQUEST_TIMEOUT), "events"
+        )
     except Exception:  # events only enrich a failure message; never fail for them
         return []
     out = []
-    for item in found.to_dict().get("items") or []:
+    for item in found.get("items") or []:
         involved = (item.get("involvedObject") or {}).get("name")
         if involved in names and item.get("type") == "Warning":
             out.append(f"{item.get('reason')}: {item.get('message')}")
@@ -159,10 +197,19 @@ async def _pods_of(dyn: DynamicClient, namespace: str, obj: dict[str, Any]) -> l
     if selector is None:
         return []
     resource = await dyn.resources.get(api_version="v1", kind="Pod")
-    found = await dyn.get(
-        resource, namespace=namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-    )
-    items: list[dict[str, Any]] = found.to_dict().get("items") or []
+    try:
+        found = await checked(
+            dyn.get(
+                resource,
+                namespace=namespace,
+                label_selector=selector,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+            "list pods",
+        )
+    except Missing:
+        return []
+    items: list[dict[str, Any]] = found.get("items") or []
     return items
 
 
@@ -183,22 +230,21 @@ async def wait_ready(
         states: list[readiness.Readiness] = []
         slow: list[str] = []
         for obj in tracked:
+            resource = await _resource(dyn, obj)
             try:
-                resource = await _resource(dyn, obj)
-                current = (
-                    await dyn.get(
+                current = await checked(
+                    dyn.get(
                         resource,
                         name=obj["metadata"]["name"],
                         namespace=namespace if resource.namespaced else None,
                         _request_timeout=REQUEST_TIMEOUT,
-                    )
-                ).to_dict()
-            except NotFoundError:
+                    ),
+                    f"read {readiness.ref(obj)}",
+                )
+            except Missing:
                 raise ProviderError(
                     "apply_failed", f"{readiness.ref(obj)} disappeared while waiting"
                 ) from None
-            except (DynamicApiError, ApiException, aiohttp.ClientError, TimeoutError) as exc:
-                raise api_failure(exc, f"read {readiness.ref(obj)}") from None
             state = readiness.assess(current)
             if state.failed:
                 raise await _failure(dyn, namespace, current, state.failed)
@@ -251,18 +297,19 @@ async def delete_objects(
     for obj in objects:
         resource = await _resource(dyn, obj)
         try:
-            await dyn.delete(
-                resource,
-                name=obj["metadata"]["name"],
-                namespace=namespace if resource.namespaced else None,
-                body={"propagationPolicy": "Background"},
-                _request_timeout=REQUEST_TIMEOUT,
+            await checked(
+                dyn.delete(
+                    resource,
+                    name=obj["metadata"]["name"],
+                    namespace=namespace if resource.namespaced else None,
+                    body={"propagationPolicy": "Background"},
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+                f"delete {readiness.ref(obj)}",
             )
             deleted += 1
-        except NotFoundError:
+        except Missing:
             continue
-        except (DynamicApiError, ApiException, aiohttp.ClientError, TimeoutError) as exc:
-            raise api_failure(exc, f"delete {readiness.ref(obj)}") from None
     return deleted
 
 
@@ -279,15 +326,18 @@ async def labelled_objects(
         except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
             raise api_failure(exc, f"discover {kind}") from None
         try:
-            listed = await dyn.get(
-                resource,
-                namespace=namespace if resource.namespaced else None,
-                label_selector=f"{CLUSTER_LABEL}={cluster_id}",
-                _request_timeout=REQUEST_TIMEOUT,
+            listed = await checked(
+                dyn.get(
+                    resource,
+                    namespace=namespace if resource.namespaced else None,
+                    label_selector=f"{CLUSTER_LABEL}={cluster_id}",
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+                f"list {kind}",
             )
-        except (DynamicApiError, ApiException, aiohttp.ClientError, TimeoutError) as exc:
-            raise api_failure(exc, f"list {kind}") from None
-        for item in listed.to_dict().get("items") or []:
+        except Missing:
+            continue  # the namespace is gone: so is everything in it
+        for item in listed.get("items") or []:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
             found.append(item)

@@ -8,11 +8,14 @@ and file references (`certificate-authority`, `tokenFile`, ...) would read our f
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml_rs
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.dynamic import DynamicClient
 
 from openpitrix.providers.base import CredentialInvalid
 
@@ -64,6 +67,16 @@ def parse_kubeconfig(content: str) -> tuple[dict[str, Any], str]:
                 code="credential_unsupported",
             )
     return doc, server
+
+
+@contextlib.asynccontextmanager
+async def dynamic_client(api: client.ApiClient) -> AsyncIterator[DynamicClient]:
+    """A dynamic client with a discovery cache of its own: the library's default cache file
+    in /tmp is keyed by host:port only, so two clusters behind one address (or a port reused)
+    would share a stale one."""
+    with tempfile.TemporaryDirectory(prefix="op-discovery-") as tmp:
+        dyn = await DynamicClient(api, cache_file=os.path.join(tmp, "discovery.json"))
+        yield dyn
 
 
 @contextlib.asynccontextmanager

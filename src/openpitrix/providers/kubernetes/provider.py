@@ -23,7 +23,11 @@ from openpitrix.providers.base import (
     ZoneUnavailable,
 )
 from openpitrix.providers.kubernetes import deploy, readiness
-from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+from openpitrix.providers.kubernetes.kubeconfig import (
+    api_client,
+    dynamic_client,
+    parse_kubeconfig,
+)
 from openpitrix.providers.kubernetes.render import RenderError, render_chart
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
@@ -32,6 +36,11 @@ MANAGER = "openpitrix"
 REQUEST_TIMEOUT_SECONDS = 15.0
 
 T = TypeVar("T")
+
+
+# Statuses callers decide about themselves (forbidden, missing, conflict); any other refusal
+# becomes a provider error here.
+HANDLED = frozenset({403, 404, 409})
 
 
 async def _call(call: Awaitable[T], what: str) -> T:
@@ -46,7 +55,9 @@ async def _call(call: Awaitable[T], what: str) -> T:
             raise ProviderError(
                 "provider_unavailable", f"{what}: HTTP {exc.status} {exc.reason}", retryable=True
             ) from None
-        raise
+        if exc.status in HANDLED:
+            raise
+        raise ProviderError("provider_error", f"{what}: HTTP {exc.status} {exc.reason}") from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ProviderError(
             "provider_unavailable",
@@ -208,7 +219,7 @@ class KubernetesProvider(Provider):
         if run.action == "describe":
             return await self.describe_cluster(run.credential, run.zone, run.cluster_id)
         doc, _ = parse_kubeconfig(run.credential.content)
-        async with api_client(doc) as api, DynamicClient(api) as dyn:
+        async with api_client(doc) as api, dynamic_client(api) as dyn:
             if run.action == "apply":
                 objects = _objects_of(run.release, "apply")
                 await deploy.apply_objects(
@@ -298,7 +309,7 @@ class KubernetesProvider(Provider):
         self, credential: Credential, zone: str, cluster_id: str
     ) -> dict[str, Any]:
         doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api, DynamicClient(api) as dyn:
+        async with api_client(doc) as api, dynamic_client(api) as dyn:
             found = await deploy.labelled_objects(
                 dyn,
                 [*COMMON_KINDS, ("v1", "Pod")],
