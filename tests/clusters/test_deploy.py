@@ -250,3 +250,22 @@ async def test_a_failing_image_surfaces_its_reason_and_the_job_can_be_retried(
     # Resumed from the failed task: render and apply ran once.
     assert {t["action"]: t["attempts"] for t in job["tasks"]}["render"] == 1
     assert (await client.get(f"/v1/clusters/{cid}")).json()["status"] == "active"
+
+
+async def test_a_runtime_with_live_clusters_is_deleted_only_with_force(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    rt = setup["runtime"]["runtime_id"]
+    made = await deploy(client, setup, "shop@1.0.0")
+    assert (await wait_job(client, made["job_id"]))["status"] == "successful"
+    refused = await client.delete(f"/v1/runtimes/{rt}")
+    body = assert_error(refused, 409, "runtime_in_use")
+    assert body["details"]["cluster_ids"] == [made["cluster_id"]]
+
+    forced = await client.delete(f"/v1/runtimes/{rt}", params={"force": "true"})
+    assert forced.status_code == 200, forced.text
+    [job_id] = forced.json()["cluster_job_ids"]
+    assert (await wait_job(client, job_id))["status"] == "successful"
+    assert (await client.get(f"/v1/clusters/{made['cluster_id']}")).json()["status"] == "deleted"
+    assert owned(kube, "Deployment", setup["runtime"]["zone"], made["cluster_id"]) == []
+    assert (await client.get(f"/v1/runtimes/{rt}")).json()["status"] == "deleted"

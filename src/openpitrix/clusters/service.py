@@ -375,3 +375,15 @@ async def vm_action(
     cluster = await get_writable_cluster(session, cluster_id, access)
     _check_supported(cluster.provider, action)
     raise Conflict(f"{action.replace('_', '-')} is not available yet", code="action_unsupported")
+
+
+async def delete_clusters(
+    session: AsyncSession, cluster_ids: list[str], access: Access
+) -> list[str]:
+    """Start a delete job for each cluster (a runtime's forced delete); returns the job ids.
+    A cluster busy with another operation makes the whole request a 409."""
+    started = []
+    for cluster_id in cluster_ids:
+        _, job = await start_action(session, cluster_id, "delete", access)
+        started.append(job.job_id)
+    return started

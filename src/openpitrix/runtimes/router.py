@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
+from openpitrix.clusters.service import delete_clusters
+from openpitrix.iam.access import Op
 from openpitrix.iam.deps import CanReadRuntimes, CanWriteRuntimes
 from openpitrix.providers.registry import registered
 from openpitrix.runtimes import service
@@ -21,6 +24,7 @@ from openpitrix.runtimes.schemas import (
     ProviderList,
     ProviderRead,
     RuntimeCreate,
+    RuntimeDeleted,
     RuntimePage,
     RuntimeRead,
     RuntimeUpdate,
@@ -192,15 +196,30 @@ async def update_runtime(
     return service.runtime_read(await service.update_runtime(session, runtime_id, data, access))
 
 
-@runtimes.delete(
-    "/{runtime_id}", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_runtime"
-)
+@runtimes.delete("/{runtime_id}", operation_id="delete_runtime")
 async def delete_runtime(
-    runtime_id: str, access: CanWriteRuntimes, platform: PlatformDep
-) -> Response:
-    """Delete the runtime and drop its mark on the namespace; the namespace stays."""
-    await service.delete_runtime(platform.db, runtime_id, access, platform.secrets)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    runtime_id: str,
+    access: CanWriteRuntimes,
+    platform: PlatformDep,
+    force: Annotated[
+        bool, Query(description="Also delete its live clusters, each through a delete job.")
+    ] = False,
+) -> RuntimeDeleted:
+    """Delete the runtime and drop its mark on the namespace; the namespace stays. Live
+    clusters on it make this a 409 `runtime_in_use` unless `force`."""
+    cluster_access = access.caller.access(Op.CLUSTER_WRITE)
+
+    async def delete_its_clusters(session: AsyncSession, cluster_ids: list[str]) -> list[str]:
+        return await delete_clusters(session, cluster_ids, cluster_access)
+
+    row, job_ids = await service.delete_runtime(
+        platform.db,
+        runtime_id,
+        access,
+        platform.secrets,
+        before_delete=delete_its_clusters if force else None,
+    )
+    return RuntimeDeleted(runtime_id=row.runtime_id, status=row.status, cluster_job_ids=job_ids)
 
 
 router.include_router(credentials)

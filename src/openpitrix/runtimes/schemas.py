@@ -170,6 +170,14 @@ class RuntimePage(BaseModel):
     items: list[RuntimeRead]
 
 
+class RuntimeDeleted(BaseModel):
+    runtime_id: str
+    status: RuntimeStatus
+    cluster_job_ids: list[str] = Field(
+        default_factory=list, description="Delete jobs started for its clusters (force)."
+    )
+
+
 class ProviderRead(BaseModel):
     name: str
     zone_kind: str

@@ -9,7 +9,7 @@ the provider call, like the password grant does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, exists, select
@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.apps.service import get_version
+from openpitrix.clusters.models import Cluster
 from openpitrix.crypto import SecretBox, SecretError
 from openpitrix.db.engine import Database
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
@@ -486,13 +487,42 @@ async def update_runtime(
     return row
 
 
+LIVE_CLUSTER = ("pending", "active", "stopped")
+
+
+async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
+    rows = await session.execute(
+        select(col(Cluster.cluster_id)).where(
+            col(Cluster.runtime_id) == runtime_id, col(Cluster.status).in_(LIVE_CLUSTER)
+        )
+    )
+    return [r for (r,) in rows.all()]
+
+
 async def delete_runtime(
-    db: Database, runtime_id: str, access: Access, secrets: SecretBox
-) -> Runtime:
-    """Soft-delete the runtime and drop its mark on the zone (the zone and what runs in it
-    stay: deleting clusters is their own job)."""
+    db: Database,
+    runtime_id: str,
+    access: Access,
+    secrets: SecretBox,
+    *,
+    before_delete: Callable[[AsyncSession, list[str]], Awaitable[list[str]]] | None = None,
+) -> tuple[Runtime, list[str]]:
+    """Soft-delete the runtime and drop its mark on the zone. Live clusters on it make this a
+    409 unless `before_delete` (the force option) takes care of them in the same transaction;
+    it returns the ids of the jobs it started."""
+    jobs: list[str] = []
     async with db.transaction() as session:
         row = await get_writable_runtime(session, runtime_id, access)
+        clusters = await live_clusters(session, runtime_id)
+        if clusters and before_delete is None:
+            raise Conflict(
+                f"runtime {runtime_id!r} has {len(clusters)} live cluster(s); delete them first "
+                "or pass force=true to delete them through jobs",
+                code="runtime_in_use",
+                details={"cluster_ids": clusters[:20]},
+            )
+        if clusters and before_delete is not None:
+            jobs = await before_delete(session, clusters)
         now = utcnow()
         row.status = DELETED
         row.status_time = row.update_time = now
@@ -504,4 +534,4 @@ async def delete_runtime(
         await provider.release_zone(
             open_credential(cred_row, secrets), row.zone, runtime_id=runtime_id
         )
-    return row
+    return row, jobs
