@@ -269,3 +269,34 @@ async def test_a_runtime_with_live_clusters_is_deleted_only_with_force(
     assert (await client.get(f"/v1/clusters/{made['cluster_id']}")).json()["status"] == "deleted"
     assert owned(kube, "Deployment", setup["runtime"]["zone"], made["cluster_id"]) == []
     assert (await client.get(f"/v1/runtimes/{rt}")).json()["status"] == "deleted"
+
+
+async def test_a_retried_deploy_with_the_same_idempotency_key_starts_one_job(
+    client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    body = {
+        "version_id": setup["versions"]["shop@1.0.0"],
+        "runtime_id": setup["runtime"]["runtime_id"],
+        "name": unique("cl"),
+    }
+    key = {"Idempotency-Key": unique("key")}
+    first = await client.post("/v1/clusters", json=body, headers=key)
+    again = await client.post("/v1/clusters", json=body, headers=key)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    listed = await client.get("/v1/clusters", params={"search_word": body["name"]})
+    assert [c["cluster_id"] for c in listed.json()["items"]] == [first.json()["cluster_id"]]
+    # The same key for another request is refused rather than silently replayed.
+    other = await client.post("/v1/clusters", json={**body, "name": "other"}, headers=key)
+    assert_error(other, 422, "idempotency_key_reused")
+    # A failed request does not burn its key: fixed and retried, it acts.
+    bad_key = {"Idempotency-Key": unique("key")}
+    failed = await client.post(
+        "/v1/clusters", json={**body, "runtime_id": "runtime-nope"}, headers=bad_key
+    )
+    assert failed.status_code == 404
+    ok = await client.post("/v1/clusters", json={**body, "name": unique("cl")}, headers=bad_key)
+    assert ok.status_code == 202, ok.text
+    assert (await wait_job(client, first.json()["job_id"]))["status"] == "successful"
+    assert (await wait_job(client, ok.json()["job_id"]))["status"] == "successful"

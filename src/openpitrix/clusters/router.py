@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Response, status
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from openpitrix import idempotency
 from openpitrix.api.deps import Filter, ListDep, ReadSessionDep, SessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.clusters import service
+from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
     ClusterCreate,
     ClusterJobAccepted,
@@ -20,9 +25,22 @@ from openpitrix.clusters.schemas import (
     UpdateEnvRequest,
     UpgradeRequest,
 )
+from openpitrix.iam.access import Access
 from openpitrix.iam.deps import CanReadClusters, CanWriteClusters
+from openpitrix.jobs.models import Job
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"], responses=ERROR_RESPONSES)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Send the same key when retrying: the first answer is replayed and "
+        "nothing is done twice. Keys are per user; reusing one for another request is a 422.",
+    ),
+]
 
 
 def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAccepted:
@@ -30,15 +48,49 @@ def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAcc
     return ClusterJobAccepted(cluster_id=cluster_id, job_id=job_id)
 
 
+async def _once(
+    session: AsyncSession,
+    access: Access,
+    key: str | None,
+    route: str,
+    body: BaseModel | None,
+    response: Response,
+    act: Callable[[], Awaitable[tuple[Cluster, Job]]],
+) -> ClusterJobAccepted:
+    """Run `act` once per Idempotency-Key (when one is given)."""
+    if key is not None:
+        replay = await idempotency.reserve(session, access.owner, key, route, body)
+        if replay is not None:
+            accepted = ClusterJobAccepted.model_validate(replay.body)
+            response.headers["Idempotent-Replayed"] = "true"
+            return _accepted(response, accepted.cluster_id, accepted.job_id)
+    cluster, job = await act()
+    result = _accepted(response, cluster.cluster_id, job.job_id)
+    if key is not None:
+        await idempotency.record(session, access.owner, key, status.HTTP_202_ACCEPTED, result)
+    return result
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, operation_id="create_cluster")
 async def create_cluster(
-    data: ClusterCreate, access: CanWriteClusters, session: SessionDep, response: Response
+    data: ClusterCreate,
+    access: CanWriteClusters,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ClusterJobAccepted:
     """Deploy an app version onto a runtime. The runtime must be eligible (its provider among
     the repo's providers, its labels matching the repo's selectors: 409 `runtime_not_eligible`
     otherwise). Follow the job at `/v1/jobs/{job_id}/events`."""
-    cluster, job = await service.create_cluster(session, data, access)
-    return _accepted(response, cluster.cluster_id, job.job_id)
+    return await _once(
+        session,
+        access,
+        idempotency_key,
+        "POST /v1/clusters",
+        data,
+        response,
+        lambda: service.create_cluster(session, data, access),
+    )
 
 
 @router.get("", operation_id="list_clusters")
@@ -105,13 +157,21 @@ async def upgrade(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ClusterJobAccepted:
     """Deploy another version of the same app as a new revision; objects that left the chart
     are pruned."""
-    cluster, job = await service.start_action(
-        session, cluster_id, "upgrade", access, version_id=data.version_id, values=data.values
+    return await _once(
+        session,
+        access,
+        idempotency_key,
+        f"POST /v1/clusters/{cluster_id}/actions/upgrade",
+        data,
+        response,
+        lambda: service.start_action(
+            session, cluster_id, "upgrade", access, version_id=data.version_id, values=data.values
+        ),
     )
-    return _accepted(response, cluster.cluster_id, job.job_id)
 
 
 @router.post(
@@ -125,12 +185,20 @@ async def rollback(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ClusterJobAccepted:
     """Re-deploy an earlier revision (default: the one before) as a new revision."""
-    cluster, job = await service.start_action(
-        session, cluster_id, "rollback", access, revision=data.revision
+    return await _once(
+        session,
+        access,
+        idempotency_key,
+        f"POST /v1/clusters/{cluster_id}/actions/rollback",
+        data,
+        response,
+        lambda: service.start_action(
+            session, cluster_id, "rollback", access, revision=data.revision
+        ),
     )
-    return _accepted(response, cluster.cluster_id, job.job_id)
 
 
 @router.post(
@@ -144,12 +212,18 @@ async def update_env(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ClusterJobAccepted:
     """Deploy the same version with new values as a new revision."""
-    cluster, job = await service.start_action(
-        session, cluster_id, "update_env", access, values=data.values
+    return await _once(
+        session,
+        access,
+        idempotency_key,
+        f"POST /v1/clusters/{cluster_id}/actions/update-env",
+        data,
+        response,
+        lambda: service.start_action(session, cluster_id, "update_env", access, values=data.values),
     )
-    return _accepted(response, cluster.cluster_id, job.job_id)
 
 
 @router.post(
@@ -158,11 +232,22 @@ async def update_env(
     operation_id="cease_cluster",
 )
 async def cease(
-    cluster_id: str, access: CanWriteClusters, session: SessionDep, response: Response
+    cluster_id: str,
+    access: CanWriteClusters,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ClusterJobAccepted:
     """Purge what a deleted cluster left behind and retire its record."""
-    cluster, job = await service.start_action(session, cluster_id, "cease", access)
-    return _accepted(response, cluster.cluster_id, job.job_id)
+    return await _once(
+        session,
+        access,
+        idempotency_key,
+        f"POST /v1/clusters/{cluster_id}/actions/cease",
+        None,
+        response,
+        lambda: service.start_action(session, cluster_id, "cease", access),
+    )
 
 
 @router.post(

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.iam.models import ApiClient, RefreshToken, User
+from openpitrix.idempotency.models import IdempotentRequest
 from openpitrix.jobs.models import Job, Task
 from openpitrix.outbox.models import OutboxMessage
 from openpitrix.repos.models import Repo, RepoLabel
@@ -18,6 +19,7 @@ __all__ = [
     "AppVersion",
     "Cluster",
     "ClusterRelease",
+    "IdempotentRequest",
     "Job",
     "OutboxMessage",
     "RefreshToken",
