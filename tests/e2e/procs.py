@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -25,6 +25,8 @@ import httpx
 
 from tests.helpers import TERMINAL
 from tests.support.auth import TEST_JWT_SECRET
+
+TEST_SECRET_KEY = "m9pC2fCqkKzJm3YV0l3QXh3yq8Yv3W4z0ZbqNnJw1fE="  # a Fernet key, tests only
 
 _SCRIPT = Path(sys.executable).parent / "openpitrix"
 # The console script of the virtualenv running the tests (or the same entry point through it).
@@ -185,6 +187,9 @@ class Processes:
                 # Test repos are served on loopback, which production processes refuse.
                 "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
                 "OPENPITRIX_AUTH__JWT_SECRET": TEST_JWT_SECRET,
+                # Each process has its own data dir; the split processes share the keys that
+                # seal stored secrets, as a production deployment must.
+                "OPENPITRIX_AUTH__SECRET_KEYS": json.dumps([TEST_SECRET_KEY]),
                 "PYTHONUNBUFFERED": "1",
                 **BUS_ENV,
             }
@@ -209,17 +214,25 @@ class Processes:
         return proc
 
     async def worker(
-        self, *, concurrency: int | None = None, ready: bool = True, **env: str
+        self,
+        *,
+        concurrency: int | None = None,
+        ready: bool = True,
+        managers: Sequence[str] = ("repo-indexer",),
+        **env: str,
     ) -> Proc:
-        """`openpitrix worker --manager repo-indexer`, ready once its consumer is bound."""
+        """`openpitrix worker --manager ...`, ready once its consumers are bound."""
         name = f"worker-{len(self.started)}"
-        args = [*OPENPITRIX, "worker", "--manager", "repo-indexer"]
+        args = [*OPENPITRIX, "worker"]
+        for manager in managers:
+            args += ["--manager", manager]
         if concurrency is not None:
             args += ["--concurrency", str(concurrency)]
         proc = Proc(name, args, self.env(env), self._log_path(name))
         self.started.append(proc)
         if ready:
-            await proc.wait_for_log(CONSUMING, timeout=30)
+            for manager in managers:
+                await proc.wait_for_log(f"manager={manager} consuming", timeout=30)
         return proc
 
     def close(self) -> None:
