@@ -300,3 +300,36 @@ async def test_a_retried_deploy_with_the_same_idempotency_key_starts_one_job(
     assert ok.status_code == 202, ok.text
     assert (await wait_job(client, first.json()["job_id"]))["status"] == "successful"
     assert (await wait_job(client, ok.json()["job_id"]))["status"] == "successful"
+
+
+async def test_cancelling_a_deploy_stops_its_wait_and_releases_the_cluster(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    kube.auto_ready = False
+    made = await deploy(client, setup, "shop@1.0.0")
+    job_id = made["job_id"]
+    for _ in range(200):
+        tasks = (await client.get(f"/v1/jobs/{job_id}")).json()["tasks"]
+        if any(t["action"] == "wait" and t["status"] == "working" for t in tasks):
+            break
+        await asyncio.sleep(0.1)
+    cancel = await client.post(f"/v1/jobs/{job_id}/actions/cancel")
+    assert cancel.status_code == 202, cancel.text
+    job = await wait_job(client, job_id, timeout=30)
+    assert job["status"] == "cancelled", job
+    statuses = {t["action"]: t["status"] for t in job["tasks"]}
+    assert statuses == {
+        "render": "successful",
+        "apply": "successful",
+        "wait": "cancelled",
+        "prune": "cancelled",
+        "describe": "cancelled",
+    }
+    cluster = (await client.get(f"/v1/clusters/{made['cluster_id']}")).json()
+    assert (cluster["status"], cluster["transition_status"]) == ("pending", "")
+    again = await client.post(f"/v1/jobs/{job_id}/actions/cancel")
+    assert_error(again, 409, "job_ended")
+    # An index job is not the engine's: it cannot be cancelled.
+    index_jobs = await client.get("/v1/jobs", params={"action": "index_repo", "limit": 1})
+    other = index_jobs.json()["items"][0]["job_id"]
+    assert_error(await client.post(f"/v1/jobs/{other}/actions/cancel"), 409, "job_not_controllable")

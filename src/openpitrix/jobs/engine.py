@@ -41,6 +41,7 @@ from openpitrix.workers.service import (
 log = logging.getLogger(__name__)
 
 ADVANCE, RUN = "advance", "run"
+CANCEL_POLL_SECONDS = 1.0
 DONE_OK = (JobStatus.SUCCESSFUL.value,)
 
 
@@ -258,7 +259,17 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
     timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
     try:
         # The consumer keeps the command ours with in_progress beats while this runs.
-        result = await asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
+        result = await _until_cancelled(
+            ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
+        )
+    except _Cancelled:
+        async with ctx.db.transaction() as session:
+            job = await session.get(Job, job_id, populate_existing=True)
+            task = await session.get(Task, task_id, populate_existing=True)
+            if job is not None and task is not None and task.status == JobStatus.WORKING:
+                jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+                request_advance(session, job_id, because=f"{task_id}.cancelled")
+        return
     except ProviderError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
             delay = min(2 ** (task.attempts - 1) * ctx.settings.worker.task_retry_base_seconds, 60)
@@ -285,6 +296,43 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         shown = await adapter.task_succeeded(session, job, task, result)
         jobs.finish_task(session, job, task, JobStatus.SUCCESSFUL, result=shown)
         request_advance(session, job_id, because=f"{task_id}.{task.attempts}.done")
+
+
+class _Cancelled(Exception):
+    """The job was asked to cancel while its task ran."""
+
+
+async def _until_cancelled(
+    ctx: WorkerContext, job_id: str, work: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    """Run the task, stopping it when its job is asked to cancel (checked every
+    CANCEL_POLL_SECONDS), so a cancel does not wait for a long readiness wait to time out."""
+    runner = asyncio.ensure_future(work)
+
+    async def cancelled() -> None:
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            async with ctx.db.read_session() as session:
+                flag = (
+                    await session.execute(
+                        select(col(Job.cancel_requested)).where(col(Job.job_id) == job_id)
+                    )
+                ).scalar()
+            if flag:
+                return
+
+    watcher = asyncio.ensure_future(cancelled())
+    try:
+        done, _ = await asyncio.wait({runner, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (runner, watcher):
+            if not pending.done():
+                pending.cancel()
+    if runner in done:
+        await asyncio.gather(watcher, return_exceptions=True)
+        return runner.result()
+    await asyncio.gather(runner, return_exceptions=True)
+    raise _Cancelled
 
 
 async def _task_failed(ctx: WorkerContext, job_id: str, task_id: str, error: ErrorInfo) -> None:
