@@ -13,12 +13,11 @@ import pytest
 
 from tests.conftest import unique
 from tests.helpers import assert_error, create_repo, read_sse, wait_job
-from tests.runtimes.test_api import kubeconfig
 from tests.support.charts import ChartSpec, write_index
+from tests.support.deployments import kubeconfig, owned
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
-CLUSTER_LABEL = "openpitrix.io/cluster"
 REQUIRED_SECRET = """\
 apiVersion: v1
 kind: Secret
@@ -113,14 +112,6 @@ async def deploy(
     assert resp.status_code == 202, resp.text
     body: dict[str, Any] = resp.json()
     return body
-
-
-def owned(kube: FakeKube, kind: str, namespace: str, cluster_id: str) -> list[dict[str, Any]]:
-    return [
-        o
-        for o in kube.objects(kind, namespace)
-        if (o["metadata"].get("labels") or {}).get(CLUSTER_LABEL) == cluster_id
-    ]
 
 
 async def test_a_cluster_lives_through_its_whole_lifecycle(

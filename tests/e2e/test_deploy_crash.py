@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clusters.test_deploy import owned
 from tests.conftest import unique
 from tests.e2e.procs import Processes
 from tests.helpers import create_repo, read_sse, wait_job
-from tests.runtimes.test_api import kubeconfig
+from tests.support.deployments import kubeconfig, owned
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from openpitrix.db.engine import Database
 from openpitrix.iam.schemas import Role
@@ -15,24 +14,11 @@ from openpitrix.runtimes.models import RuntimeCredential
 from tests.conftest import LiveServer, unique
 from tests.helpers import assert_error, closed_url, create_repo, wait_job
 from tests.support.auth import bearer, create_account, mint_token
+from tests.support.deployments import kubeconfig
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
-
-
-def kubeconfig(
-    kube: FakeKube, *, server: str | None = None, token: str | None = None, **user_extra: Any
-) -> str:
-    """The fake's own kubeconfig (inline CA and token), optionally spoiled."""
-    doc = kube.kubeconfig_dict()
-    if server is not None:
-        doc["clusters"][0]["cluster"]["server"] = server
-    user = doc["users"][0]["user"]
-    if token is not None:
-        user["token"] = token
-    user.update(user_extra)
-    return yaml.safe_dump(doc)
 
 
 @pytest.fixture

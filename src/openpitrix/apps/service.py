@@ -18,15 +18,14 @@ from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.errors import NotFound
 from openpitrix.iam.access import Access
 from openpitrix.repos.models import Repo
+from openpitrix.repos.service import is_public, public_repo_clause
 
 DELETED = "deleted"
 PUBLISHED = "active"
 
 
 def _public_repo_ids() -> Select[str]:
-    return select(col(Repo.repo_id)).where(
-        col(Repo.visibility) == "public", col(Repo.status) != DELETED
-    )
+    return select(col(Repo.repo_id)).where(public_repo_clause())
 
 
 def _visible(access: Access, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
@@ -44,7 +43,7 @@ async def _check_visible(
     public = False
     if row.status == PUBLISHED:
         repo = await session.get(Repo, row.repo_id)
-        public = repo is not None and repo.visibility == "public" and repo.status != DELETED
+        public = repo is not None and is_public(repo)
     access.check_visible(kind, ident, row.owner, row.owner_path, public=public)
 
 

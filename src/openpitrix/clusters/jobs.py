@@ -15,8 +15,10 @@ from openpitrix.clusters.schemas import ClusterStatus, Transition
 from openpitrix.clusters.service import DEPLOYS, RESOURCE_KIND, TRANSITIONS, releases_of
 from openpitrix.crypto import SecretError
 from openpitrix.db.types import utcnow
+from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
+from openpitrix.indexer.helm import credential_auth
 from openpitrix.jobs.engine import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import JobStatus
@@ -24,18 +26,22 @@ from openpitrix.providers.base import PlannedTask, ProviderError, Release, TaskR
 from openpitrix.providers.registry import get_provider
 from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
+from openpitrix.runtimes.service import open_credential
 from openpitrix.workers.service import WorkerContext
 
 MAX_CHART_BYTES = 10 * 1024 * 1024
 
 
-def _release(row: ClusterRelease | None) -> Release | None:
+def _release(
+    row: ClusterRelease | None, objects: dict[int, list[dict[str, Any]]]
+) -> Release | None:
     if row is None:
         return None
-    # A pending release has not been rendered yet: its objects are unknown, not empty.
-    objects = None if row.status == "pending" else orjson.loads(row.manifest)
     return Release(
-        revision=row.revision, version_id=row.version_id, values=row.values, objects=objects
+        revision=row.revision,
+        version_id=row.version_id,
+        values=row.values,
+        objects=objects.get(row.revision),
     )
 
 
@@ -65,18 +71,18 @@ class ClusterJobs:
             (r for r in history if r.revision == cluster.revision and r.revision != revision),
             None,
         )
-        kinds: set[tuple[str, str]] = set()
-        for row in history:
-            for obj in orjson.loads(row.manifest):
-                kinds.add((str(obj.get("apiVersion")), str(obj.get("kind"))))
+        # A pending release has not been rendered yet: its objects are unknown, not empty.
+        objects = {r.revision: orjson.loads(r.manifest) for r in history if r.status != "pending"}
+        kinds = {
+            (str(obj.get("apiVersion")), str(obj.get("kind")))
+            for rendered in objects.values()
+            for obj in rendered
+        }
         try:
-            content = ctx.secrets.open(cred.content_secret)["content"]
-        except (SecretError, KeyError):
-            raise ProviderError(
-                "secret_unreadable", "the runtime credential cannot be decrypted"
-            ) from None
+            credential = open_credential(cred, ctx.secrets)
+        except AppError as exc:
+            raise ProviderError(exc.code, exc.message) from None
         provider = get_provider(cluster.provider)
-        credential = provider.parse_credential(str(content), cred.endpoint_url)
 
         async def fetch_chart() -> bytes:
             if this is None:
@@ -89,8 +95,8 @@ class ClusterJobs:
             cluster_id=cluster.cluster_id,
             zone=cluster.zone,
             credential=credential,
-            release=_release(this),
-            previous=_release(before),
+            release=_release(this, objects),
+            previous=_release(before, objects),
             known_kinds=sorted(kinds),
             fetch_chart=fetch_chart,
             report=report,
@@ -189,22 +195,22 @@ async def _fetch_chart(ctx: WorkerContext, version_id: str) -> bytes:
         repo = await session.get(Repo, version.repo_id) if version else None
     if version is None or repo is None or not version.package_url:
         raise ProviderError("chart_unavailable", f"app version {version_id} has no package")
-    headers: dict[str, str] = {}
-    auth: httpx.BasicAuth | None = None
-    if repo.credential_secret:
-        try:
-            secret = ctx.secrets.open(repo.credential_secret)
-        except SecretError:
-            raise ProviderError(
-                "secret_unreadable", "the repo credential cannot be decrypted"
-            ) from None
-        if secret.get("token"):
-            headers["Authorization"] = f"Bearer {secret['token']}"
-        elif secret.get("username"):
-            auth = httpx.BasicAuth(str(secret["username"]), str(secret.get("password", "")))
+    try:
+        secret = ctx.secrets.open(repo.credential_secret) if repo.credential_secret else None
+        headers, auth = credential_auth(secret)
+    except SecretError:
+        raise ProviderError(
+            "secret_unreadable", "the repo credential cannot be decrypted"
+        ) from None
+    except ValueError as exc:
+        raise ProviderError("chart_unavailable", str(exc)) from None
     try:
         async with ctx.http.stream(
-            "GET", version.package_url, headers=headers, auth=auth, timeout=60
+            "GET",
+            version.package_url,
+            headers=headers,
+            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+            timeout=60,
         ) as resp:
             if resp.status_code >= 500 or resp.status_code == 429:
                 raise ProviderError(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,15 +33,29 @@ from openpitrix.jobs.models import Job
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"], responses=ERROR_RESPONSES)
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="Send the same key when retrying: the first answer is replayed and "
-        "nothing is done twice. Keys are per user; reusing one for another request is a 422.",
-    ),
-]
+@dataclass(frozen=True)
+class Idempotency:
+    key: str | None
+    route: str  # method and path: one key answers one request
+
+
+def idempotency_of(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="Send the same key when retrying: the first answer is replayed and "
+            "nothing is done twice. Keys are per user; reusing one for another request is a "
+            "422.",
+        ),
+    ] = None,
+) -> Idempotency:
+    return Idempotency(key=key, route=f"{request.method} {request.url.path}")
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency_of)]
 
 
 def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAccepted:
@@ -51,15 +66,15 @@ def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAcc
 async def _once(
     session: AsyncSession,
     access: Access,
-    key: str | None,
-    route: str,
+    idem: Idempotency,
     body: BaseModel | None,
     response: Response,
     act: Callable[[], Awaitable[tuple[Cluster, Job]]],
 ) -> ClusterJobAccepted:
     """Run `act` once per Idempotency-Key (when one is given)."""
+    key = idem.key
     if key is not None:
-        replay = await idempotency.reserve(session, access.owner, key, route, body)
+        replay = await idempotency.reserve(session, access.owner, key, idem.route, body)
         if replay is not None:
             accepted = ClusterJobAccepted.model_validate(replay.body)
             response.headers["Idempotent-Replayed"] = "true"
@@ -77,7 +92,7 @@ async def create_cluster(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
     """Deploy an app version onto a runtime. The runtime must be eligible (its provider among
     the repo's providers, its labels matching the repo's selectors: 409 `runtime_not_eligible`
@@ -85,8 +100,7 @@ async def create_cluster(
     return await _once(
         session,
         access,
-        idempotency_key,
-        "POST /v1/clusters",
+        idem,
         data,
         response,
         lambda: service.create_cluster(session, data, access),
@@ -157,15 +171,14 @@ async def upgrade(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
     """Deploy another version of the same app as a new revision; objects that left the chart
     are pruned."""
     return await _once(
         session,
         access,
-        idempotency_key,
-        f"POST /v1/clusters/{cluster_id}/actions/upgrade",
+        idem,
         data,
         response,
         lambda: service.start_action(
@@ -185,14 +198,13 @@ async def rollback(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
     """Re-deploy an earlier revision (default: the one before) as a new revision."""
     return await _once(
         session,
         access,
-        idempotency_key,
-        f"POST /v1/clusters/{cluster_id}/actions/rollback",
+        idem,
         data,
         response,
         lambda: service.start_action(
@@ -212,14 +224,13 @@ async def update_env(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
     """Deploy the same version with new values as a new revision."""
     return await _once(
         session,
         access,
-        idempotency_key,
-        f"POST /v1/clusters/{cluster_id}/actions/update-env",
+        idem,
         data,
         response,
         lambda: service.start_action(session, cluster_id, "update_env", access, values=data.values),
@@ -236,14 +247,13 @@ async def cease(
     access: CanWriteClusters,
     session: SessionDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
     """Purge what a deleted cluster left behind and retire its record."""
     return await _once(
         session,
         access,
-        idempotency_key,
-        f"POST /v1/clusters/{cluster_id}/actions/cease",
+        idem,
         None,
         response,
         lambda: service.start_action(session, cluster_id, "cease", access),

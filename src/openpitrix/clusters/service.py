@@ -30,6 +30,7 @@ from openpitrix.clusters.schemas import (
     Transition,
 )
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict, NotFound
 from openpitrix.iam.access import Access, Op
@@ -186,21 +187,14 @@ async def create_cluster(
     return cluster, job
 
 
-async def _load(session: AsyncSession, cluster_id: str) -> Cluster:
-    row = await session.get(Cluster, cluster_id)
-    if row is None:
-        raise NotFound("cluster", cluster_id)
-    return row
-
-
 async def get_cluster(session: AsyncSession, cluster_id: str, access: Access) -> Cluster:
-    row = await _load(session, cluster_id)
+    row = await get_or_404(session, Cluster, cluster_id, "cluster")
     access.check_visible("cluster", cluster_id, row.owner, row.owner_path)
     return row
 
 
 async def get_writable_cluster(session: AsyncSession, cluster_id: str, access: Access) -> Cluster:
-    row = await _load(session, cluster_id)
+    row = await get_or_404(session, Cluster, cluster_id, "cluster")
     access.check_writable("cluster", cluster_id, row.owner, row.owner_path)
     return row
 

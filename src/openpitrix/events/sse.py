@@ -34,11 +34,7 @@ def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
 
 
-def _is_terminal(data: bytes) -> bool:
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
+def _is_terminal(event: dict[str, Any]) -> bool:
     return bool(
         event.get("type") == EventType.JOB_STATUS and event.get("status") in TERMINAL_STATUSES
     )
@@ -102,7 +98,7 @@ async def stream_events(
             event_type = str(event.get("type") or "message")
             last_sent = loop.time()
             yield format_sse(seq, event_type, msg.data)
-            if end_on_terminal and _is_terminal(msg.data):
+            if end_on_terminal and _is_terminal(event):
                 return
     finally:
         with contextlib.suppress(Exception):

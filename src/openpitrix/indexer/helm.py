@@ -104,6 +104,27 @@ def index_url(repo_url: str) -> str:
 # --------------------------------------------------------------------------------------- fetch
 
 
+def credential_auth(
+    credential: dict[str, str] | None,
+) -> tuple[dict[str, str], httpx.Auth | None]:
+    """The headers and auth a repo credential adds to its requests (index and packages).
+
+    Raises ValueError for a token an HTTP header cannot carry: checked here because httpx's own
+    error for a bad header value quotes the value.
+    """
+    if not credential:
+        return {}, None
+    token = credential.get("token")
+    if token:
+        if not (token.isascii() and token.isprintable()) or token != token.strip():
+            raise ValueError("bearer token has characters an HTTP header cannot carry")
+        return {"Authorization": f"Bearer {token}"}, None
+    if credential.get("username") or credential.get("password"):
+        auth = httpx.BasicAuth(credential.get("username", ""), credential.get("password", ""))
+        return {}, auth
+    return {}, None
+
+
 async def fetch_index(
     client: httpx.AsyncClient,
     repo_url: str,
@@ -132,18 +153,11 @@ async def fetch_index(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    auth: httpx.Auth | None = None
-    if credential:
-        token = credential.get("token")
-        if token:
-            # Checked here because httpx's own errors for a bad header value quote the value.
-            if not (token.isascii() and token.isprintable()) or token != token.strip():
-                raise IndexFetchError(
-                    REPO_HTTP_ERROR, "bearer token has characters an HTTP header cannot carry"
-                )
-            headers["Authorization"] = f"Bearer {token}"
-        elif credential.get("username") or credential.get("password"):
-            auth = httpx.BasicAuth(credential.get("username", ""), credential.get("password", ""))
+    try:
+        auth_headers, auth = credential_auth(credential)
+    except ValueError as exc:
+        raise IndexFetchError(REPO_HTTP_ERROR, str(exc)) from None
+    headers.update(auth_headers)
 
     request = _Request(
         url=url,

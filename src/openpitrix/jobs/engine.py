@@ -263,12 +263,7 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
             ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
         )
     except _Cancelled:
-        async with ctx.db.transaction() as session:
-            job = await session.get(Job, job_id, populate_existing=True)
-            task = await session.get(Task, task_id, populate_existing=True)
-            if job is not None and task is not None and task.status == JobStatus.WORKING:
-                jobs.finish_task(session, job, task, JobStatus.CANCELLED)
-                request_advance(session, job_id, because=f"{task_id}.cancelled")
+        await _settle(ctx, job_id, task_id, JobStatus.CANCELLED)
         return
     except ProviderError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
@@ -282,20 +277,14 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
                     data={},
                 )
             raise RetryableError(exc.message, delay=delay) from None
-        await _task_failed(ctx, job_id, task_id, ErrorInfo(code=exc.code, message=exc.message))
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
         return
     except TimeoutError:
         error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
-        await _task_failed(ctx, job_id, task_id, error)
+        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
         return
-    async with ctx.db.transaction() as session:
-        job = await session.get(Job, job_id, populate_existing=True)
-        task = await session.get(Task, task_id, populate_existing=True)
-        if job is None or task is None or task.status != JobStatus.WORKING:
-            return
-        shown = await adapter.task_succeeded(session, job, task, result)
-        jobs.finish_task(session, job, task, JobStatus.SUCCESSFUL, result=shown)
-        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.done")
+    await _settle(ctx, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter)
 
 
 class _Cancelled(Exception):
@@ -335,21 +324,36 @@ async def _until_cancelled(
     raise _Cancelled
 
 
-async def _task_failed(ctx: WorkerContext, job_id: str, task_id: str, error: ErrorInfo) -> None:
+async def _settle(
+    ctx: WorkerContext,
+    job_id: str,
+    task_id: str,
+    status: JobStatus,
+    *,
+    error: ErrorInfo | None = None,
+    result: dict[str, Any] | None = None,
+    adapter: JobAdapter | None = None,
+) -> None:
+    """Record a task's outcome and ask the job-manager to advance, in one transaction. A task
+    that already ended (a duplicate outcome) is left alone."""
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
         if job is None or task is None or task.status in TERMINAL_STATUSES:
             return
-        jobs.finish_task(session, job, task, JobStatus.FAILED, error=error)
-        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.failed")
+        if result is not None and adapter is not None:
+            # What the task produced is persisted by its adapter; the task shows a summary.
+            result = await adapter.task_succeeded(session, job, task, result)
+        jobs.finish_task(session, job, task, status, result=result, error=error)
+        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.{status.value}")
 
 
 async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
     """The task's command ran out of deliveries: the task fails and the job moves on."""
     job_id, task_id = delivery.payload.get("job_id"), delivery.payload.get("task_id")
     if isinstance(job_id, str) and isinstance(task_id, str):
-        await _task_failed(ctx, job_id, task_id, ErrorInfo(code=code, message=message))
+        error = ErrorInfo(code=code, message=message)
+        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
 
 
 async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
@@ -361,15 +365,11 @@ async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message
         if job is None or job.status in TERMINAL_STATUSES:
             return
         adapter = ADAPTERS.get(job.resource_kind)
-        jobs.finish_job(
-            session,
-            job,
-            JobStatus.FAILED,
-            message=message,
-            error=ErrorInfo(code=code, message=message),
-        )
-        if adapter is not None:
-            await adapter.job_ended(session, job, JobStatus.FAILED)
+        error = ErrorInfo(code=code, message=message)
+        if adapter is None:
+            jobs.finish_job(session, job, JobStatus.FAILED, message=message, error=error)
+        else:
+            await _end(session, adapter, job, JobStatus.FAILED, message, error)
 
 
 def job_manager() -> Manager:

@@ -16,8 +16,9 @@ from openpitrix import ids
 from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER
 from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
-from openpitrix.errors import BadRequest, Conflict, NotFound
+from openpitrix.errors import BadRequest, Conflict
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
@@ -75,23 +76,21 @@ def is_public(repo: Repo) -> bool:
     return repo.visibility == PUBLIC and repo.status != RepoStatus.DELETED
 
 
-async def _load_repo(session: AsyncSession, repo_id: str) -> Repo:
-    repo = await session.get(Repo, repo_id)
-    if repo is None:
-        raise NotFound("repo", repo_id)
-    return repo
+def public_repo_clause() -> ColumnElement[bool]:
+    """`is_public` as SQL."""
+    return and_(col(Repo.visibility) == PUBLIC, col(Repo.status) != RepoStatus.DELETED)
 
 
 async def get_repo(session: AsyncSession, repo_id: str, access: Access) -> Repo:
     """A repo the caller may see (theirs by scope, or public)."""
-    repo = await _load_repo(session, repo_id)
+    repo = await get_or_404(session, Repo, repo_id, "repo")
     access.check_visible("repo", repo_id, repo.owner, repo.owner_path, public=is_public(repo))
     return repo
 
 
 async def get_writable_repo(session: AsyncSession, repo_id: str, access: Access) -> Repo:
     """A live repo the caller may change."""
-    repo = await _load_repo(session, repo_id)
+    repo = await get_or_404(session, Repo, repo_id, "repo")
     access.check_writable("repo", repo_id, repo.owner, repo.owner_path, public=is_public(repo))
     if repo.status == RepoStatus.DELETED:
         raise Conflict(f"repo {repo_id!r} is deleted", code="repo_deleted")
@@ -214,7 +213,7 @@ async def list_repos(
     stmt = select(Repo).where(
         or_(
             access.clause(col(Repo.owner), col(Repo.owner_path)),
-            and_(col(Repo.visibility) == PUBLIC, col(Repo.status) != RepoStatus.DELETED),
+            public_repo_clause(),
         )
     )
     for column, values in (

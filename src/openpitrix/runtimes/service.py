@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, and_, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -23,6 +23,7 @@ from openpitrix.clusters.models import Cluster
 from openpitrix.crypto import SecretBox, SecretError
 from openpitrix.db.engine import Database
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError, BadRequest, Conflict, NotFound
 from openpitrix.iam.access import Access, Op
@@ -154,17 +155,10 @@ async def create_credential(
     return row
 
 
-async def _load_credential(session: AsyncSession, credential_id: str) -> RuntimeCredential:
-    row = await session.get(RuntimeCredential, credential_id)
-    if row is None:
-        raise NotFound("runtime credential", credential_id)
-    return row
-
-
 async def get_credential(
     session: AsyncSession, credential_id: str, access: Access
 ) -> RuntimeCredential:
-    row = await _load_credential(session, credential_id)
+    row = await get_or_404(session, RuntimeCredential, credential_id, "runtime credential")
     access.check_visible("runtime credential", credential_id, row.owner, row.owner_path)
     return row
 
@@ -173,7 +167,7 @@ async def get_usable_credential(
     session: AsyncSession, credential_id: str, access: Access
 ) -> RuntimeCredential:
     """A live credential the caller may change or use for a runtime."""
-    row = await _load_credential(session, credential_id)
+    row = await get_or_404(session, RuntimeCredential, credential_id, "runtime credential")
     access.check_writable("runtime credential", credential_id, row.owner, row.owner_path)
     if row.status == DELETED:
         raise Conflict(
@@ -356,21 +350,14 @@ async def _release_quietly(
         await provider.release_zone(credential, zone, runtime_id=runtime_id)
 
 
-async def _load_runtime(session: AsyncSession, runtime_id: str) -> Runtime:
-    row = await session.get(Runtime, runtime_id)
-    if row is None:
-        raise NotFound("runtime", runtime_id)
-    return row
-
-
 async def get_runtime(session: AsyncSession, runtime_id: str, access: Access) -> Runtime:
-    row = await _load_runtime(session, runtime_id)
+    row = await get_or_404(session, Runtime, runtime_id, "runtime")
     access.check_visible("runtime", runtime_id, row.owner, row.owner_path)
     return row
 
 
 async def get_writable_runtime(session: AsyncSession, runtime_id: str, access: Access) -> Runtime:
-    row = await _load_runtime(session, runtime_id)
+    row = await get_or_404(session, Runtime, runtime_id, "runtime")
     access.check_writable("runtime", runtime_id, row.owner, row.owner_path)
     if row.status == DELETED:
         raise Conflict(f"runtime {runtime_id!r} is deleted", code="runtime_deleted")
@@ -477,9 +464,7 @@ async def update_runtime(
     if data.labels is not None:
         row.labels = [kv.model_dump() for kv in data.labels]
         await session.execute(
-            RuntimeLabel.__table__.delete().where(  # type: ignore[attr-defined]
-                RuntimeLabel.__table__.c.runtime_id == runtime_id  # type: ignore[attr-defined]
-            )
+            delete(RuntimeLabel).where(col(RuntimeLabel.runtime_id) == runtime_id)
         )
         session.add_all(_label_rows(runtime_id, data.labels))
     row.update_time = utcnow()
@@ -526,7 +511,9 @@ async def delete_runtime(
         now = utcnow()
         row.status = DELETED
         row.status_time = row.update_time = now
-        cred_row = await _load_credential(session, row.credential_id)
+        cred_row = await get_or_404(
+            session, RuntimeCredential, row.credential_id, "runtime credential"
+        )
     provider = get_provider(row.provider)
     # The runtime is gone either way; a stale mark only makes a later claim of the zone fail
     # until it is removed, which the 409 message explains.
