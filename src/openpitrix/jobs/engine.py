@@ -13,6 +13,7 @@ twice, or redelivered after a worker died, converges on the same outcome:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -86,8 +87,19 @@ def request_advance(session: AsyncSession, job_id: str, *, because: str) -> None
         session,
         command_subject(JOB_MANAGER, ADVANCE),
         {"job_id": job_id},
-        msg_id=f"{job_id}.{because}",
+        msg_id=_bounded_msg_id(f"{job_id}.{because}"),
     )
+
+
+MSG_ID_MAX = 40  # outbox.msg_id's width
+
+
+def _bounded_msg_id(msg_id: str) -> str:
+    """The id itself when it fits the column, else its digest: still one id per cause, so
+    de-duplication holds, and PostgreSQL does not refuse the row."""
+    if len(msg_id) <= MSG_ID_MAX:
+        return msg_id
+    return hashlib.sha1(msg_id.encode(), usedforsecurity=False).hexdigest()
 
 
 async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
