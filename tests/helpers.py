@@ -19,6 +19,7 @@ async def read_sse(
     last_event_id: int | None = None,
     max_events: int | None = None,
     timeout: float = 30.0,
+    params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Read SSE frames until the server ends the stream (or max_events); each frame is
     {"id": int, "event": str, "data": dict}."""
@@ -26,7 +27,7 @@ async def read_sse(
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
     frames: list[dict[str, Any]] = []
-    async with client.stream("GET", path, headers=headers, timeout=timeout) as resp:
+    async with client.stream("GET", path, headers=headers, params=params, timeout=timeout) as resp:
         assert resp.status_code == 200, await resp.aread()
         assert resp.headers["content-type"].startswith("text/event-stream")
         current: dict[str, Any] = {}

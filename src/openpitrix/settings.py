@@ -84,6 +84,15 @@ class WorkerSettings(BaseModel):
     task_retry_base_seconds: float = Field(
         2.0, description="Delay before a task's first retry; doubles each time, at most 60 s."
     )
+    runtime_concurrency: int = Field(
+        16,
+        ge=0,
+        description="Job tasks running at once against one runtime, across all task-managers "
+        "(0: no cap). Further tasks wait in order and start as running ones end.",
+    )
+    waiting_sweep_seconds: float = Field(
+        5.0, description="How often a task-manager re-dispatches waiting tasks that have room."
+    )
 
 
 class AuthSettings(BaseModel):

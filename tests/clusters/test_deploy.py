@@ -4,114 +4,14 @@ create, upgrade, rollback, update values, delete, cease; failures with their rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import unique
-from tests.helpers import assert_error, create_repo, read_sse, wait_job
-from tests.support.charts import ChartSpec, write_index
-from tests.support.deployments import kubeconfig, owned
-from tests.support.http_repo import RepoServer
+from tests.helpers import assert_error, read_sse, wait_job
+from tests.support.deployments import deploy, owned
 from tests.support.kube import FakeKube
-
-REQUIRED_SECRET = """\
-apiVersion: v1
-kind: Secret
-metadata:
-  name: {{ .Release.Name }}-db
-stringData:
-  password: {{ required "dbPassword is required" .Values.dbPassword | quote }}
-"""
-CONFIG_V2 = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {{ .Release.Name }}-extra
-data:
-  added: "in 2.0.0"
-"""
-
-
-@pytest.fixture
-async def kube() -> AsyncIterator[FakeKube]:
-    async with FakeKube() as fake:
-        fake.auto_ready = True
-        yield fake
-
-
-@pytest.fixture
-def shop_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
-    write_index(
-        repo_dir,
-        [
-            ChartSpec("shop", "1.0.0", app_version="1.0"),
-            ChartSpec(
-                "shop", "2.0.0", app_version="2.0", extra_templates={"extra.yaml": CONFIG_V2}
-            ),
-            ChartSpec("vault", "1.0.0", extra_templates={"secret.yaml": REQUIRED_SECRET}),
-        ],
-    )
-    return repo_server
-
-
-async def versions(client: httpx.AsyncClient, repo_id: str) -> dict[str, str]:
-    """{"shop@1.0.0": version_id, ...} of a repo."""
-    out = {}
-    apps = (await client.get("/v1/apps", params={"repo_id": repo_id})).json()["items"]
-    for app in apps:
-        for v in (await client.get(f"/v1/apps/{app['app_id']}/versions")).json()["items"]:
-            out[f"{app['name']}@{v['version']}"] = v["version_id"]
-    return out
-
-
-@pytest.fixture
-async def setup(client: httpx.AsyncClient, kube: FakeKube, shop_repo: RepoServer) -> dict[str, Any]:
-    repo = await create_repo(
-        client, unique(), shop_repo.url, selectors=[{"key": "env", "value": "prod"}]
-    )
-    assert (await wait_job(client, repo["index_job_id"]))["status"] == "successful"
-    cred = await client.post(
-        "/v1/runtime-credentials",
-        json={"name": unique("c"), "provider": "kubernetes", "content": kubeconfig(kube)},
-    )
-    assert cred.status_code == 201, cred.text
-    runtime = await client.post(
-        "/v1/runtimes",
-        json={
-            "name": unique("rt"),
-            "credential_id": cred.json()["credential_id"],
-            "zone": unique("ns"),
-            "create_zone": True,
-            "labels": [{"key": "env", "value": "prod"}],
-        },
-    )
-    assert runtime.status_code == 201, runtime.text
-    return {
-        "runtime": runtime.json(),
-        "credential_id": cred.json()["credential_id"],
-        "versions": await versions(client, repo["repo_id"]),
-    }
-
-
-async def deploy(
-    client: httpx.AsyncClient, setup: dict[str, Any], version: str, **extra: Any
-) -> dict[str, Any]:
-    resp = await client.post(
-        "/v1/clusters",
-        json={
-            "version_id": setup["versions"][version],
-            "runtime_id": setup["runtime"]["runtime_id"],
-            "name": unique("cl"),
-            **extra,
-        },
-    )
-    assert resp.status_code == 202, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
 
 
 async def test_a_cluster_lives_through_its_whole_lifecycle(
@@ -126,6 +26,10 @@ async def test_a_cluster_lives_through_its_whole_lifecycle(
     events = await read_sse(client, f"/v1/jobs/{made['job_id']}/events")
     messages = [e["data"]["message"] for e in events]
     assert any("ready" in m and "deployment/" in m for m in messages), messages
+    # The cluster's own change is on the job's stream, before the job's terminal event.
+    assert [e["data"]["type"] for e in events][-2:] == ["resource.status", "job.status"]
+    assert events[-2]["data"]["status"] == "active"
+    job_ids = [made["job_id"]]
 
     cluster = (await client.get(f"/v1/clusters/{cid}")).json()
     assert (cluster["status"], cluster["transition_status"], cluster["revision"]) == (
@@ -145,11 +49,13 @@ async def test_a_cluster_lives_through_its_whole_lifecycle(
     )
     assert up.status_code == 202, up.text
     assert (await wait_job(client, up.json()["job_id"]))["status"] == "successful"
+    job_ids.append(up.json()["job_id"])
     assert len(owned(kube, "ConfigMap", ns, cid)) == 1
     assert owned(kube, "Deployment", ns, cid)[0]["spec"]["replicas"] == 2
     # Rollback to the revision before: the ConfigMap that left the chart is pruned.
     back = await client.post(f"/v1/clusters/{cid}/actions/rollback", json={})
     assert (await wait_job(client, back.json()["job_id"]))["status"] == "successful"
+    job_ids.append(back.json()["job_id"])
     assert owned(kube, "ConfigMap", ns, cid) == []
     cluster = (await client.get(f"/v1/clusters/{cid}")).json()
     assert cluster["revision"] == 3 and cluster["version_id"] == setup["versions"]["shop@1.0.0"]
@@ -158,6 +64,7 @@ async def test_a_cluster_lives_through_its_whole_lifecycle(
         f"/v1/clusters/{cid}/actions/update-env", json={"values": {"replicaCount": 3}}
     )
     assert (await wait_job(client, env.json()["job_id"]))["status"] == "successful"
+    job_ids.append(env.json()["job_id"])
     assert owned(kube, "Deployment", ns, cid)[0]["spec"]["replicas"] == 3
     assert (await client.get(f"/v1/clusters/{cid}")).json()["values"] == {"replicaCount": 3}
 
@@ -167,12 +74,28 @@ async def test_a_cluster_lives_through_its_whole_lifecycle(
 
     gone = await client.delete(f"/v1/clusters/{cid}")
     assert (await wait_job(client, gone.json()["job_id"]))["status"] == "successful"
+    job_ids.append(gone.json()["job_id"])
     for kind in ("Deployment", "Service", "ConfigMap"):
         assert owned(kube, kind, ns, cid) == []
     assert (await client.get(f"/v1/clusters/{cid}")).json()["status"] == "deleted"
     ceased = await client.post(f"/v1/clusters/{cid}/actions/cease")
     assert (await wait_job(client, ceased.json()["job_id"]))["status"] == "successful"
     assert (await client.get(f"/v1/clusters/{cid}")).json()["status"] == "ceased"
+    job_ids.append(ceased.json()["job_id"])
+
+    # The cluster's stream carries every event of its six jobs, in order, and nothing else.
+    expected = []
+    for job_id in job_ids:
+        expected += [e["data"]["id"] for e in await read_sse(client, f"/v1/jobs/{job_id}/events")]
+    feed = await read_sse(
+        client,
+        "/v1/events",
+        params={"resource_kind": "cluster", "resource_id": cid, "after": 0},
+        max_events=len(expected),
+    )
+    assert [e["data"]["id"] for e in feed] == expected
+    statuses = [e["data"]["status"] for e in feed if e["data"]["type"] == "resource.status"]
+    assert statuses == ["active", "active", "active", "active", "deleted", "ceased"]
 
 
 async def test_an_ineligible_runtime_is_refused_with_the_reason(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import yaml
 
+from tests.conftest import unique
 from tests.support.kube import FakeKube
 
 CLUSTER_LABEL = "openpitrix.io/cluster"
@@ -32,3 +34,31 @@ def owned(kube: FakeKube, kind: str, namespace: str, cluster_id: str) -> list[di
         for o in kube.objects(kind, namespace)
         if (o["metadata"].get("labels") or {}).get(CLUSTER_LABEL) == cluster_id
     ]
+
+
+async def versions(client: httpx.AsyncClient, repo_id: str) -> dict[str, str]:
+    """{"shop@1.0.0": version_id, ...} of a repo."""
+    out = {}
+    apps = (await client.get("/v1/apps", params={"repo_id": repo_id})).json()["items"]
+    for app in apps:
+        for v in (await client.get(f"/v1/apps/{app['app_id']}/versions")).json()["items"]:
+            out[f"{app['name']}@{v['version']}"] = v["version_id"]
+    return out
+
+
+async def deploy(
+    client: httpx.AsyncClient, setup: dict[str, Any], version: str, **extra: Any
+) -> dict[str, Any]:
+    """POST /v1/clusters of `version` ("shop@1.0.0") on the setup runtime: the 202 body."""
+    resp = await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": setup["versions"][version],
+            "runtime_id": setup["runtime"]["runtime_id"],
+            "name": unique("cl"),
+            **extra,
+        },
+    )
+    assert resp.status_code == 202, resp.text
+    body: dict[str, Any] = resp.json()
+    return body

@@ -54,6 +54,10 @@ class ClusterJobs:
             raise ProviderError("cluster_missing", f"cluster {job.resource_id} is gone")
         return get_provider(cluster.provider).plan(str(job.params["action"]))
 
+    async def target(self, session: AsyncSession, job: Job) -> str | None:
+        cluster = await session.get(Cluster, job.resource_id)
+        return cluster.runtime_id if cluster is not None else None
+
     async def run_task(
         self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
     ) -> dict[str, Any]:

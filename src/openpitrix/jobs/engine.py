@@ -8,6 +8,11 @@ twice, or redelivered after a worker died, converges on the same outcome:
   unfinished layer, or end the job (failed task, cancel request, or all layers done).
 - `task-manager.run {job_id, task_id}`: claim the task, run it with heartbeats and a timeout,
   record the outcome and ask the job-manager to advance.
+
+Tasks acting on a shared target (a runtime) are capped across all task-managers
+(`worker.runtime_concurrency`): a task finding its target full is marked waiting, and each task
+ending there dispatches the oldest waiting ones again. A periodic sweep re-dispatches waiting
+tasks whose target has room, should the cap be raised.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import JOB_MANAGER, TASK_MANAGER, command_subject
+from openpitrix.db.locks import lock_name
 from openpitrix.errors import Conflict
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
@@ -34,6 +41,7 @@ from openpitrix.providers.base import PlannedTask, ProviderError
 from openpitrix.workers.service import (
     Delivery,
     Manager,
+    Periodic,
     PermanentError,
     RetryableError,
     WorkerContext,
@@ -52,6 +60,10 @@ class JobAdapter(Protocol):
     resource_kind: str
 
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]: ...
+
+    async def target(self, session: AsyncSession, job: Job) -> str | None:
+        """What the job's tasks act on that other jobs share (a runtime), for the cap."""
+        ...
 
     def run_task(
         self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
@@ -133,8 +145,10 @@ async def _end(
     message: str,
     error: ErrorInfo | None = None,
 ) -> None:
-    jobs.finish_job(session, job, status, message=message, error=error)
+    # The resource's own change comes first, so the job's stream (which ends at the job's
+    # terminal event) carries it too.
     await adapter.job_ended(session, job, status)
+    jobs.finish_job(session, job, status, message=message, error=error)
 
 
 async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
@@ -160,7 +174,8 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
                     ErrorInfo(code=exc.code, message=exc.message),
                 )
                 return
-            tasks = _insert_tasks(session, job, layers)
+            target = await adapter.target(session, job)
+            tasks = _insert_tasks(session, job, layers, target)
             await session.flush()
         if job.status == JobStatus.PENDING:
             started = await jobs.start_job(session, job_id, ctx.executor)
@@ -202,7 +217,9 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
         await _end(session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
 
-def _insert_tasks(session: AsyncSession, job: Job, layers: list[list[PlannedTask]]) -> list[Task]:
+def _insert_tasks(
+    session: AsyncSession, job: Job, layers: list[list[PlannedTask]], target: str | None
+) -> list[Task]:
     tasks = []
     for number, layer in enumerate(layers):
         for plan in layer:
@@ -214,6 +231,7 @@ def _insert_tasks(session: AsyncSession, job: Job, layers: list[list[PlannedTask
                 params=plan.params,
                 failure_allowed=plan.failure_allowed,
                 timeout_seconds=plan.timeout_seconds,
+                target=target,
             )
             session.add(task)
             tasks.append(task)
@@ -249,10 +267,13 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         # dispatch must not run the task twice at once.
         if task.status == JobStatus.WORKING and delivery.num_delivered == 1:
             return
+        # A resumed task holds its slot already; a pending one needs a free one.
+        if task.status == JobStatus.PENDING and not await _has_slot(ctx, session, job, task):
+            return
         claimed = await session.execute(
             update(Task)
             .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
-            .values(status=JobStatus.WORKING)
+            .values(status=JobStatus.WORKING, waiting=False)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -297,6 +318,93 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
         return
     await _settle(ctx, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter)
+
+
+def _cap(ctx: WorkerContext) -> int:
+    return ctx.settings.worker.runtime_concurrency
+
+
+async def _running_on(session: AsyncSession, target: str) -> int:
+    count = await session.execute(
+        select(func.count())
+        .select_from(Task)
+        .where(col(Task.target) == target, col(Task.status) == JobStatus.WORKING)
+    )
+    return int(count.scalar_one())
+
+
+async def _has_slot(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> bool:
+    """Whether the task may start now; if not, it is marked waiting (in this transaction,
+    under the target's lock, so two task-managers cannot both take the last slot)."""
+    cap = _cap(ctx)
+    if task.target is None or cap == 0:
+        return True
+    await lock_name(session, f"target:{task.target}")
+    running = await _running_on(session, task.target)
+    if running < cap:
+        return True
+    if not task.waiting:
+        task.waiting = True
+        jobs.report_progress(
+            session,
+            job,
+            task,
+            f"waiting: {running} tasks are running on {task.target}, at most {cap} at once",
+        )
+    return False
+
+
+async def _wake(ctx: WorkerContext, session: AsyncSession, target: str, because: str) -> int:
+    """Dispatch the oldest waiting tasks of `target` again, as many as it has free slots."""
+    cap = _cap(ctx)
+    await lock_name(session, f"target:{target}")
+    free = cap - await _running_on(session, target) if cap else 1_000_000
+    if free <= 0:
+        return 0
+    waiting = (
+        await session.execute(
+            select(Task)
+            .where(
+                col(Task.target) == target,
+                col(Task.status) == JobStatus.PENDING,
+                col(Task.waiting),
+            )
+            .order_by(col(Task.create_time), col(Task.task_id))
+            .limit(free)
+        )
+    ).scalars()
+    woken = 0
+    for task in waiting:
+        task.waiting = False
+        enqueue(
+            session,
+            command_subject(TASK_MANAGER, RUN),
+            {"job_id": task.job_id, "task_id": task.task_id},
+            msg_id=_bounded_msg_id(f"{task.task_id}.{task.attempts}.{because}"),
+        )
+        woken += 1
+    return woken
+
+
+async def wake_waiting(ctx: WorkerContext) -> None:
+    """Periodic: re-dispatch waiting tasks on targets that have room (after the cap was raised,
+    or should a wake-up have been missed). One message id per task and period, so several
+    task-managers sweeping at once dispatch each task once."""
+    period = int(time.time() // ctx.settings.worker.waiting_sweep_seconds)
+    async with ctx.db.read_session() as session:
+        targets = (
+            await session.execute(
+                select(col(Task.target))
+                .where(col(Task.status) == JobStatus.PENDING, col(Task.waiting))
+                .distinct()
+            )
+        ).scalars()
+        names = [t for t in targets if t is not None]
+    for target in names:
+        async with ctx.db.transaction() as session:
+            woken = await _wake(ctx, session, target, because=f"sweep{period}")
+        if woken:
+            log.info("woke %d waiting tasks on %s", woken, target)
 
 
 class _Cancelled(Exception):
@@ -358,6 +466,9 @@ async def _settle(
             result = await adapter.task_succeeded(session, job, task, result)
         jobs.finish_task(session, job, task, status, result=result, error=error)
         request_advance(session, job_id, because=f"{task_id}.{task.attempts}.{status.value}")
+        if task.target is not None:
+            await session.flush()
+            await _wake(ctx, session, task.target, because=f"after.{task_id}.{task.attempts}")
 
 
 async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
@@ -389,7 +500,18 @@ def job_manager() -> Manager:
 
 
 def task_manager() -> Manager:
-    return Manager(name=TASK_MANAGER, handlers={RUN: run_task}, on_give_up=give_up_task)
+    return Manager(
+        name=TASK_MANAGER,
+        handlers={RUN: run_task},
+        on_give_up=give_up_task,
+        periodic=[
+            Periodic(
+                name="wake-waiting-tasks",
+                interval=lambda settings: settings.worker.waiting_sweep_seconds,
+                run=wake_waiting,
+            )
+        ],
+    )
 
 
 # --- requests from the API ---------------------------------------------------------------------

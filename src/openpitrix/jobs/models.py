@@ -47,6 +47,7 @@ class Job(Owned, RunState, table=True):
 
 class Task(RunState, table=True):
     __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_target_status", "target", "status"),)
 
     task_id: str = Field(primary_key=True, max_length=40)
     job_id: str = Field(max_length=40, foreign_key="jobs.job_id", index=True)
@@ -54,3 +55,7 @@ class Task(RunState, table=True):
     action: str = Field(max_length=60)
     failure_allowed: bool = Field(default=False)
     timeout_seconds: float | None = Field(default=None)
+    # What the task acts on, shared with other jobs (a runtime): caps how many run at once.
+    target: str | None = Field(default=None, max_length=40)
+    # Pending because its target was at its cap; a task ending there dispatches it again.
+    waiting: bool = Field(default=False)

@@ -1,0 +1,68 @@
+"""The per-runtime cap: at most `worker.runtime_concurrency` job tasks run against one runtime at
+once, across jobs; the others wait in order and start as running ones end."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from openpitrix.settings import Settings
+from tests.helpers import read_sse, wait_job, when
+from tests.support.deployments import deploy, owned
+from tests.support.kube import FakeKube
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    worker = settings.worker.model_copy(update={"runtime_concurrency": 1})
+    return settings.model_copy(update={"worker": worker})
+
+
+async def _tasks(client: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = (await client.get(f"/v1/jobs/{job_id}")).json()["tasks"]
+    return tasks
+
+
+async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    kube.auto_ready = False
+    ns = setup["runtime"]["zone"]
+    first = await deploy(client, setup, "shop@1.0.0")
+    for _ in range(200):
+        if any(
+            t["action"] == "wait" and t["status"] == "working"
+            for t in await _tasks(client, first["job_id"])
+        ):
+            break
+        await asyncio.sleep(0.1)
+    # The runtime's one slot is taken by the first job's wait: the next two jobs queue.
+    later = [await deploy(client, setup, "shop@1.0.0") for _ in range(2)]
+    await asyncio.sleep(2)
+    for made in later:
+        tasks = await _tasks(client, made["job_id"])
+        assert tasks and all(t["status"] == "pending" for t in tasks), tasks
+        events = await read_sse(client, f"/v1/jobs/{made['job_id']}/events", max_events=3)
+        waiting = [e["data"]["message"] for e in events if "waiting" in e["data"]["message"]]
+        runtime_id = setup["runtime"]["runtime_id"]
+        assert waiting == [f"waiting: 1 tasks are running on {runtime_id}, at most 1 at once"]
+
+    kube.auto_ready = True
+    for deployment in owned(kube, "Deployment", ns, first["cluster_id"]):
+        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
+    spans = []
+    for made in [first, *later]:
+        job = await wait_job(client, made["job_id"])
+        assert job["status"] == "successful", job
+        spans += [(when(t["start_time"]), when(t["end_time"])) for t in job["tasks"]]
+    # One at a time: no two tasks on the runtime overlapped.
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, spans
+    # Each job waited for the ones submitted before it.
+    ends = [(await client.get(f"/v1/jobs/{m['job_id']}")).json()["end_time"] for m in later]
+    assert when(ends[0]) <= when(ends[1])
