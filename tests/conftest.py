@@ -30,8 +30,9 @@ from openpitrix.settings import (
     WorkerSettings,
 )
 from tests.support.auth import TEST_JWT_SECRET, headers_for
-from tests.support.charts import ChartSpec, write_index
+from tests.support.charts import SHOP_CHARTS, ChartSpec, write_index
 from tests.support.http_repo import RepoServer
+from tests.support.kube import FakeKube
 
 PG_ENV = "OPENPITRIX_TEST_DATABASE_URL"
 
@@ -250,3 +251,18 @@ def chart_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
     """A served Helm repo with real packages: nginx 1.0.0 and 1.1.0, redis 7.0.1."""
     write_index(repo_dir, DEFAULT_CHARTS)
     return repo_server
+
+
+@pytest.fixture
+def shop_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
+    """A served Helm repo of the charts cluster tests deploy (tests.support.charts.SHOP_CHARTS)."""
+    write_index(repo_dir, SHOP_CHARTS)
+    return repo_server
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[FakeKube]:
+    """The fake Kubernetes API server, making workloads ready at once (tests may turn it off)."""
+    async with FakeKube() as fake:
+        fake.auto_ready = True
+        yield fake

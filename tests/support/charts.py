@@ -224,3 +224,30 @@ def make_specs(charts: int, versions: int, prefix: str = "chart") -> list[ChartS
         for c in range(charts)
         for v in range(versions)
     ]
+
+
+REQUIRED_SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-db
+stringData:
+  password: {{ required "dbPassword is required" .Values.dbPassword | quote }}
+"""
+CONFIG_V2 = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-extra
+data:
+  added: "in 2.0.0"
+"""
+
+
+# The charts cluster tests deploy: shop 1.0.0, shop 2.0.0 (adds a ConfigMap), and vault 1.0.0
+# (a `required` value with no default).
+SHOP_CHARTS = [
+    ChartSpec("shop", "1.0.0", app_version="1.0"),
+    ChartSpec("shop", "2.0.0", app_version="2.0", extra_templates={"extra.yaml": CONFIG_V2}),
+    ChartSpec("vault", "1.0.0", extra_templates={"secret.yaml": REQUIRED_SECRET}),
+]

@@ -8,6 +8,7 @@ import httpx
 import yaml
 
 from tests.conftest import unique
+from tests.helpers import create_repo, wait_job
 from tests.support.kube import FakeKube
 
 CLUSTER_LABEL = "openpitrix.io/cluster"
@@ -62,3 +63,37 @@ async def deploy(
     assert resp.status_code == 202, resp.text
     body: dict[str, Any] = resp.json()
     return body
+
+
+async def prepare_runtime(
+    client: httpx.AsyncClient, kube: FakeKube, repo_url: str
+) -> dict[str, Any]:
+    """A repo whose apps may run on env=prod runtimes, indexed; a credential for the fake; a
+    runtime labelled env=prod on a namespace of its own.
+
+    Returns {"runtime": runtime, "credential_id": ..., "versions": {"shop@1.0.0": id, ...}}."""
+    repo = await create_repo(
+        client, unique(), repo_url, selectors=[{"key": "env", "value": "prod"}]
+    )
+    assert (await wait_job(client, repo["index_job_id"]))["status"] == "successful"
+    cred = await client.post(
+        "/v1/runtime-credentials",
+        json={"name": unique("c"), "provider": "kubernetes", "content": kubeconfig(kube)},
+    )
+    assert cred.status_code == 201, cred.text
+    runtime = await client.post(
+        "/v1/runtimes",
+        json={
+            "name": unique("rt"),
+            "credential_id": cred.json()["credential_id"],
+            "zone": unique("ns"),
+            "create_zone": True,
+            "labels": [{"key": "env", "value": "prod"}],
+        },
+    )
+    assert runtime.status_code == 201, runtime.text
+    return {
+        "runtime": runtime.json(),
+        "credential_id": cred.json()["credential_id"],
+        "versions": await versions(client, repo["repo_id"]),
+    }
