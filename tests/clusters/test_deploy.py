@@ -107,6 +107,7 @@ async def test_cancelling_a_deploy_stops_its_wait_and_releases_the_cluster(
     statuses = {t["action"]: t["status"] for t in job["tasks"]}
     assert statuses == {
         "render": "successful",
+        "check": "successful",
         "apply": "successful",
         "wait": "cancelled",
         "prune": "cancelled",
@@ -120,3 +121,24 @@ async def test_cancelling_a_deploy_stops_its_wait_and_releases_the_cluster(
     index_jobs = await client.get("/v1/jobs", params={"action": "index_repo", "limit": 1})
     other = index_jobs.json()["items"][0]["job_id"]
     assert_error(await client.post(f"/v1/jobs/{other}/actions/cancel"), 409, "job_not_controllable")
+
+
+async def test_a_release_the_namespace_quota_cannot_hold_fails_before_anything_is_applied(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    ns = setup["runtime"]["zone"]
+    kube.set_quota(ns, "team", hard={"pods": "2", "services": "5"}, used={"pods": "1"})
+    made = await deploy(client, setup, "shop@1.0.0", values={"replicaCount": 2})
+    job = await wait_job(client, made["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "insufficient_resources"
+    assert "quota team: pods would be 3 of 2 (1 used, 2 more asked)" in job["error"]["message"]
+    assert [t["status"] for t in job["tasks"] if t["action"] == "apply"] == ["pending"]
+    assert owned(kube, "Deployment", ns, made["cluster_id"]) == []
+    # Room made, the same job is retried and deploys.
+    kube.set_quota(ns, "team", hard={"pods": "4", "services": "5"}, used={"pods": "1"})
+    retry = await client.post(f"/v1/jobs/{made['job_id']}/actions/retry")
+    assert retry.status_code == 202, retry.text
+    job = await wait_job(client, made["job_id"])
+    assert job["status"] == "successful", job
+    assert len(owned(kube, "Deployment", ns, made["cluster_id"])) == 1

@@ -22,7 +22,14 @@ async def lifecycle(client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, 
     cid = made["cluster_id"]
     job = await wait_job(client, made["job_id"])
     assert job["status"] == "successful", job
-    assert [t["action"] for t in job["tasks"]] == ["render", "apply", "wait", "prune", "describe"]
+    assert [t["action"] for t in job["tasks"]] == [
+        "render",
+        "check",
+        "apply",
+        "wait",
+        "prune",
+        "describe",
+    ]
     events = await read_sse(client, f"/v1/jobs/{made['job_id']}/events")
     messages = [e["data"]["message"] for e in events]
     assert any("ready" in m and "deployment/" in m for m in messages), messages

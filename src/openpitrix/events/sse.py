@@ -28,13 +28,15 @@ IDLE_CHECK_SECONDS = 1.0
 DoneCheck = Callable[[int], Awaitable[bool]]
 # Whether the client may receive this event (its JSON); for filters a subject cannot express.
 Visibility = Callable[[dict[str, Any]], bool]
+# Whether the stream ends after this event (its JSON), e.g. a job's terminal status.
+EndCheck = Callable[[dict[str, Any]], bool]
 
 
 def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
 
 
-def _is_terminal(event: dict[str, Any]) -> bool:
+def is_terminal(event: dict[str, Any]) -> bool:
     return bool(
         event.get("type") == EventType.JOB_STATUS and event.get("status") in TERMINAL_STATUSES
     )
@@ -48,7 +50,7 @@ async def stream_events(
     after_seq: int | None,
     keepalive_seconds: float,
     done: DoneCheck | None = None,
-    end_on_terminal: bool = False,
+    ends: EndCheck | None = None,
     visible: Visibility | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
@@ -98,7 +100,7 @@ async def stream_events(
             event_type = str(event.get("type") or "message")
             last_sent = loop.time()
             yield format_sse(seq, event_type, msg.data)
-            if end_on_terminal and _is_terminal(event):
+            if ends is not None and ends(event):
                 return
     finally:
         with contextlib.suppress(Exception):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from openpitrix.bus.topology import event_subject
-from openpitrix.events.sse import stream_events
+from openpitrix.events.sse import is_terminal, stream_events
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES
 from openpitrix.outbox.models import OutboxMessage
@@ -22,6 +23,7 @@ def job_event_stream(
 ) -> AsyncIterator[bytes]:
     subject = event_subject(job.owner, job.resource_kind, job.resource_id, job.job_id)
     stream = settings.bus.events_stream
+    run = _run_of(job.result)
 
     async def done(last_seq: int) -> bool:
         """The job ended, its last event is published, and the client has seen it."""
@@ -54,5 +56,13 @@ def job_event_stream(
         after_seq=after_seq,
         keepalive_seconds=settings.sse_keepalive_seconds,
         done=done,
-        end_on_terminal=True,
+        ends=lambda event: is_terminal(event) and _run_of(event.get("data")) == run,
     )
+
+
+def _run_of(data: Any) -> int:
+    """Which run of a job an event's data (or the job's result) belongs to: 0, then one more
+    per retry. A retried job's stream ends at its latest run's end, not the first's."""
+    result = data.get("result", data) if isinstance(data, dict) else None
+    retries = result.get("retries", 0) if isinstance(result, dict) else 0
+    return retries if isinstance(retries, int) else 0

@@ -140,6 +140,12 @@ class Provider(ABC):
         (with `retryable` for transient trouble)."""
 
     @abstractmethod
+    async def check_resources(self, run: TaskRun) -> dict[str, Any]:
+        """Whether the zone has room for the job's release (quotas, capacity), before anything
+        is made; raise ProviderError("insufficient_resources") with what is short. Plans run it
+        as a task of its own ("check")."""
+
+    @abstractmethod
     async def describe_cluster(
         self, credential: Credential, zone: str, cluster_id: str
     ) -> dict[str, Any]:

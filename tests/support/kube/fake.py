@@ -297,6 +297,21 @@ class FakeKube:
             raise ValueError(f"reason must be one of {FAILING_REASONS}")
         return self._set_health(namespace, kind, name, Health("failing", reason, message))
 
+    def set_quota(
+        self, namespace: str, name: str, hard: dict[str, str], used: dict[str, str]
+    ) -> Obj:
+        """A ResourceQuota as the quota controller keeps it: `spec.hard` and a status with
+        what the namespace uses (the fake does not compute usage; the test says it)."""
+        rt = self.registry.find("resourcequotas")
+        quota = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"hard": hard},
+            "status": {"hard": hard, "used": used},
+        }
+        return self.api.put_internal(
+            rt, quota, manager="resourcequota-controller", subresource="status"
+        )
+
     def make_pending(self, namespace: str, kind: str, name: str) -> Obj:
         return self._set_health(namespace, kind, name, PENDING)
 

@@ -111,6 +111,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         verbs=_NO_COLLECTION_DELETE,
     ),
     _rt("", "serviceaccounts", "ServiceAccount", short=("sa",)),
+    _rt("", "resourcequotas", "ResourceQuota", short=("quota",), status=True),
     _rt("", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), status=True),
     _rt("", "pods", "Pod", short=("po",), status=True, all_=True),
     _rt("", "events", "Event", short=("ev",)),

@@ -342,3 +342,22 @@ async def labelled_objects(
             item.setdefault("kind", kind)
             found.append(item)
     return found
+
+
+async def resource_quotas(dyn: DynamicClient, *, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's ResourceQuotas (none when the cluster serves no such kind)."""
+    try:
+        resource = await dyn.resources.get(api_version="v1", kind="ResourceQuota")
+    except ResourceNotFoundError:
+        return []
+    except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+        raise api_failure(exc, "discover ResourceQuota") from None
+    try:
+        listed = await checked(
+            dyn.get(resource, namespace=namespace, _request_timeout=REQUEST_TIMEOUT),
+            "list ResourceQuota",
+        )
+    except Missing:
+        return []
+    items: list[dict[str, Any]] = listed.get("items") or []
+    return items

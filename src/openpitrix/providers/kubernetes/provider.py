@@ -22,7 +22,7 @@ from openpitrix.providers.base import (
     TaskRun,
     ZoneUnavailable,
 )
-from openpitrix.providers.kubernetes import deploy, readiness
+from openpitrix.providers.kubernetes import deploy, quota, readiness
 from openpitrix.providers.kubernetes.kubeconfig import (
     api_client,
     dynamic_client,
@@ -220,6 +220,8 @@ class KubernetesProvider(Provider):
             return await self.describe_cluster(run.credential, run.zone, run.cluster_id)
         doc, _ = parse_kubeconfig(run.credential.content)
         async with api_client(doc) as api, dynamic_client(api) as dyn:
+            if run.action == "check":
+                return await self.check_resources(run)
             if run.action == "apply":
                 objects = _objects_of(run.release, "apply")
                 await deploy.apply_objects(
@@ -260,6 +262,31 @@ class KubernetesProvider(Provider):
             if run.action == "wait_deleted":
                 return await self._wait_deleted(dyn, run)
         raise ProviderError("action_unsupported", f"unknown kubernetes task {run.action!r}")
+
+    async def check_resources(self, run: TaskRun) -> dict[str, Any]:
+        """Refuse a release the namespace's ResourceQuotas cannot hold, before applying any
+        of it (Kubernetes would otherwise accept the Deployment and leave its pods unmade)."""
+        wanted = _objects_of(run.release, "check")
+        replaced = run.previous.objects if run.previous and run.previous.objects else []
+        doc, _ = parse_kubeconfig(run.credential.content)
+        async with api_client(doc) as api, dynamic_client(api) as dyn:
+            quotas = await deploy.resource_quotas(dyn, namespace=run.zone)
+        try:
+            problems = quota.shortfalls(quotas, wanted, replaced)
+        except quota.QuantityError as exc:
+            raise ProviderError("invalid_manifest", f"check: {exc}") from None
+        if problems:
+            raise ProviderError(
+                "insufficient_resources",
+                f"namespace {run.zone} has no room for this release: " + "; ".join(problems),
+            )
+        message = (
+            f"fits the {len(quotas)} quotas of namespace {run.zone}"
+            if quotas
+            else (f"namespace {run.zone} has no quota")
+        )
+        await run.report(message, None, {"quotas": len(quotas)})
+        return {"quotas": len(quotas)}
 
     async def _render(self, run: TaskRun) -> dict[str, Any]:
         if run.release is None:
@@ -361,7 +388,7 @@ def _refused(exc: ApiException, what: str) -> ProviderError:
 
 # --- cluster jobs ------------------------------------------------------------------------------
 
-DEPLOY_PLAN = [["render"], ["apply"], ["wait"], ["prune"], ["describe"]]
+DEPLOY_PLAN = [["render"], ["check"], ["apply"], ["wait"], ["prune"], ["describe"]]
 PLANS: dict[str, list[list[str]]] = {
     "create": DEPLOY_PLAN,
     "upgrade": DEPLOY_PLAN,
