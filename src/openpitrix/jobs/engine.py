@@ -461,6 +461,10 @@ async def _settle(
         task = await session.get(Task, task_id, populate_existing=True)
         if job is None or task is None or task.status in TERMINAL_STATUSES:
             return
+        if task.target is not None:
+            # The target's lock before any row lock, in the order claims take them: a claim
+            # holding it may be waiting for this job's row.
+            await lock_name(session, f"target:{task.target}")
         if result is not None and adapter is not None:
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
