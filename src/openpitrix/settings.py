@@ -26,7 +26,8 @@ class BusSettings(BaseModel):
     max_deliver: int = Field(10, description="Deliveries of one command before it is given up.")
     backoff_seconds: list[float] = Field(
         default_factory=lambda: [1.0, 5.0, 15.0, 30.0, 60.0],
-        description="Redelivery delays after a nak without delay or an ack timeout.",
+        description="Delays before a failed command is delivered again, by attempt (the last "
+        "repeats). A command whose worker died is redelivered after ack_wait.",
     )
     max_ack_pending: int = Field(1000, description="Unacked commands one consumer may hold.")
     login_limits_bucket: str = Field(

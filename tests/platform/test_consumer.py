@@ -4,6 +4,8 @@ error, term plus the give-up hook on a permanent error or the last attempt, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,9 +14,8 @@ import httpx
 import nats
 import pytest
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 
-from openpitrix.bus.topology import ensure_topology
+from openpitrix.bus.topology import JOB_MANAGER, build_topology, ensure_topology
 from openpitrix.db.engine import Database
 from openpitrix.settings import BusSettings, Settings
 from openpitrix.workers.consumer import Consumer
@@ -34,35 +35,42 @@ class Recorder:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+# The bus settings of these tests' consumers and workers.
+BUS = BusSettings(ack_wait_seconds=2.0, backoff_seconds=[2.0, 2.0], max_deliver=3)
+
+
+async def _consumer(js: JetStreamContext, bus: BusSettings) -> str:
+    """A durable consumer configured as the workers' are (build_topology), on its own subject."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    config = dataclasses.replace(
+        build_topology(bus).consumers[JOB_MANAGER],
+        durable_name=name,
+        filter_subject=f"op.cmd.{name}.>",
+    )
+    await js.add_consumer(bus.commands_stream, config=config)
+    return name
+
+
 @pytest.fixture
 async def bus(nats_url: str, settings: Settings) -> AsyncIterator[tuple[JetStreamContext, str]]:
-    """A durable consumer of our own on the commands stream, as a manager would have."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_topology(js, settings.bus)
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    await js.add_consumer(
-        settings.bus.commands_stream,
-        config=ConsumerConfig(
-            durable_name=name,
-            filter_subject=f"op.cmd.{name}.>",
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=2.0,
-            max_deliver=3,
-            backoff=[2.0, 2.0],
-        ),
-    )
+    name = await _consumer(js, BUS)
     yield js, name
     await js.delete_consumer(settings.bus.commands_stream, name)
     await nc.close()
 
 
 async def _run(
-    js: JetStreamContext, name: str, settings: Settings, db: Database, manager: Manager
+    js: JetStreamContext,
+    name: str,
+    settings: Settings,
+    db: Database,
+    manager: Manager,
+    bus: BusSettings = BUS,
 ) -> tuple[Consumer, asyncio.Task[None], httpx.AsyncClient]:
-    settings = settings.model_copy(
-        update={"bus": BusSettings(ack_wait_seconds=2.0, backoff_seconds=[2.0, 2.0], max_deliver=3)}
-    )
+    settings = settings.model_copy(update={"bus": bus})
     http = httpx.AsyncClient()
     ctx = WorkerContext(settings=settings, db=db, js=js, http=http, executor="test")
     consumer = Consumer(ctx, manager, concurrency=2)
@@ -201,3 +209,34 @@ async def test_stop_drains_in_flight_work_before_returning(
     assert rec.calls == [("go", 1)]
     info = await js.consumer_info(settings.bus.commands_stream, name)
     assert info.num_ack_pending == 0
+
+
+async def test_a_stalled_handler_is_not_redelivered_before_the_ack_wait(
+    nats_url: str, settings: Settings, db: Database
+) -> None:
+    """Retry delays shorter than the ack wait must not shorten it: nats-server would take a
+    consumer backoff's first value as the ack wait, and a worker whose event loop stalled
+    for longer would get its running command again and run it twice at once."""
+    bus = BusSettings(ack_wait_seconds=3.0, backoff_seconds=[0.5, 0.5], max_deliver=3)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    name = await _consumer(js, bus)
+    info = await js.consumer_info(bus.commands_stream, name)
+    assert info.config.ack_wait == 3.0
+    rec = Recorder()
+
+    async def stalling(ctx: WorkerContext, d: Delivery) -> None:
+        rec.calls.append((d.verb, d.num_delivered))
+        time.sleep(1.5)  # the stall under test: no heartbeat can go out meanwhile
+        rec.done.set()
+
+    consumer, task, http = await _run(js, name, settings, db, Manager(name, {"go": stalling}), bus)
+    try:
+        await js.publish(f"op.cmd.{name}.go", b"{}")
+        await asyncio.wait_for(rec.done.wait(), 10)
+        await asyncio.sleep(1.0)
+    finally:
+        await _stop(consumer, task, http)
+        await js.delete_consumer(bus.commands_stream, name)
+        await nc.close()
+    assert rec.calls == [("go", 1)]

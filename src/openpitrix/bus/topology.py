@@ -108,7 +108,9 @@ def build_topology(settings: BusSettings, auth: AuthSettings | None = None) -> T
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.ack_wait_seconds,
             max_deliver=settings.max_deliver,
-            backoff=list(settings.backoff_seconds) or None,
+            # No consumer `backoff`: nats-server then takes its first value as the ack wait
+            # (a 1 s default would redeliver any handler whose heartbeat is a second late,
+            # running it twice at once). Workers nak with their own delays instead.
             max_ack_pending=settings.max_ack_pending,
         )
         for manager in MANAGERS
@@ -127,11 +129,9 @@ def build_topology(settings: BusSettings, auth: AuthSettings | None = None) -> T
 
 
 def heartbeat_interval(settings: BusSettings) -> float:
-    """How often a busy handler must say in_progress: a third of the shortest redelivery timer.
-
-    With `backoff` set, JetStream uses it instead of ack_wait for timeouts, so both count.
-    """
-    return min([settings.ack_wait_seconds, *settings.backoff_seconds]) / 3
+    """How often a busy handler says in_progress: a third of the ack wait, so two missed beats
+    still do not get its command redelivered."""
+    return settings.ack_wait_seconds / 3
 
 
 async def ensure_topology(
@@ -148,7 +148,8 @@ async def ensure_topology(
         except BadRequestError:
             await js.update_stream(config=stream)
     for config in topo.consumers.values():
-        # Editable fields (ack_wait, max_deliver, backoff, ...) are updated in place.
+        # Editable fields (ack_wait, max_deliver, backoff, ...) are updated in place; a backoff
+        # an earlier version set is dropped.
         try:
             await js.add_consumer(settings.commands_stream, config=config)
         except APIError as exc:

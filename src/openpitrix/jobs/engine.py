@@ -86,6 +86,9 @@ class JobAdapter(Protocol):
 
 Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
 ADAPTERS: dict[str, JobAdapter] = {}
+# Tasks this process is running: a command redelivered to the process still running it (its
+# heartbeats stalled past the ack wait) must not start the task a second time alongside.
+_RUNNING: set[str] = set()
 
 
 def register(adapter: JobAdapter) -> None:
@@ -251,6 +254,13 @@ async def _cancel(
 
 async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
     job_id, task_id = str(delivery.payload["job_id"]), str(delivery.payload["task_id"])
+    if task_id in _RUNNING:
+        # Come back once the run here has ended (then the task is settled and this is a no-op),
+        # or, should this process die meanwhile, to resume it elsewhere.
+        raise RetryableError(
+            f"task {task_id} is still running in this worker",
+            delay=ctx.settings.bus.ack_wait_seconds,
+        )
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
@@ -289,6 +299,17 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
                 s, running_job, running_task, message, progress=progress, data=data
             )
 
+    _RUNNING.add(task_id)
+    try:
+        await _run_claimed(ctx, adapter, job, task, report)
+    finally:
+        _RUNNING.discard(task_id)
+
+
+async def _run_claimed(
+    ctx: WorkerContext, adapter: JobAdapter, job: Job, task: Task, report: Reporter
+) -> None:
+    job_id, task_id = job.job_id, task.task_id
     timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
     try:
         # The consumer keeps the command ours with in_progress beats while this runs.
@@ -304,8 +325,8 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
             async with ctx.db.transaction() as s:
                 jobs.report_progress(
                     s,
-                    running_job,
-                    running_task,
+                    job,
+                    task,
                     f"{exc.message}; retrying in {delay:.0f} s",
                     data={},
                 )
