@@ -142,3 +142,14 @@ async def test_a_release_the_namespace_quota_cannot_hold_fails_before_anything_i
     job = await wait_job(client, made["job_id"])
     assert job["status"] == "successful", job
     assert len(owned(kube, "Deployment", ns, made["cluster_id"])) == 1
+
+
+async def test_the_tasks_on_one_cluster_share_one_api_discovery(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    for _ in range(2):
+        made = await deploy(client, setup, "shop@1.0.0")
+        assert (await wait_job(client, made["job_id"]))["status"] == "successful"
+    # Ten tasks talked to the cluster; discovery (one request per API group) happened once.
+    discovery = [r for r in kube.requests if r.method == "GET" and r.path == "/apis"]
+    assert len(discovery) == 1, [r.path for r in kube.requests if r.method == "GET"][:20]

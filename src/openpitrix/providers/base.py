@@ -98,7 +98,8 @@ class TaskRun:
 
 
 class Provider(ABC):
-    """One runtime provider. Instances are stateless and shared by every request and task."""
+    """One runtime provider. One instance per process, shared by every request and task: it
+    keeps no per-cluster state beyond caches (connections)."""
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -150,6 +151,10 @@ class Provider(ABC):
         self, credential: Credential, zone: str, cluster_id: str
     ) -> dict[str, Any]:
         """The cluster as it is now: `{"roles": [...], "nodes": [...]}` rebuilt from reality."""
+
+    async def close(self) -> None:  # noqa: B027  optional hook, nothing to do by default
+        """Release what the provider keeps between tasks (pooled connections); called when
+        a worker stops."""
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -41,3 +41,14 @@ def get_provider(name: str) -> Provider:
             code="unknown_provider",
         )
     return provider
+
+
+async def close_providers() -> None:
+    """Let every loaded provider release its pooled connections (a worker is stopping)."""
+    if registered.cache_info().currsize == 0:
+        return
+    for provider in registered().values():
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("provider %s failed to close", provider.name)

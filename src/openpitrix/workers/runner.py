@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from openpitrix.providers.registry import close_providers
 from openpitrix.workers.consumer import Consumer
 from openpitrix.workers.service import Manager, Periodic, WorkerContext
 
@@ -71,4 +72,5 @@ class WorkerGroup:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await close_providers()
         log.info("workers stopped")

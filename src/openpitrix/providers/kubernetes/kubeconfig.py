@@ -8,14 +8,11 @@ and file references (`certificate-authority`, `tokenFile`, ...) would read our f
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml_rs
 from kubernetes_asyncio import client, config
-from kubernetes_asyncio.dynamic import DynamicClient
 
 from openpitrix.providers.base import CredentialInvalid
 
@@ -69,23 +66,18 @@ def parse_kubeconfig(content: str) -> tuple[dict[str, Any], str]:
     return doc, server
 
 
-@contextlib.asynccontextmanager
-async def dynamic_client(api: client.ApiClient) -> AsyncIterator[DynamicClient]:
-    """A dynamic client with a discovery cache of its own: the library's default cache file
-    in /tmp is keyed by host:port only, so two clusters behind one address (or a port reused)
-    would share a stale one."""
-    with tempfile.TemporaryDirectory(prefix="op-discovery-") as tmp:
-        dyn = await DynamicClient(api, cache_file=os.path.join(tmp, "discovery.json"))
-        yield dyn
+async def api_config(doc: dict[str, Any]) -> client.Configuration:
+    """The client configuration of the kubeconfig's current context."""
+    configuration = client.Configuration()
+    await config.load_kube_config_from_dict(config_dict=doc, client_configuration=configuration)
+    return configuration
 
 
 @contextlib.asynccontextmanager
 async def api_client(doc: dict[str, Any]) -> AsyncIterator[client.ApiClient]:
     """An API client for the kubeconfig's current context (callers pass `_request_timeout`:
     the library has no default timeout)."""
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(config_dict=doc, client_configuration=configuration)
-    api = client.ApiClient(configuration=configuration)
+    api = client.ApiClient(configuration=await api_config(doc))
     try:
         yield api
     finally:

@@ -23,11 +23,8 @@ from openpitrix.providers.base import (
     ZoneUnavailable,
 )
 from openpitrix.providers.kubernetes import deploy, quota, readiness
-from openpitrix.providers.kubernetes.kubeconfig import (
-    api_client,
-    dynamic_client,
-    parse_kubeconfig,
-)
+from openpitrix.providers.kubernetes.clients import ClientPool
+from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
 from openpitrix.providers.kubernetes.render import RenderError, render_chart
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
@@ -75,6 +72,14 @@ class KubernetesProvider(Provider):
             {"create", "upgrade", "rollback", "update_env", "delete", "cease"}
         ),
     )
+
+    def __init__(self) -> None:
+        # Clients for job tasks, reused across tasks on one cluster (see clients.py). One-off
+        # calls from the API (validate, zones) use a client of their own.
+        self._clients = ClientPool()
+
+    async def close(self) -> None:
+        await self._clients.close()
 
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
         _, server = parse_kubeconfig(content)
@@ -218,10 +223,10 @@ class KubernetesProvider(Provider):
             return await self._render(run)
         if run.action == "describe":
             return await self.describe_cluster(run.credential, run.zone, run.cluster_id)
+        if run.action == "check":
+            return await self.check_resources(run)
         doc, _ = parse_kubeconfig(run.credential.content)
-        async with api_client(doc) as api, dynamic_client(api) as dyn:
-            if run.action == "check":
-                return await self.check_resources(run)
+        async with self._clients.lease(doc) as (_, dyn):
             if run.action == "apply":
                 objects = _objects_of(run.release, "apply")
                 await deploy.apply_objects(
@@ -269,7 +274,7 @@ class KubernetesProvider(Provider):
         wanted = _objects_of(run.release, "check")
         replaced = run.previous.objects if run.previous and run.previous.objects else []
         doc, _ = parse_kubeconfig(run.credential.content)
-        async with api_client(doc) as api, dynamic_client(api) as dyn:
+        async with self._clients.lease(doc) as (_, dyn):
             quotas = await deploy.resource_quotas(dyn, namespace=run.zone)
         try:
             problems = quota.shortfalls(quotas, wanted, replaced)
@@ -336,7 +341,7 @@ class KubernetesProvider(Provider):
         self, credential: Credential, zone: str, cluster_id: str
     ) -> dict[str, Any]:
         doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api, dynamic_client(api) as dyn:
+        async with self._clients.lease(doc) as (_, dyn):
             found = await deploy.labelled_objects(
                 dyn,
                 [*COMMON_KINDS, ("v1", "Pod")],
