@@ -29,6 +29,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_deploy.py
 
 openapi: $(STAMP)
 	$(BIN)/openpitrix openapi > openapi/openapi.json

@@ -1,8 +1,9 @@
 """Benchmark: cold index of a 15,000-version (~15 MB) Helm repo, end to end, then a re-index.
 
-Starts `openpitrix serve` as its own process (embedded SQLite + nats-server, or the database in
-OPENPITRIX_BENCH_DATABASE_URL), serves the index from a local HTTP server, and measures from the
-POST /v1/repos call to the job's terminal SSE event. Peak memory is the server process's VmHWM.
+Starts `openpitrix serve` as its own process (embedded SQLite + nats-server, or a fresh database
+beside the PostgreSQL one in OPENPITRIX_BENCH_DATABASE_URL), logs in as the bootstrap admin,
+serves the index from a local HTTP server, and measures from the POST /v1/repos call to the
+job's terminal SSE event. Peak memory is the server process's VmHWM.
 Also times PyYAML's C loader on the same file, for the ratio.
 
 usage: python bench/bench_index.py [--charts 1500] [--versions 10]
@@ -11,10 +12,8 @@ usage: python bench/bench_index.py [--charts 1500] [--versions 10]
 from __future__ import annotations
 
 import argparse
-import os
-import socket
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,13 +28,29 @@ import orjson
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import (
+    OPENPITRIX,
+    Children,
+    admin_env,
+    clean_env,
+    database_label,
+    exit_on_sigterm,
+    free_port,
+    fresh_database,
+    login,
+    wait_ready,
+)
 from gen_index import write_index
 
-HERE = Path(__file__).resolve().parent
 REINDEX_RUNS = 7
-CHANGE_KEYS = ("apps_added", "apps_updated", "apps_deleted", "versions_added")
-CHANGE_KEYS += ("versions_updated", "versions_deleted")
-BIN = Path(sys.executable).parent
+CHANGE_KEYS = (
+    "apps_added",
+    "apps_updated",
+    "apps_deleted",
+    "versions_added",
+    "versions_updated",
+    "versions_deleted",
+)
 
 
 class CountingHandler(SimpleHTTPRequestHandler):
@@ -47,12 +62,6 @@ class CountingHandler(SimpleHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         CountingHandler.statuses.append(code)
         super().send_response(code, message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -95,66 +104,68 @@ def main() -> None:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     repo_url = f"http://127.0.0.1:{httpd.server_address[1]}"
 
-    port = free_port()
-    env = {**os.environ, "OPENPITRIX_LOG_LEVEL": "WARNING"}
-    if os.environ.get("OPENPITRIX_BENCH_DATABASE_URL"):
-        env["OPENPITRIX_DATABASE_URL"] = os.environ["OPENPITRIX_BENCH_DATABASE_URL"]
-    proc = subprocess.Popen(
-        [str(BIN / "openpitrix"), "serve", "--port", str(port), "--data-dir", str(work / "data")],
-        env=env,
-    )
+    exit_on_sigterm()
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become ready")
-            time.sleep(0.1)
-        baseline = rss_mb(proc.pid)
+        with fresh_database(work) as database_url, Children(work / "logs") as children:
+            port = free_port()
+            env = clean_env(
+                {
+                    "OPENPITRIX_LOG_LEVEL": "WARNING",
+                    "OPENPITRIX_DATABASE_URL": database_url,
+                    **admin_env(),
+                }
+            )
+            serve = ["serve", "--port", str(port), "--data-dir", str(work / "data")]
+            server = children.start("serve", [*OPENPITRIX, *serve], env)
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, server)
+            print(f"database: {database_label(database_url)}")
+            client = httpx.Client(base_url=url, timeout=60, headers=login(url))
+            baseline = rss_mb(server.pid)
 
-        t0 = time.perf_counter()
-        resp = client.post(
-            "/v1/repos",
-            json={"name": "bench", "type": "http", "url": repo_url, "providers": ["kubernetes"]},
-        )
-        resp.raise_for_status()
-        last = follow_job(client, resp.json()["index_job_id"])
-        cold = time.perf_counter() - t0
-        assert last.get("status") == "successful", last
-        result = last["data"]["result"]
-        assert result["versions_added"] == total_versions, result
-        peak = peak_rss_mb(proc.pid)
-
-        repo_id = resp.json()["repo_id"]
-        warm_runs: list[float] = []
-        upstream: list[list[int]] = []
-        written = 0
-        for _ in range(REINDEX_RUNS):
-            CountingHandler.statuses.clear()
-            t1 = time.perf_counter()
-            resp = client.post(f"/v1/repos/{repo_id}/index")
+            t0 = time.perf_counter()
+            resp = client.post(
+                "/v1/repos",
+                json={
+                    "name": "bench",
+                    "type": "http",
+                    "url": repo_url,
+                    "providers": ["kubernetes"],
+                },
+            )
             resp.raise_for_status()
-            again = follow_job(client, resp.json()["job_id"])
-            warm_runs.append(time.perf_counter() - t1)
-            assert again.get("status") == "successful", again
-            upstream.append([int(s) for s in CountingHandler.statuses])
-            re_result = again["data"]["result"]
-            assert re_result["not_modified"] is True, re_result
-            written += sum(re_result.get(k, 0) for k in CHANGE_KEYS)
+            last = follow_job(client, resp.json()["index_job_id"])
+            cold = time.perf_counter() - t0
+            assert last.get("status") == "successful", last
+            result = last["data"]["result"]
+            assert result["versions_added"] == total_versions, result
+            peak = peak_rss_mb(server.pid)
 
-        t2 = time.perf_counter()
-        with open(repo_dir / "index.yaml", "rb") as fh:
-            yaml.load(fh, Loader=yaml.CSafeLoader)
-        pyyaml = time.perf_counter() - t2
+            repo_id = resp.json()["repo_id"]
+            warm_runs: list[float] = []
+            upstream: list[list[int]] = []
+            written = 0
+            for _ in range(REINDEX_RUNS):
+                CountingHandler.statuses.clear()
+                t1 = time.perf_counter()
+                resp = client.post(f"/v1/repos/{repo_id}/index")
+                resp.raise_for_status()
+                again = follow_job(client, resp.json()["job_id"])
+                warm_runs.append(time.perf_counter() - t1)
+                assert again.get("status") == "successful", again
+                upstream.append([int(s) for s in CountingHandler.statuses])
+                re_result = again["data"]["result"]
+                assert re_result["not_modified"] is True, re_result
+                written += sum(re_result.get(k, 0) for k in CHANGE_KEYS)
+            client.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         httpd.shutdown()
+
+    t2 = time.perf_counter()
+    with open(repo_dir / "index.yaml", "rb") as fh:
+        yaml.load(fh, Loader=yaml.CSafeLoader)
+    pyyaml = time.perf_counter() - t2
+    shutil.rmtree(work, ignore_errors=True)
 
     print(f"cold index, POST to terminal event: {cold:.2f} s (target < 3 s)")
     print(

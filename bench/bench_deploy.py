@@ -1,0 +1,509 @@
+"""Benchmark: many cluster deploys submitted at once, through split processes, end to end.
+
+Starts its own nats-server (JetStream), an empty database (SQLite file, or a fresh database
+beside the PostgreSQL one in OPENPITRIX_BENCH_DATABASE_URL), one `openpitrix api`, one worker
+for repo-indexer + repo-manager + job-manager and N `openpitrix worker --manager task-manager`;
+a one-chart Helm repo over HTTP and the fake Kubernetes API server (in this process, workloads
+ready at once). After logging in as the bootstrap admin it creates a repo, a credential and a
+runtime, then POSTs every /v1/clusters at once and follows each job's SSE stream, timing from
+just before the POST to the first event and to the terminal event. Each round (one per
+--task-managers value) has fresh processes, a fresh fake cluster and runtime; the scale-out
+ratio is jobs/s with the most task-managers over jobs/s with the fewest.
+
+usage: python bench/bench_deploy.py [--clusters 100] [--task-managers 1,2] [--concurrency 8]
+                                    [--keep]
+OPENPITRIX_WORKER__RUNTIME_CONCURRENCY, when set, is passed to every worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from cryptography.fernet import Fernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    OPENPITRIX,
+    ROOT,
+    Children,
+    admin_env,
+    clean_env,
+    database_label,
+    exit_on_sigterm,
+    free_port,
+    fresh_database,
+    login,
+    wait_http_ok,
+    wait_ready,
+)
+
+sys.path.insert(0, str(ROOT))
+from tests.support.charts import ChartSpec, write_index
+from tests.support.deployments import kubeconfig
+from tests.support.http_repo import RepoServer
+from tests.support.kube import FakeKube
+
+from openpitrix.bus.embedded import nats_server_binary
+from openpitrix.settings import WorkerSettings
+
+TERMINAL = {"successful", "failed", "cancelled"}
+RUNTIME_CONCURRENCY_ENV = "OPENPITRIX_WORKER__RUNTIME_CONCURRENCY"
+CONTROL_MANAGERS = ("repo-indexer", "repo-manager", "job-manager")
+CHART = ChartSpec("bench-web", "1.0.0", app_version="1.0")
+
+
+@dataclass
+class Run:
+    """What every round shares: the database, NATS, the chart repo, the processes' secrets."""
+
+    work: Path
+    database_url: str
+    nats_url: str
+    nats_pid: int
+    repo_url: str
+    concurrency: int
+    runtime_concurrency: str | None
+    secret_env: dict[str, str]
+
+    def env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Settings of one split process: shared database, NATS and keys, its own data dir."""
+        settings = {
+            "OPENPITRIX_DATABASE_URL": self.database_url,
+            "OPENPITRIX_NATS_URL": self.nats_url,
+            "OPENPITRIX_DATA_DIR": str(self.work / "data" / name),
+            "OPENPITRIX_LOG_LEVEL": "INFO",  # the workers' `consuming` line is INFO
+            # The chart repo and the fake Kubernetes API server listen on loopback.
+            "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
+            "OPENPITRIX_WORKER__CONCURRENCY": str(self.concurrency),
+            **self.secret_env,
+        }
+        if self.runtime_concurrency is not None:
+            settings[RUNTIME_CONCURRENCY_ENV] = self.runtime_concurrency
+        settings.update(extra or {})
+        return clean_env(settings)
+
+
+@dataclass
+class Deploy:
+    """One POST /v1/clusters and its job, times from time.perf_counter()."""
+
+    name: str
+    posted: float
+    accepted: float | None = None
+    first_event: float | None = None
+    terminal: float | None = None
+    job_id: str = ""
+    status: str = "no terminal event"
+    detail: str = ""
+
+
+@dataclass
+class Round:
+    task_managers: int
+    deploys: list[Deploy]
+    wall: float
+    cpu_seconds: dict[str, float]
+    kube_requests: list[str]
+    log_findings: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def jobs_per_second(self) -> float:
+        return len(self.deploys) / self.wall if self.wall > 0 else float("nan")
+
+    @property
+    def failures(self) -> list[Deploy]:
+        return [d for d in self.deploys if d.status != "successful"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of 100 samples is the 99th smallest)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def is_discovery(path: str) -> bool:
+    """/api, /api/v1, /apis, /apis/<group>/<version> (and /version, /openapi/...)."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        return len(parts) <= 2
+    if parts[0] == "apis":
+        return len(parts) <= 3
+    return parts[0] in ("version", "openapi")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return float("nan")
+    return float(times.user + times.system)
+
+
+# ------------------------------------------------------------------------------ one round
+
+
+def start_processes(run: Run, children: Children, task_managers: int) -> str:
+    """The api, the control worker and the task-managers, all ready; the api's URL."""
+    port = free_port()
+    api = children.start(
+        "api",
+        [*OPENPITRIX, "api", "--port", str(port)],
+        run.env(
+            f"api-{port}",
+            {
+                "OPENPITRIX_LOG_LEVEL": "WARNING",  # else one line per request
+                # Tokens outlive a slow round (the default is 15 minutes).
+                "OPENPITRIX_AUTH__ACCESS_TOKEN_TTL_SECONDS": "21600",
+                **admin_env(),
+            },
+        ),
+    )
+    control_args = [arg for m in CONTROL_MANAGERS for arg in ("--manager", m)]
+    control = children.start(
+        "worker-control", [*OPENPITRIX, "worker", *control_args], run.env(f"control-{port}")
+    )
+    tms = [
+        children.start(
+            f"task-manager-{i + 1}",
+            [*OPENPITRIX, "worker", "--manager", "task-manager"],
+            run.env(f"tm-{port}-{i + 1}"),
+        )
+        for i in range(task_managers)
+    ]
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, api)
+    for manager in CONTROL_MANAGERS:
+        control.wait_for_log(f"manager={manager} consuming")
+    for tm in tms:
+        tm.wait_for_log("manager=task-manager consuming")
+    return url
+
+
+async def follow_to_end(http: httpx.AsyncClient, deploy: Deploy) -> None:
+    """Read the job's SSE stream, stamping the first event and the terminal one."""
+    headers = {"Accept": "text/event-stream"}
+    async with http.stream("GET", f"/v1/jobs/{deploy.job_id}/events", headers=headers) as resp:
+        if resp.status_code != 200:
+            deploy.status, deploy.detail = f"events {resp.status_code}", str(await resp.aread())
+            return
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            now = time.perf_counter()
+            if deploy.first_event is None:
+                deploy.first_event = now
+            event = orjson.loads(line[5:])
+            if event.get("type") == "job.status" and event.get("status") in TERMINAL:
+                deploy.terminal, deploy.status = now, str(event["status"])
+                return
+
+
+async def deploy_one(http: httpx.AsyncClient, body: dict[str, Any], name: str) -> Deploy:
+    deploy = Deploy(name=name, posted=time.perf_counter())
+    try:
+        resp = await http.post("/v1/clusters", json={**body, "name": name})
+        deploy.accepted = time.perf_counter()
+        if resp.status_code != 202:
+            deploy.status, deploy.detail = f"POST {resp.status_code}", resp.text[:300]
+            return deploy
+        deploy.job_id = resp.json()["job_id"]
+        # Opened right after the POST returns: the stream replays what the job did meanwhile.
+        await follow_to_end(http, deploy)
+    except httpx.HTTPError as exc:
+        deploy.status, deploy.detail = "client error", repr(exc)
+    return deploy
+
+
+async def wait_index(http: httpx.AsyncClient, job_id: str) -> str:
+    status = ""
+    async with http.stream("GET", f"/v1/jobs/{job_id}/events") as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if line.startswith("data:"):
+                status = str(orjson.loads(line[5:]).get("status") or status)
+    return status
+
+
+async def prepare(http: httpx.AsyncClient, run: Run, kube: FakeKube, tag: str) -> dict[str, str]:
+    """Repo (indexed), credential and runtime; the POST /v1/clusters body minus the name."""
+    repo = await http.post(
+        "/v1/repos",
+        json={"name": tag, "type": "http", "url": run.repo_url, "providers": ["kubernetes"]},
+    )
+    repo.raise_for_status()
+    status = await wait_index(http, repo.json()["index_job_id"])
+    if status != "successful":
+        raise RuntimeError(f"index job ended {status!r}")
+    apps = await http.get("/v1/apps", params={"repo_id": repo.json()["repo_id"]})
+    app_id = apps.json()["items"][0]["app_id"]
+    versions = await http.get(f"/v1/apps/{app_id}/versions")
+    cred = await http.post(
+        "/v1/runtime-credentials",
+        json={"name": tag, "provider": "kubernetes", "content": kubeconfig(kube)},
+    )
+    if cred.status_code != 201:
+        raise RuntimeError(f"credential: {cred.status_code} {cred.text}")
+    runtime = await http.post(
+        "/v1/runtimes",
+        json={
+            "name": tag,
+            "credential_id": cred.json()["credential_id"],
+            "zone": f"{tag}-{secrets.token_hex(3)}",
+            "create_zone": True,
+        },
+    )
+    if runtime.status_code != 201:
+        raise RuntimeError(f"runtime: {runtime.status_code} {runtime.text}")
+    return {
+        "version_id": versions.json()["items"][0]["version_id"],
+        "runtime_id": runtime.json()["runtime_id"],
+    }
+
+
+async def describe_failures(http: httpx.AsyncClient, deploys: list[Deploy]) -> None:
+    """Fill in the job's error for failed deploys (the terminal event says only the status)."""
+    for deploy in deploys:
+        if deploy.job_id and deploy.status in TERMINAL - {"successful"}:
+            job = (await http.get(f"/v1/jobs/{deploy.job_id}")).json()
+            deploy.detail = json.dumps(job.get("error"))
+
+
+def log_findings(children: Children, running: dict[str, str]) -> dict[str, list[str]]:
+    """Warnings, errors and tracebacks each process logged while running (`running`: its log
+    before it was stopped), and errors and tracebacks from its shutdown. Each process warns
+    "nats disconnected" when it closes its own connection on the way out: not a finding."""
+    serious = ("level=error", "level=critical", "Traceback")
+    found: dict[str, list[str]] = {}
+    for child in children.started:
+        before = running.get(child.name, "")
+        lines = [
+            line
+            for line in before.splitlines()
+            if "level=warning" in line or any(mark in line for mark in serious)
+        ]
+        shutdown = child.log()[len(before) :].splitlines()
+        lines += [f"(shutdown) {line}" for line in shutdown if any(m in line for m in serious)]
+        if lines:
+            found[child.name] = lines
+    return found
+
+
+async def run_round(run: Run, number: int, clusters: int, task_managers: int) -> Round:
+    """Fresh processes and fake cluster; every deploy at once; processes stopped after."""
+    children = Children(run.work / "logs" / f"round-{number}")
+    async with FakeKube(auto_ready=True) as kube:
+        try:
+            url = await asyncio.to_thread(start_processes, run, children, task_managers)
+            headers = await asyncio.to_thread(login, url)
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=clusters)
+            async with httpx.AsyncClient(
+                base_url=url, headers=headers, timeout=120, limits=limits
+            ) as http:
+                body = await prepare(http, run, kube, f"bench-r{number}")
+                watched = {c.name: c.pid for c in children.started}
+                watched.update({"nats-server": run.nats_pid, "benchmark": os.getpid()})
+                cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                kube_before = len(kube.requests)
+                deploys = await asyncio.gather(
+                    *(deploy_one(http, body, f"bench-r{number}-{i:03d}") for i in range(clusters))
+                )
+                cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
+                kube_paths = [r.path for r in kube.requests[kube_before:]]
+                first_post = min(d.posted for d in deploys)
+                wall = max(d.terminal or d.accepted or d.posted for d in deploys) - first_post
+                await describe_failures(http, deploys)
+        finally:
+            running = {child.name: child.log() for child in children.started}
+            children.stop_all()
+    return Round(task_managers, deploys, wall, cpu, kube_paths, log_findings(children, running))
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+def seconds(values: list[float | None], starts: list[float]) -> list[float]:
+    return [v - s for v, s in zip(values, starts, strict=True) if v is not None]
+
+
+def print_round(result: Round) -> None:
+    deploys = result.deploys
+    posted = [d.posted for d in deploys]
+    ok = len(deploys) - len(result.failures)
+    print(f"\ntask-managers: {result.task_managers}")
+    print(f"  clusters: {len(deploys)} (successful {ok})")
+    print(f"  wall time, first POST to last terminal event: {result.wall:.2f} s")
+    print(f"  jobs/s end to end: {result.jobs_per_second:.2f}")
+    for label, values in (
+        ("POST -> 202", seconds([d.accepted for d in deploys], posted)),
+        ("POST -> first event", seconds([d.first_event for d in deploys], posted)),
+        ("POST -> terminal event", seconds([d.terminal for d in deploys], posted)),
+    ):
+        print(
+            f"  {label}: p50 {percentile(values, 50):.2f} s, p99 {percentile(values, 99):.2f} s"
+            f" (max {max(values, default=float('nan')):.2f} s)"
+        )
+    cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
+    print(f"  CPU seconds while deploying: {cpu}")
+    requests = len(result.kube_requests)
+    discovery = sum(is_discovery(path) for path in result.kube_requests)
+    print(
+        f"  fake Kubernetes API requests while deploying: {requests} "
+        f"({requests / len(deploys):.0f} per cluster, {discovery} of them API discovery)"
+    )
+    for deploy in result.failures[:10]:
+        print(f"  FAILED {deploy.name} job={deploy.job_id} {deploy.status}: {deploy.detail}")
+    if len(result.failures) > 10:
+        print(f"  ... and {len(result.failures) - 10} more failures")
+    if not result.log_findings:
+        print("  process logs: no warnings or errors")
+    for name, lines in result.log_findings.items():
+        print(f"  {name} log: {len(lines)} warning/error lines, e.g.")
+        for line in dict.fromkeys(lines[:3]):
+            print(f"    {line[:300]}")
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def start_nats(children: Children, work: Path) -> tuple[str, int]:
+    """nats-server with JetStream, ready (its /healthz checks JetStream); (URL, pid)."""
+    port, monitor = free_port(), free_port()
+    nats = children.start(
+        "nats-server",
+        [
+            nats_server_binary(),
+            *("-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)),
+            *("-js", "-sd", str(work / "jetstream")),
+        ],
+        clean_env({}),
+    )
+    wait_http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", nats)
+    return f"nats://127.0.0.1:{port}", nats.pid
+
+
+def describe_runtime_concurrency(from_env: str | None) -> str:
+    if from_env is not None:
+        return f"{from_env} (from {RUNTIME_CONCURRENCY_ENV})"
+    default = getattr(WorkerSettings(), "runtime_concurrency", None)
+    return "(no such setting)" if default is None else f"{default} (default)"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clusters", type=int, default=100, help="deploys per round")
+    parser.add_argument(
+        "--task-managers",
+        default="1,2",
+        help="task-manager processes per round, comma-separated (one round each)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=WorkerSettings().concurrency,
+        help="OPENPITRIX_WORKER__CONCURRENCY of every worker process",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (process logs)")
+    return parser.parse_args()
+
+
+async def run_rounds(run: Run, clusters: int, rounds: list[int]) -> list[Round]:
+    results = []
+    for number, task_managers in enumerate(rounds, start=1):
+        result = await run_round(run, number, clusters, task_managers)
+        print_round(result)
+        results.append(result)
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    rounds = [int(n) for n in args.task_managers.split(",") if n.strip()]
+    runtime_concurrency = os.environ.get(RUNTIME_CONCURRENCY_ENV)
+    exit_on_sigterm()
+    began = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="op-bench-deploy-"))
+    repo_dir = work / "repo"
+    write_index(repo_dir, [CHART])
+    secret_env = {
+        "OPENPITRIX_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+        "OPENPITRIX_AUTH__SECRET_KEYS": json.dumps([Fernet.generate_key().decode()]),
+    }
+    results: list[Round] = []
+    try:
+        with (
+            fresh_database(work) as database_url,
+            Children(work / "logs" / "shared") as shared,
+            RepoServer(repo_dir) as repo,
+        ):
+            nats_url, nats_pid = start_nats(shared, work)
+            run = Run(
+                work=work,
+                database_url=database_url,
+                nats_url=nats_url,
+                nats_pid=nats_pid,
+                repo_url=repo.url,
+                concurrency=args.concurrency,
+                runtime_concurrency=runtime_concurrency,
+                secret_env=secret_env,
+            )
+            migrated = subprocess.run(
+                [*OPENPITRIX, "migrate"], env=run.env("migrate"), capture_output=True, text=True
+            )
+            if migrated.returncode != 0:
+                raise SystemExit(f"openpitrix migrate failed:\n{migrated.stderr}")
+            print(
+                f"deploy benchmark: {args.clusters} clusters per round, chart {CHART.name} "
+                f"{CHART.version}, database {database_label(database_url)}, "
+                f"worker concurrency {args.concurrency}, "
+                f"runtime concurrency {describe_runtime_concurrency(runtime_concurrency)}, "
+                f"{psutil.cpu_count()} CPUs"
+            )
+            results = asyncio.run(run_rounds(run, args.clusters, rounds))
+    finally:
+        failed = any(r.failures or r.log_findings for r in results) or len(results) < len(rounds)
+        if args.keep or failed:
+            print(f"\nwork dir (process logs) kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print("\ntask-managers  jobs/s  wall s  first p50/p99 s  terminal p50/p99 s  failed")
+    for r in results:
+        posted = [d.posted for d in r.deploys]
+        first = seconds([d.first_event for d in r.deploys], posted)
+        done = seconds([d.terminal for d in r.deploys], posted)
+        print(
+            f"{r.task_managers:>13}  {r.jobs_per_second:6.2f}  {r.wall:6.1f}  "
+            f"{percentile(first, 50):6.2f} / {percentile(first, 99):6.2f}  "
+            f"{percentile(done, 50):8.2f} / {percentile(done, 99):6.2f}  {len(r.failures):>6}"
+        )
+    if len(results) >= 2:
+        low = min(results, key=lambda r: r.task_managers)
+        high = max(results, key=lambda r: r.task_managers)
+        ratio = high.jobs_per_second / low.jobs_per_second
+        print(
+            f"scale-out: jobs/s with {high.task_managers} task-managers / with "
+            f"{low.task_managers} = {ratio:.2f}x"
+        )
+    print(f"benchmark took {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
