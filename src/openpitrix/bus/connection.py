@@ -11,16 +11,21 @@ log = logging.getLogger(__name__)
 
 
 async def connect(url: str, *, name: str) -> Client:
+    conn: Client | None = None
+
     async def _error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
     async def _disconnected() -> None:
+        if conn is not None and conn.is_closed:
+            log.info("nats connection closed")  # our own close at shutdown: nothing wrong
+            return
         log.warning("nats disconnected")
 
     async def _reconnected() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
+    conn = await nats.connect(
         # A cluster is given as a comma-separated list: nats://a:4222,nats://b:4222
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
@@ -31,3 +36,4 @@ async def connect(url: str, *, name: str) -> Client:
         disconnected_cb=_disconnected,
         reconnected_cb=_reconnected,
     )
+    return conn
