@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,9 @@ class Round:
     cpu_seconds: dict[str, float]
     kube_requests: list[str]
     log_findings: dict[str, list[str]] = field(default_factory=dict)
+    # Mean seconds each task action ran, and between one task's end and the next one's start
+    # (advance, dispatch, and the wait for a free task slot): where a job's time goes.
+    task_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def jobs_per_second(self) -> float:
@@ -278,6 +283,30 @@ async def prepare(http: httpx.AsyncClient, run: Run, kube: FakeKube, tag: str) -
     }
 
 
+async def task_timings(http: httpx.AsyncClient, deploys: list[Deploy]) -> dict[str, float]:
+    """Mean run time per task action, and "(between tasks)", from the jobs' task records."""
+    runs: dict[str, list[float]] = {}
+    gaps: list[float] = []
+    for deploy in deploys:
+        if deploy.status != "successful":
+            continue
+        tasks = (await http.get(f"/v1/jobs/{deploy.job_id}")).json()["tasks"]
+        tasks.sort(key=lambda t: t["layer"])
+        for task in tasks:
+            start, end = _when(task["start_time"]), _when(task["end_time"])
+            runs.setdefault(task["action"], []).append(end - start)
+        for before, after in itertools.pairwise(tasks):
+            gaps.append(_when(after["start_time"]) - _when(before["end_time"]))
+    means = {action: sum(v) / len(v) for action, v in runs.items()}
+    if gaps:
+        means["(between tasks)"] = sum(gaps) / len(gaps)
+    return means
+
+
+def _when(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 async def describe_failures(http: httpx.AsyncClient, deploys: list[Deploy]) -> None:
     """Fill in the job's error for failed deploys (the terminal event says only the status)."""
     for deploy in deploys:
@@ -330,10 +359,12 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                 first_post = min(d.posted for d in deploys)
                 wall = max(d.terminal or d.accepted or d.posted for d in deploys) - first_post
                 await describe_failures(http, deploys)
+                timings = await task_timings(http, deploys)
         finally:
             running = {child.name: child.log() for child in children.started}
             children.stop_all()
-    return Round(task_managers, deploys, wall, cpu, kube_paths, log_findings(children, running))
+    findings = log_findings(children, running)
+    return Round(task_managers, deploys, wall, cpu, kube_paths, findings, timings)
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -360,6 +391,8 @@ def print_round(result: Round) -> None:
             f"  {label}: p50 {percentile(values, 50):.2f} s, p99 {percentile(values, 99):.2f} s"
             f" (max {max(values, default=float('nan')):.2f} s)"
         )
+    timings = ", ".join(f"{name} {value:.2f}" for name, value in result.task_seconds.items())
+    print(f"  mean task seconds: {timings}")
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
     print(f"  CPU seconds while deploying: {cpu}")
     requests = len(result.kube_requests)
