@@ -4,8 +4,6 @@ with no duplicate Kubernetes objects and no lost events."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,14 +17,6 @@ from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def procs(
-    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
-) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
-        yield started
 
 
 async def _task(http: httpx.AsyncClient, job_id: str, action: str) -> dict[str, Any]:

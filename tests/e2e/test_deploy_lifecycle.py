@@ -5,8 +5,6 @@ scenarios as tests/clusters, where everything runs in the test process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +15,6 @@ from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def procs(
-    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
-) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
-        yield started
 
 
 @pytest.mark.timeout(240)

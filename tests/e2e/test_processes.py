@@ -4,7 +4,6 @@ session's nats-server and database, crashed and stopped the way operators and ma
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -38,14 +37,6 @@ INDEX_EVENTS = [
     ("task.status", "successful"),
     ("job.status", "successful"),
 ]
-
-
-@pytest.fixture
-async def procs(
-    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
-) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
-        yield started
 
 
 async def _catalog(http: httpx.AsyncClient, repo_id: str) -> dict[str, list[str]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,14 +20,6 @@ pytestmark = pytest.mark.e2e
 
 INTERVAL = 2
 WINDOW = 7.0
-
-
-@pytest.fixture
-async def procs(
-    database_url: str, nats_url: str, tmp_path: Path, admin_headers: dict[str, str]
-) -> AsyncIterator[Processes]:
-    async with Processes(database_url, nats_url, tmp_path, admin_headers) as started:
-        yield started
 
 
 async def _index_jobs(http: httpx.AsyncClient, repo_id: str) -> list[dict[str, Any]]:
