@@ -57,8 +57,10 @@ class Database:
 
         if self.dialect == "postgresql":
             # Relays of other processes LISTEN on this channel; NOTIFY is delivered on commit.
+            # A process running its own relay wakes it directly instead: waking every relay
+            # of every process on every commit made them all contend for the relay lock.
             def _before_commit(session: Session) -> None:
-                if session.info.get(OUTBOX_WAKE_KEY):
+                if session.info.get(OUTBOX_WAKE_KEY) and not self._commit_hooks:
                     session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
             event.listen(_Session, "before_commit", _before_commit)

@@ -23,6 +23,9 @@ from openpitrix.jobs.schemas import TERMINAL_STATUSES
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+# How often an idle job stream asks `done` (a database read): a job's stream normally ends at
+# its terminal event; this only ends the rare stream that will not see one.
+DONE_CHECK_SECONDS = 5.0
 
 # Asked while idle: has the stream nothing more to say after `last_seq`? (job streams only)
 DoneCheck = Callable[[int], Awaitable[bool]]
@@ -70,7 +73,7 @@ async def stream_events(
         subject, stream=stream, ordered_consumer=True, config=config, idle_heartbeat=5.0
     )
     loop = asyncio.get_running_loop()
-    last_sent = loop.time()
+    last_sent = last_done_check = loop.time()
     try:
         yield b"retry: 2000\n\n"
         while True:
@@ -80,8 +83,10 @@ async def stream_events(
                 if loop.time() - last_sent >= keepalive_seconds:
                     last_sent = loop.time()
                     yield b": keep-alive\n\n"
-                if done is not None and await done(last_seq):
-                    return
+                if done is not None and loop.time() - last_done_check >= DONE_CHECK_SECONDS:
+                    last_done_check = loop.time()
+                    if await done(last_seq):
+                        return
                 continue
             seq = msg.metadata.sequence.stream
             if seq <= last_seq:

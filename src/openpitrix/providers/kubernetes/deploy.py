@@ -316,31 +316,43 @@ async def delete_objects(
 async def labelled_objects(
     dyn: DynamicClient, kinds: Iterable[tuple[str, str]], *, namespace: str, cluster_id: str
 ) -> list[dict[str, Any]]:
-    """Every object of these kinds carrying the cluster's label."""
-    found: list[dict[str, Any]] = []
+    """Every object of these kinds carrying the cluster's label. Kinds are resolved one by
+    one (a miss makes the discovery cache refresh, which must not run twice at once), then
+    listed all at once."""
+    resources = []
     for api_version, kind in sorted(set(kinds)):
         try:
-            resource = await dyn.resources.get(api_version=api_version, kind=kind)
+            resources.append(await dyn.resources.get(api_version=api_version, kind=kind))
         except ResourceNotFoundError:
             continue  # e.g. a CRD removed meanwhile: nothing of that kind can exist
         except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
             raise api_failure(exc, f"discover {kind}") from None
-        try:
-            listed = await checked(
-                dyn.get(
-                    resource,
-                    namespace=namespace if resource.namespaced else None,
-                    label_selector=f"{CLUSTER_LABEL}={cluster_id}",
-                    _request_timeout=REQUEST_TIMEOUT,
-                ),
-                f"list {kind}",
-            )
-        except Missing:
-            continue  # the namespace is gone: so is everything in it
-        for item in listed.get("items") or []:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            found.append(item)
+    lists = await asyncio.gather(
+        *(_labelled(dyn, r, namespace=namespace, cluster_id=cluster_id) for r in resources)
+    )
+    return [obj for found in lists for obj in found]
+
+
+async def _labelled(
+    dyn: DynamicClient, resource: Any, *, namespace: str, cluster_id: str
+) -> list[dict[str, Any]]:
+    try:
+        listed = await checked(
+            dyn.get(
+                resource,
+                namespace=namespace if resource.namespaced else None,
+                label_selector=f"{CLUSTER_LABEL}={cluster_id}",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+            f"list {resource.kind}",
+        )
+    except Missing:
+        return []  # the namespace is gone: so is everything in it
+    found = []
+    for item in listed.get("items") or []:
+        item.setdefault("apiVersion", resource.group_version)
+        item.setdefault("kind", resource.kind)
+        found.append(item)
     return found
 
 
