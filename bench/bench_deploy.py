@@ -11,6 +11,7 @@ just before the POST to the first event and to the terminal event. Each round (o
 ratio is jobs/s with the most task-managers over jobs/s with the fewest.
 
 usage: python bench/bench_deploy.py [--clusters 100] [--task-managers 1,2] [--concurrency 8]
+                                    [--task-concurrency 32]
                                     [--keep]
 OPENPITRIX_WORKER__RUNTIME_CONCURRENCY, when set, is passed to every worker.
 """
@@ -80,6 +81,7 @@ class Run:
     nats_pid: int
     repo_url: str
     concurrency: int
+    task_concurrency: int
     runtime_concurrency: str | None
     secret_env: dict[str, str]
 
@@ -93,6 +95,7 @@ class Run:
             # The chart repo and the fake Kubernetes API server listen on loopback.
             "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
             "OPENPITRIX_WORKER__CONCURRENCY": str(self.concurrency),
+            "OPENPITRIX_WORKER__TASK_CONCURRENCY": str(self.task_concurrency),
             **self.secret_env,
         }
         if self.runtime_concurrency is not None:
@@ -453,6 +456,12 @@ def parse_args() -> argparse.Namespace:
         default=WorkerSettings().concurrency,
         help="OPENPITRIX_WORKER__CONCURRENCY of every worker process",
     )
+    parser.add_argument(
+        "--task-concurrency",
+        type=int,
+        default=WorkerSettings().task_concurrency,
+        help="OPENPITRIX_WORKER__TASK_CONCURRENCY: job tasks one task-manager runs at once",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (process logs)")
     return parser.parse_args()
 
@@ -494,6 +503,7 @@ def main() -> None:
                 nats_pid=nats_pid,
                 repo_url=repo.url,
                 concurrency=args.concurrency,
+                task_concurrency=args.task_concurrency,
                 runtime_concurrency=runtime_concurrency,
                 secret_env=secret_env,
             )
@@ -506,6 +516,7 @@ def main() -> None:
                 f"deploy benchmark: {args.clusters} clusters per round, chart {CHART.name} "
                 f"{CHART.version}, database {database_label(database_url)}, "
                 f"worker concurrency {args.concurrency}, "
+                f"task-manager concurrency {args.task_concurrency}, "
                 f"runtime concurrency {describe_runtime_concurrency(runtime_concurrency)}, "
                 f"{psutil.cpu_count()} CPUs"
             )

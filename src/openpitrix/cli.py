@@ -97,7 +97,12 @@ def worker(
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Commands handled at once.")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Commands each manager handles at once (default: worker.concurrency; "
+            "worker.task_concurrency for the task-manager).",
+        ),
     ] = None,
 ) -> None:
     """Run manager workers until SIGTERM/SIGINT, then drain in-flight commands."""
@@ -106,10 +111,10 @@ def worker(
         managers = build_managers(manager)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    asyncio.run(_run_worker(settings, managers, concurrency or settings.worker.concurrency))
+    asyncio.run(_run_worker(settings, managers, concurrency))
 
 
-async def _run_worker(settings: Settings, managers: list[Manager], concurrency: int) -> None:
+async def _run_worker(settings: Settings, managers: list[Manager], concurrency: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -72,7 +72,15 @@ class IndexerSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """Manager worker behaviour."""
 
-    concurrency: int = Field(8, description="Commands one worker process handles at once.")
+    concurrency: int = Field(
+        8, description="Commands one worker process handles at once, per manager."
+    )
+    task_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Job tasks one task-manager process runs at once: they mostly wait on "
+        "providers (readiness polls), so more than other commands. `--concurrency` overrides.",
+    )
     drain_seconds: float = Field(20.0, description="Grace period on SIGTERM before naking.")
     fetch_timeout_seconds: float = Field(1.0, description="Long-poll time of one fetch.")
     task_timeout_seconds: float = Field(

@@ -77,9 +77,7 @@ def create_app(
                 http=platform.http,
                 executor=executor_name(),
             )
-            group = WorkerGroup(
-                ctx, build_managers(managers), concurrency=settings.worker.concurrency
-            )
+            group = WorkerGroup(ctx, build_managers(managers))
             group.start()
         try:
             yield

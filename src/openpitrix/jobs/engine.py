@@ -529,6 +529,7 @@ def task_manager() -> Manager:
         name=TASK_MANAGER,
         handlers={RUN: run_task},
         on_give_up=give_up_task,
+        concurrency=lambda settings: settings.worker.task_concurrency,
         periodic=[
             Periodic(
                 name="wake-waiting-tasks",

@@ -16,11 +16,16 @@ log = logging.getLogger(__name__)
 
 class WorkerGroup:
     def __init__(
-        self, ctx: WorkerContext, managers: Sequence[Manager], *, concurrency: int
+        self, ctx: WorkerContext, managers: Sequence[Manager], *, concurrency: int | None = None
     ) -> None:
+        """`concurrency`, when given, applies to every manager; otherwise each has its own
+        default from the settings."""
         self._ctx = ctx
         self._managers = list(managers)
-        self._consumers = [Consumer(ctx, m, concurrency=concurrency) for m in managers]
+        self._consumers = [
+            Consumer(ctx, m, concurrency=concurrency or m.default_concurrency(ctx.settings))
+            for m in managers
+        ]
         self._tasks: list[asyncio.Task[None]] = []
         self._periodic: list[asyncio.Task[None]] = []
 

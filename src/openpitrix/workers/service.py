@@ -77,3 +77,10 @@ class Manager:
     handlers: dict[str, Handler]
     on_give_up: GiveUp | None = None
     periodic: list[Periodic] = field(default_factory=list)
+    # Commands handled at once by default (else worker.concurrency).
+    concurrency: Callable[[Settings], int] | None = None
+
+    def default_concurrency(self, settings: Settings) -> int:
+        if self.concurrency is not None:
+            return self.concurrency(settings)
+        return settings.worker.concurrency
