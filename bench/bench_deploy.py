@@ -129,6 +129,8 @@ class Round:
     # Mean seconds each task action ran, and between one task's end and the next one's start
     # (advance, dispatch, and the wait for a free task slot): where a job's time goes.
     task_seconds: dict[str, float] = field(default_factory=dict)
+    # Share of the machine's CPU time that was busy (every process, the database's too).
+    machine_busy: float = float("nan")
 
     @property
     def jobs_per_second(self) -> float:
@@ -137,6 +139,14 @@ class Round:
     @property
     def failures(self) -> list[Deploy]:
         return [d for d in self.deploys if d.status != "successful"]
+
+
+def machine_busy(before: Any, after: Any) -> float:
+    """Busy share of all CPUs between two psutil.cpu_times() readings."""
+    idle_fields = ("idle", "iowait")
+    total = sum(after) - sum(before)
+    idle = sum(getattr(after, f, 0.0) - getattr(before, f, 0.0) for f in idle_fields)
+    return (total - idle) / total if total > 0 else float("nan")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -353,11 +363,13 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                 watched = {c.name: c.pid for c in children.started}
                 watched.update({"nats-server": run.nats_pid, "benchmark": os.getpid()})
                 cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                machine_before = psutil.cpu_times()
                 kube_before = len(kube.requests)
                 deploys = await asyncio.gather(
                     *(deploy_one(http, body, f"bench-r{number}-{i:03d}") for i in range(clusters))
                 )
                 cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
+                machine = machine_busy(machine_before, psutil.cpu_times())
                 kube_paths = [r.path for r in kube.requests[kube_before:]]
                 first_post = min(d.posted for d in deploys)
                 wall = max(d.terminal or d.accepted or d.posted for d in deploys) - first_post
@@ -367,7 +379,7 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
             running = {child.name: child.log() for child in children.started}
             children.stop_all()
     findings = log_findings(children, running)
-    return Round(task_managers, deploys, wall, cpu, kube_paths, findings, timings)
+    return Round(task_managers, deploys, wall, cpu, kube_paths, findings, timings, machine)
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -398,6 +410,7 @@ def print_round(result: Round) -> None:
     print(f"  mean task seconds: {timings}")
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
     print(f"  CPU seconds while deploying: {cpu}")
+    print(f"  machine CPU busy while deploying: {result.machine_busy:.0%} of {psutil.cpu_count()}")
     requests = len(result.kube_requests)
     discovery = sum(is_discovery(path) for path in result.kube_requests)
     print(
