@@ -1,7 +1,7 @@
 """task targets
 
 Why: job tasks against one runtime are capped across all task-managers; a task records the
-runtime it acts on, and whether it is waiting for a free slot there.
+runtime it acts on, and whether it holds one of that runtime's slots or waits for one.
 
 Revision ID: 0009
 Revises: 0008
@@ -23,7 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("target", sa.String(length=40), nullable=True))
         batch_op.add_column(
-            sa.Column("waiting", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("slot", sa.String(length=8), nullable=False, server_default="")
         )
         batch_op.create_index("ix_tasks_target_status", ["target", "status"], unique=False)
 
@@ -31,5 +31,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_tasks_target_status")
-        batch_op.drop_column("waiting")
+        batch_op.drop_column("slot")
         batch_op.drop_column("target")

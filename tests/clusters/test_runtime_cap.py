@@ -49,7 +49,7 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
         events = await read_sse(client, f"/v1/jobs/{made['job_id']}/events", max_events=3)
         waiting = [e["data"]["message"] for e in events if "waiting" in e["data"]["message"]]
         runtime_id = setup["runtime"]["runtime_id"]
-        assert waiting == [f"waiting: 1 tasks are running on {runtime_id}, at most 1 at once"]
+        assert waiting == [f"waiting for a free slot on {runtime_id} (at most 1 tasks at once)"]
 
     kube.auto_ready = True
     for deployment in owned(kube, "Deployment", ns, first["cluster_id"]):
@@ -66,3 +66,34 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
     # Each job waited for the ones submitted before it.
     ends = [(await client.get(f"/v1/jobs/{m['job_id']}")).json()["end_time"] for m in later]
     assert when(ends[0]) <= when(ends[1])
+
+
+async def test_a_job_cancelled_while_queued_gives_its_place_back(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    kube.auto_ready = False
+    ns = setup["runtime"]["zone"]
+    first = await deploy(client, setup, "shop@1.0.0")
+    for _ in range(200):
+        if any(
+            t["action"] == "wait" and t["status"] == "working"
+            for t in await _tasks(client, first["job_id"])
+        ):
+            break
+        await asyncio.sleep(0.1)
+    queued = await deploy(client, setup, "shop@1.0.0")
+    events = await read_sse(client, f"/v1/jobs/{queued['job_id']}/events", max_events=3)
+    assert any("waiting for a free slot" in e["data"]["message"] for e in events), events
+    cancel = await client.post(f"/v1/jobs/{queued['job_id']}/actions/cancel")
+    assert cancel.status_code == 202, cancel.text
+    job = await wait_job(client, queued["job_id"])
+    assert job["status"] == "cancelled"
+    assert {t["status"] for t in job["tasks"]} == {"cancelled"}
+
+    kube.auto_ready = True
+    for deployment in owned(kube, "Deployment", ns, first["cluster_id"]):
+        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
+    assert (await wait_job(client, first["job_id"]))["status"] == "successful"
+    # Nothing holds the runtime's one slot any more: the next deploy runs through.
+    later = await deploy(client, setup, "shop@1.0.0")
+    assert (await wait_job(client, later["job_id"], timeout=30))["status"] == "successful"

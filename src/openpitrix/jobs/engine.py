@@ -10,9 +10,12 @@ twice, or redelivered after a worker died, converges on the same outcome:
   record the outcome and ask the job-manager to advance.
 
 Tasks acting on a shared target (a runtime) are capped across all task-managers
-(`worker.runtime_concurrency`): a task finding its target full is marked waiting, and each task
-ending there dispatches the oldest waiting ones again. A periodic sweep re-dispatches waiting
-tasks whose target has room, should the cap be raised.
+(`worker.runtime_concurrency`). A task holds one of its target's slots from the moment it is
+dispatched until it ends (`slot = "held"`); one the job-manager cannot dispatch for want of a
+slot is queued (`slot = "waiting"`), and each task ending on the target dispatches the oldest
+queued ones. Decisions about a target's slots are made under its lock (taken before any row
+lock). A periodic sweep dispatches queued tasks whose target has room, should the cap be
+raised or a wake-up be missed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -50,6 +53,7 @@ from openpitrix.workers.service import (
 log = logging.getLogger(__name__)
 
 ADVANCE, RUN = "advance", "run"
+HELD, WAITING = "held", "waiting"  # Task.slot: holds one of its target's slots, or queued
 CANCEL_POLL_SECONDS = 1.0
 DONE_OK = (JobStatus.SUCCESSFUL.value,)
 
@@ -141,6 +145,7 @@ def _settled(task: Task) -> bool:
 
 
 async def _end(
+    ctx: WorkerContext,
     session: AsyncSession,
     adapter: JobAdapter,
     job: Job,
@@ -152,11 +157,22 @@ async def _end(
     # terminal event) carries it too.
     await adapter.job_ended(session, job, status)
     jobs.finish_job(session, job, status, message=message, error=error)
+    await _release_slots(ctx, session, job.job_id)
+
+
+async def _lock_target(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
+    """Take the lock of the job's target, if capped, before any row lock (see above)."""
+    target = (
+        await session.execute(select(col(Task.target)).where(col(Task.job_id) == job_id).limit(1))
+    ).scalar()
+    if target is not None and _cap(ctx):
+        await lock_name(session, f"target:{target}")
 
 
 async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
     job_id = str(delivery.payload["job_id"])
     async with ctx.db.transaction() as session:
+        await _lock_target(ctx, session, job_id)
         job = await _lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
@@ -169,6 +185,7 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
                 layers = await adapter.plan(session, job)
             except ProviderError as exc:
                 await _end(
+                    ctx,
                     session,
                     adapter,
                     job,
@@ -178,6 +195,10 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
                 )
                 return
             target = await adapter.target(session, job)
+            if target is not None and _cap(ctx):
+                # After the job's row here: no one else can hold a new job's row and wait on
+                # the target's lock.
+                await lock_name(session, f"target:{target}")
             tasks = _insert_tasks(session, job, layers, target)
             await session.flush()
         if job.status == JobStatus.PENDING:
@@ -186,13 +207,14 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
                 return
             job = started
         if job.cancel_requested:
-            await _cancel(session, adapter, job, tasks)
+            await _cancel(ctx, session, adapter, job, tasks)
             return
         failed = next(
             (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
         )
         if failed is not None:
             await _end(
+                ctx,
                 session,
                 adapter,
                 job,
@@ -208,16 +230,26 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
             if all(_settled(t) for t in layer):
                 continue
             job.progress = int(100 * number / len(task_layers))
+            room: int | None = None
             for task in layer:
-                if task.status == JobStatus.PENDING:
-                    enqueue(
-                        session,
-                        command_subject(TASK_MANAGER, RUN),
-                        {"job_id": job_id, "task_id": task.task_id},
-                        msg_id=f"{task.task_id}.{task.attempts}",
-                    )
+                if task.status != JobStatus.PENDING or task.slot:
+                    continue  # running, ended, dispatched, or queued for a free slot
+                if task.target is not None and _cap(ctx):
+                    if room is None:
+                        room = await _room(ctx, session, task.target)
+                    if room <= 0:
+                        await _queue(ctx, session, job, task)
+                        continue
+                    room -= 1
+                    task.slot = HELD
+                enqueue(
+                    session,
+                    command_subject(TASK_MANAGER, RUN),
+                    {"job_id": job_id, "task_id": task.task_id},
+                    msg_id=f"{task.task_id}.{task.attempts}",
+                )
             return
-        await _end(session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
+        await _end(ctx, session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
 
 def _insert_tasks(
@@ -242,14 +274,20 @@ def _insert_tasks(
 
 
 async def _cancel(
-    session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
+    ctx: WorkerContext, session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
 ) -> None:
+    freed = False
     for task in tasks:
         if task.status == JobStatus.PENDING:
+            freed = freed or task.slot == HELD
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+    target = next((t.target for t in tasks if t.target is not None), None)
+    if freed and target is not None and _cap(ctx):
+        await session.flush()
+        await _wake(ctx, session, target, because=f"cancel.{job.job_id}")
     if any(t.status == JobStatus.WORKING for t in tasks):
         return  # the running task ends first; its report asks for another advance
-    await _end(session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
+    await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
 
 
 async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
@@ -269,21 +307,27 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         if task.status in TERMINAL_STATUSES:
             return
         if job.cancel_requested:
+            capped = task.target is not None and _cap(ctx)
+            if capped:
+                await lock_name(session, f"target:{task.target}")
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
             request_advance(session, job_id, because=f"{task_id}.cancelled")
+            if capped and task.target is not None:
+                await session.flush()
+                await _wake(ctx, session, task.target, because=f"{task_id}.cancelled")
             return
         # A task already working was claimed by an earlier delivery. If this is that message
         # coming back (its worker died or timed out), resume; a second copy of a fresh
         # dispatch must not run the task twice at once.
         if task.status == JobStatus.WORKING and delivery.num_delivered == 1:
             return
-        # A resumed task holds its slot already; a pending one needs a free one.
+        # A dispatched or resumed task holds its slot already; any other needs a free one.
         if task.status == JobStatus.PENDING and not await _has_slot(ctx, session, job, task):
             return
         claimed = await session.execute(
             update(Task)
             .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
-            .values(status=JobStatus.WORKING, waiting=False)
+            .values(status=JobStatus.WORKING, slot=HELD if task.target else "")
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -345,66 +389,110 @@ def _cap(ctx: WorkerContext) -> int:
     return ctx.settings.worker.runtime_concurrency
 
 
-async def _running_on(session: AsyncSession, target: str) -> int:
+async def _held_on(session: AsyncSession, target: str) -> int:
+    """Slots of the target in use: tasks running there, and tasks dispatched to start."""
     count = await session.execute(
         select(func.count())
         .select_from(Task)
-        .where(col(Task.target) == target, col(Task.status) == JobStatus.WORKING)
+        .where(
+            col(Task.target) == target,
+            or_(
+                col(Task.status) == JobStatus.WORKING,
+                and_(col(Task.status) == JobStatus.PENDING, col(Task.slot) == HELD),
+            ),
+        )
     )
     return int(count.scalar_one())
 
 
+def _queued(target: str) -> Select[Any]:
+    return (
+        select(Task)
+        .where(
+            col(Task.target) == target,
+            col(Task.status) == JobStatus.PENDING,
+            col(Task.slot) == WAITING,
+        )
+        .order_by(col(Task.create_time), col(Task.task_id))
+    )
+
+
+async def _room(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
+    """Slots the job-manager may fill now: none while earlier tasks are queued (they go
+    first)."""
+    if (await session.execute(_queued(target).limit(1))).first() is not None:
+        return 0
+    return _cap(ctx) - await _held_on(session, target)
+
+
+async def _queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
+    """Queue the task for a free slot on its target; a task ending there dispatches it."""
+    assert task.target is not None
+    task.slot = WAITING
+    jobs.report_progress(
+        session,
+        job,
+        task,
+        f"waiting for a free slot on {task.target} (at most {_cap(ctx)} tasks at once)",
+    )
+
+
+async def _release_slots(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
+    """An ended job's tasks that never ran give up their slots and places in the queue (the
+    caller holds the target's lock)."""
+    left = (
+        (
+            await session.execute(
+                select(Task).where(
+                    col(Task.job_id) == job_id,
+                    col(Task.status) == JobStatus.PENDING,
+                    col(Task.slot) != "",
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    freed = next((t.target for t in left if t.slot == HELD), None)
+    for task in left:
+        task.slot = ""
+    if freed is not None and _cap(ctx):
+        await session.flush()
+        await _wake(ctx, session, freed, because=f"ended.{job_id}")
+
+
 async def _has_slot(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> bool:
-    """Whether the task may start now; if not, it is marked waiting (in this transaction,
-    under the target's lock, so two task-managers cannot both take the last slot)."""
+    """Whether a pending task may start now. A dispatched one holds its slot; one that was
+    not (dispatched before the cap was set) takes a free slot or is queued, under the target's
+    lock so two task-managers cannot both take the last one."""
     cap = _cap(ctx)
-    if task.target is None or cap == 0:
+    if task.target is None or cap == 0 or task.slot == HELD:
         return True
     await lock_name(session, f"target:{task.target}")
-    running = await _running_on(session, task.target)
-    if running < cap:
+    if await _held_on(session, task.target) < cap:
         return True
-    if not task.waiting:
-        task.waiting = True
-        jobs.report_progress(
-            session,
-            job,
-            task,
-            f"waiting: {running} tasks are running on {task.target}, at most {cap} at once",
-        )
+    if task.slot != WAITING:
+        await _queue(ctx, session, job, task)
     return False
 
 
 async def _wake(ctx: WorkerContext, session: AsyncSession, target: str, because: str) -> int:
-    """Dispatch the oldest waiting tasks of `target` again, as many as it has free slots."""
+    """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
+    holds the target's lock)."""
     cap = _cap(ctx)
-    await lock_name(session, f"target:{target}")
-    free = cap - await _running_on(session, target) if cap else 1_000_000
-    if free <= 0:
+    free = cap - await _held_on(session, target) if cap else None
+    if free is not None and free <= 0:
         return 0
-    waiting = (
-        await session.execute(
-            select(Task)
-            .where(
-                col(Task.target) == target,
-                col(Task.status) == JobStatus.PENDING,
-                col(Task.waiting),
-            )
-            .order_by(col(Task.create_time), col(Task.task_id))
-            .limit(free)
-        )
-    ).scalars()
-    woken = 0
-    for task in waiting:
-        task.waiting = False
+    queued: Sequence[Task] = (await session.execute(_queued(target).limit(free))).scalars().all()
+    for task in queued:
+        task.slot = HELD
         enqueue(
             session,
             command_subject(TASK_MANAGER, RUN),
             {"job_id": task.job_id, "task_id": task.task_id},
             msg_id=_bounded_msg_id(f"{task.task_id}.{task.attempts}.{because}"),
         )
-        woken += 1
-    return woken
+    return len(queued)
 
 
 async def wake_waiting(ctx: WorkerContext) -> None:
@@ -416,13 +504,14 @@ async def wake_waiting(ctx: WorkerContext) -> None:
         targets = (
             await session.execute(
                 select(col(Task.target))
-                .where(col(Task.status) == JobStatus.PENDING, col(Task.waiting))
+                .where(col(Task.status) == JobStatus.PENDING, col(Task.slot) == WAITING)
                 .distinct()
             )
         ).scalars()
         names = [t for t in targets if t is not None]
     for target in names:
         async with ctx.db.transaction() as session:
+            await lock_name(session, f"target:{target}")
             woken = await _wake(ctx, session, target, because=f"sweep{period}")
         if woken:
             log.info("woke %d waiting tasks on %s", woken, target)
@@ -509,6 +598,7 @@ async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message
     if not isinstance(job_id, str):
         return
     async with ctx.db.transaction() as session:
+        await _lock_target(ctx, session, job_id)
         job = await _lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
@@ -517,7 +607,7 @@ async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message
         if adapter is None:
             jobs.finish_job(session, job, JobStatus.FAILED, message=message, error=error)
         else:
-            await _end(session, adapter, job, JobStatus.FAILED, message, error)
+            await _end(ctx, session, adapter, job, JobStatus.FAILED, message, error)
 
 
 def job_manager() -> Manager:
@@ -580,6 +670,7 @@ async def retry_job(session: AsyncSession, job_id: str, access: Access) -> Job:
     for task in await jobs.tasks_of(session, job_id):
         if task.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             task.status = JobStatus.PENDING
+            task.slot = ""
             task.error_code = task.error_message = None
             task.end_time = None
     retries = int(job.result.get("retries", 0)) + 1 if isinstance(job.result, dict) else 1

@@ -57,5 +57,6 @@ class Task(RunState, table=True):
     timeout_seconds: float | None = Field(default=None)
     # What the task acts on, shared with other jobs (a runtime): caps how many run at once.
     target: str | None = Field(default=None, max_length=40)
-    # Pending because its target was at its cap; a task ending there dispatches it again.
-    waiting: bool = Field(default=False)
+    # Its share of the target's cap: "held" from dispatch until it ends, "waiting" while
+    # queued for a free slot, "" when not counted (no target, or no cap).
+    slot: str = Field(default="", max_length=8)
