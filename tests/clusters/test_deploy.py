@@ -153,3 +153,18 @@ async def test_the_tasks_on_one_cluster_share_one_api_discovery(
     # Ten tasks talked to the cluster; discovery (one request per API group) happened once.
     discovery = [r for r in kube.requests if r.method == "GET" and r.path == "/apis"]
     assert len(discovery) == 1, [r.path for r in kube.requests if r.method == "GET"][:20]
+
+
+async def test_a_releases_manifest_shows_secrets_without_their_values(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    made = await deploy(client, setup, "vault@1.0.0", values={"dbPassword": "hunter2"})
+    assert (await wait_job(client, made["job_id"]))["status"] == "successful"
+    ns = setup["runtime"]["zone"]
+    [secret] = owned(kube, "Secret", ns, made["cluster_id"])
+    assert secret["data"]["password"]  # the cluster got the real value
+    release = await client.get(f"/v1/clusters/{made['cluster_id']}/releases/1")
+    assert release.status_code == 200, release.text
+    [shown] = [o for o in release.json()["manifest"] if o["kind"] == "Secret"]
+    assert shown["stringData"] == {"password": "<redacted>"}
+    assert "hunter2" not in str(release.json()["manifest"])

@@ -35,7 +35,7 @@ DOCS = ["/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"]
 
 MISSING_ID = "zz-not-there"
 # Path parameters that are not ids take one of their allowed values.
-PATH_SAMPLES = {"{action}": "stop"}
+PATH_SAMPLES = {"{action}": "stop", "{revision}": "1"}
 
 
 def _authorizers(dependant: Dependant) -> Iterator[Authorize]:

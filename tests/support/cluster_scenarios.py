@@ -64,6 +64,20 @@ async def lifecycle(client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, 
     assert (await wait_job(client, back.json()["job_id"]))["status"] == "successful"
     job_ids.append(back.json()["job_id"])
     assert owned(kube, "ConfigMap", ns, cid) == []
+    # The release history: newest first, what each revision deployed.
+    history = (await client.get(f"/v1/clusters/{cid}/releases")).json()
+    assert [
+        (r["revision"], r["chart_version"], r["status"], r["values"]) for r in history["items"]
+    ] == [
+        (3, "1.0.0", "deployed", {"replicaCount": 2}),
+        (2, "2.0.0", "superseded", {"replicaCount": 2}),
+        (1, "1.0.0", "superseded", {"replicaCount": 2}),
+    ]
+    assert history["items"][1]["job_id"] == up.json()["job_id"]
+    second = (await client.get(f"/v1/clusters/{cid}/releases/2")).json()
+    assert {o["kind"] for o in second["manifest"]} == {"ConfigMap", "Deployment", "Service"}
+    gone_rev = await client.get(f"/v1/clusters/{cid}/releases/9")
+    assert_error(gone_rev, 404, "not_found")
     cluster = (await client.get(f"/v1/clusters/{cid}")).json()
     assert cluster["revision"] == 3 and cluster["version_id"] == setup["versions"]["shop@1.0.0"]
     # New values: a new revision with them.

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,8 @@ from openpitrix.clusters.schemas import (
     ClusterRead,
     ClusterUpdate,
     NodePage,
+    ReleaseDetail,
+    ReleasePage,
     RollbackRequest,
     UpdateEnvRequest,
     UpgradeRequest,
@@ -142,6 +144,29 @@ async def get_cluster(
 async def list_nodes(cluster_id: str, access: CanReadClusters, session: ReadSessionDep) -> NodePage:
     nodes = service.cluster_read(await service.get_cluster(session, cluster_id, access)).nodes
     return NodePage(total_count=len(nodes), items=nodes)
+
+
+@router.get("/{cluster_id}/releases", operation_id="list_cluster_releases")
+async def list_releases(
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+) -> ReleasePage:
+    """The cluster's revisions, newest first: what `rollback {revision}` can return to."""
+    await service.get_cluster(session, cluster_id, access)
+    rows = await service.releases_of(session, cluster_id)
+    items = [service.release_read(r) for r in reversed(rows)]
+    return ReleasePage(total_count=len(items), items=items)
+
+
+@router.get("/{cluster_id}/releases/{revision}", operation_id="get_cluster_release")
+async def get_release(
+    cluster_id: str,
+    revision: Annotated[int, Path(ge=1)],
+    access: CanReadClusters,
+    session: ReadSessionDep,
+) -> ReleaseDetail:
+    """One revision with the objects it applied, as rendered (Secret values redacted)."""
+    row = await service.get_release(session, cluster_id, revision, access)
+    return service.release_detail(row)
 
 
 @router.patch("/{cluster_id}", operation_id="update_cluster")

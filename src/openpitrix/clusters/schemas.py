@@ -122,3 +122,28 @@ class ClusterJobAccepted(BaseModel):
 class NodePage(BaseModel):
     total_count: int
     items: list[dict[str, Any]]
+
+
+class ReleaseRead(BaseModel):
+    """One revision of a cluster."""
+
+    revision: int
+    version_id: str
+    chart_version: str
+    values: Values
+    status: str = Field(
+        description="pending (not rendered yet), rendered, deployed, superseded, or failed."
+    )
+    job_id: str | None = Field(description="The job that made this revision.")
+    create_time: datetime
+
+
+class ReleaseDetail(ReleaseRead):
+    manifest: list[dict[str, Any]] = Field(
+        description="The objects this revision applied, as rendered; Secret values redacted."
+    )
+
+
+class ReleasePage(BaseModel):
+    total_count: int
+    items: list[ReleaseRead]

@@ -27,6 +27,8 @@ from openpitrix.clusters.schemas import (
     ClusterRead,
     ClusterStatus,
     ClusterUpdate,
+    ReleaseDetail,
+    ReleaseRead,
     Transition,
 )
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
@@ -171,18 +173,17 @@ async def create_cluster(
         status_time=now,
     )
     session.add(cluster)
-    session.add(
-        ClusterRelease(
-            cluster_id=cluster.cluster_id,
-            revision=1,
-            version_id=version.version_id,
-            chart_version=version.version,
-            values=data.values,
-        )
+    release = ClusterRelease(
+        cluster_id=cluster.cluster_id,
+        revision=1,
+        version_id=version.version_id,
+        chart_version=version.version,
+        values=data.values,
     )
+    session.add(release)
     await session.flush()
     job = await _start_job(session, cluster, "create", 1)
-    cluster.job_id = job.job_id
+    cluster.job_id = release.job_id = job.job_id
     await session.flush()
     return cluster, job
 
@@ -292,6 +293,7 @@ async def start_action(
             code="cluster_state",
         )
     release_revision = None
+    release: ClusterRelease | None = None
     inputs = None
     if action in DEPLOYS:
         inputs = await _release_inputs(
@@ -302,17 +304,18 @@ async def start_action(
     if inputs is not None:
         release_revision = await _next_revision(session, cluster_id)
         version = await session.get(AppVersion, inputs[0])
-        session.add(
-            ClusterRelease(
-                cluster_id=cluster_id,
-                revision=release_revision,
-                version_id=inputs[0],
-                chart_version=version.version if version else "",
-                values=inputs[1],
-            )
+        release = ClusterRelease(
+            cluster_id=cluster_id,
+            revision=release_revision,
+            version_id=inputs[0],
+            chart_version=version.version if version else "",
+            values=inputs[1],
         )
+        session.add(release)
     job = await _start_job(session, cluster, action, release_revision)
     cluster.job_id = job.job_id
+    if release is not None:
+        release.job_id = job.job_id
     await session.flush()
     return cluster, job
 
@@ -350,6 +353,42 @@ async def _release_inputs(
             code="no_such_revision",
         )
     return release.version_id, release.values
+
+
+REDACTED = "<redacted>"
+
+
+def release_read(row: ClusterRelease) -> ReleaseRead:
+    return ReleaseRead(
+        revision=row.revision,
+        version_id=row.version_id,
+        chart_version=row.chart_version,
+        values=row.values,
+        status=row.status,
+        job_id=row.job_id,
+        create_time=row.create_time,
+    )
+
+
+def release_detail(row: ClusterRelease) -> ReleaseDetail:
+    """A revision with its rendered objects; Secrets keep their keys, not their values."""
+    objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
+    for obj in objects:
+        if obj.get("kind") == "Secret":
+            for field in ("data", "stringData"):
+                if isinstance(obj.get(field), dict):
+                    obj[field] = dict.fromkeys(obj[field], REDACTED)
+    return ReleaseDetail(**release_read(row).model_dump(), manifest=objects)
+
+
+async def get_release(
+    session: AsyncSession, cluster_id: str, revision: int, access: Access
+) -> ClusterRelease:
+    await get_cluster(session, cluster_id, access)
+    row = await session.get(ClusterRelease, (cluster_id, revision))
+    if row is None:
+        raise NotFound("release", f"{cluster_id}/{revision}")
+    return row
 
 
 async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRelease]:
