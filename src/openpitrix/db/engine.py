@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -114,6 +115,23 @@ class Database:
         await self.engine.dispose()
 
 
+def _set_wal(cur: Any) -> None:
+    """Switch the file to WAL (it stays so). Several processes opening a new file at once race
+    for that switch, and SQLite answers the losers "database is locked" at once instead of
+    waiting (busy_timeout does not cover it): they try again shortly."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+WAL_ATTEMPTS = 20
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     # Several processes (gateway, workers) may share the file. WAL lets readers run beside the
     # writer; BEGIN IMMEDIATE takes the write lock up front so two writers queue on busy_timeout
@@ -122,9 +140,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=60000")
+        _set_wal(cur)
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
