@@ -9,34 +9,26 @@ twice, or redelivered after a worker died, converges on the same outcome:
 - `task-manager.run {job_id, task_id}`: claim the task, run it with heartbeats and a timeout,
   record the outcome and ask the job-manager to advance.
 
-Tasks acting on a shared target (a runtime) are capped across all task-managers
-(`worker.runtime_concurrency`). A task holds one of its target's slots from the moment it is
-dispatched until it ends (`slot = "held"`); one the job-manager cannot dispatch for want of a
-slot is queued (`slot = "waiting"`), and each task ending on the target dispatches the oldest
-queued ones. Decisions about a target's slots are made under its lock (taken before any row
-lock). A periodic sweep dispatches queued tasks whose target has room, should the cap be
-raised or a wake-up be missed.
+Tasks acting on a shared runtime are capped across all task-managers: see `jobs.slots`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import JOB_MANAGER, TASK_MANAGER, command_subject
-from openpitrix.db.locks import lock_name
 from openpitrix.errors import Conflict
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs import slots
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
 from openpitrix.outbox.writer import enqueue
@@ -52,8 +44,8 @@ from openpitrix.workers.service import (
 
 log = logging.getLogger(__name__)
 
-ADVANCE, RUN = "advance", "run"
-HELD, WAITING = "held", "waiting"  # Task.slot: holds one of its target's slots, or queued
+ADVANCE = "advance"
+RUN = slots.RUN  # the task-manager's verb
 CANCEL_POLL_SECONDS = 1.0
 DONE_OK = (JobStatus.SUCCESSFUL.value,)
 
@@ -106,19 +98,8 @@ def request_advance(session: AsyncSession, job_id: str, *, because: str) -> None
         session,
         command_subject(JOB_MANAGER, ADVANCE),
         {"job_id": job_id},
-        msg_id=_bounded_msg_id(f"{job_id}.{because}"),
+        msg_id=slots.bounded_msg_id(f"{job_id}.{because}"),
     )
-
-
-MSG_ID_MAX = 40  # outbox.msg_id's width
-
-
-def _bounded_msg_id(msg_id: str) -> str:
-    """The id itself when it fits the column, else its digest: still one id per cause, so
-    de-duplication holds, and PostgreSQL does not refuse the row."""
-    if len(msg_id) <= MSG_ID_MAX:
-        return msg_id
-    return hashlib.sha1(msg_id.encode(), usedforsecurity=False).hexdigest()
 
 
 async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
@@ -157,22 +138,13 @@ async def _end(
     # terminal event) carries it too.
     await adapter.job_ended(session, job, status)
     jobs.finish_job(session, job, status, message=message, error=error)
-    await _release_slots(ctx, session, job.job_id)
-
-
-async def _lock_target(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
-    """Take the lock of the job's target, if capped, before any row lock (see above)."""
-    target = (
-        await session.execute(select(col(Task.target)).where(col(Task.job_id) == job_id).limit(1))
-    ).scalar()
-    if target is not None and _cap(ctx):
-        await lock_name(session, f"target:{target}")
+    await slots.release(ctx, session, job.job_id)
 
 
 async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
     job_id = str(delivery.payload["job_id"])
     async with ctx.db.transaction() as session:
-        await _lock_target(ctx, session, job_id)
+        await slots.lock_target_of(ctx, session, job_id)
         job = await _lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
@@ -195,10 +167,10 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
                 )
                 return
             target = await adapter.target(session, job)
-            if target is not None and _cap(ctx):
+            if target is not None and slots.cap(ctx):
                 # After the job's row here: no one else can hold a new job's row and wait on
                 # the target's lock.
-                await lock_name(session, f"target:{target}")
+                await slots.lock_target(session, target)
             tasks = _insert_tasks(session, job, layers, target)
             await session.flush()
         if job.status == JobStatus.PENDING:
@@ -234,20 +206,15 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
             for task in layer:
                 if task.status != JobStatus.PENDING or task.slot:
                     continue  # running, ended, dispatched, or queued for a free slot
-                if task.target is not None and _cap(ctx):
+                if task.target is not None and slots.cap(ctx):
                     if room is None:
-                        room = await _room(ctx, session, task.target)
+                        room = await slots.room(ctx, session, task.target)
                     if room <= 0:
-                        await _queue(ctx, session, job, task)
+                        slots.queue(ctx, session, job, task)
                         continue
                     room -= 1
-                    task.slot = HELD
-                enqueue(
-                    session,
-                    command_subject(TASK_MANAGER, RUN),
-                    {"job_id": job_id, "task_id": task.task_id},
-                    msg_id=f"{task.task_id}.{task.attempts}",
-                )
+                    task.slot = slots.HELD
+                slots.dispatch(session, task, f"{task.task_id}.{task.attempts}")
             return
         await _end(ctx, session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
@@ -279,12 +246,12 @@ async def _cancel(
     freed = False
     for task in tasks:
         if task.status == JobStatus.PENDING:
-            freed = freed or task.slot == HELD
+            freed = freed or task.slot == slots.HELD
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
     target = next((t.target for t in tasks if t.target is not None), None)
-    if freed and target is not None and _cap(ctx):
+    if freed and target is not None and slots.cap(ctx):
         await session.flush()
-        await _wake(ctx, session, target, because=f"cancel.{job.job_id}")
+        await slots.wake(ctx, session, target, because=f"cancel.{job.job_id}")
     if any(t.status == JobStatus.WORKING for t in tasks):
         return  # the running task ends first; its report asks for another advance
     await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
@@ -307,14 +274,14 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         if task.status in TERMINAL_STATUSES:
             return
         if job.cancel_requested:
-            capped = task.target is not None and _cap(ctx)
-            if capped:
-                await lock_name(session, f"target:{task.target}")
+            target = task.target if slots.cap(ctx) else None
+            if target is not None:
+                await slots.lock_target(session, target)
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
             request_advance(session, job_id, because=f"{task_id}.cancelled")
-            if capped and task.target is not None:
+            if target is not None:
                 await session.flush()
-                await _wake(ctx, session, task.target, because=f"{task_id}.cancelled")
+                await slots.wake(ctx, session, target, because=f"{task_id}.cancelled")
             return
         # A task already working was claimed by an earlier delivery. If this is that message
         # coming back (its worker died or timed out), resume; a second copy of a fresh
@@ -322,12 +289,12 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
         if task.status == JobStatus.WORKING and delivery.num_delivered == 1:
             return
         # A dispatched or resumed task holds its slot already; any other needs a free one.
-        if task.status == JobStatus.PENDING and not await _has_slot(ctx, session, job, task):
+        if task.status == JobStatus.PENDING and not await slots.may_start(ctx, session, job, task):
             return
         claimed = await session.execute(
             update(Task)
             .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
-            .values(status=JobStatus.WORKING, slot=HELD if task.target else "")
+            .values(status=JobStatus.WORKING, slot=slots.HELD if task.target else "")
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -383,138 +350,6 @@ async def _run_claimed(
         await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
         return
     await _settle(ctx, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter)
-
-
-def _cap(ctx: WorkerContext) -> int:
-    return ctx.settings.worker.runtime_concurrency
-
-
-async def _held_on(session: AsyncSession, target: str) -> int:
-    """Slots of the target in use: tasks running there, and tasks dispatched to start."""
-    count = await session.execute(
-        select(func.count())
-        .select_from(Task)
-        .where(
-            col(Task.target) == target,
-            or_(
-                col(Task.status) == JobStatus.WORKING,
-                and_(col(Task.status) == JobStatus.PENDING, col(Task.slot) == HELD),
-            ),
-        )
-    )
-    return int(count.scalar_one())
-
-
-def _queued(target: str) -> Select[Any]:
-    return (
-        select(Task)
-        .where(
-            col(Task.target) == target,
-            col(Task.status) == JobStatus.PENDING,
-            col(Task.slot) == WAITING,
-        )
-        .order_by(col(Task.create_time), col(Task.task_id))
-    )
-
-
-async def _room(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
-    """Slots the job-manager may fill now: none while earlier tasks are queued (they go
-    first)."""
-    if (await session.execute(_queued(target).limit(1))).first() is not None:
-        return 0
-    return _cap(ctx) - await _held_on(session, target)
-
-
-async def _queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
-    """Queue the task for a free slot on its target; a task ending there dispatches it."""
-    assert task.target is not None
-    task.slot = WAITING
-    jobs.report_progress(
-        session,
-        job,
-        task,
-        f"waiting for a free slot on {task.target} (at most {_cap(ctx)} tasks at once)",
-    )
-
-
-async def _release_slots(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
-    """An ended job's tasks that never ran give up their slots and places in the queue (the
-    caller holds the target's lock)."""
-    left = (
-        (
-            await session.execute(
-                select(Task).where(
-                    col(Task.job_id) == job_id,
-                    col(Task.status) == JobStatus.PENDING,
-                    col(Task.slot) != "",
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    freed = next((t.target for t in left if t.slot == HELD), None)
-    for task in left:
-        task.slot = ""
-    if freed is not None and _cap(ctx):
-        await session.flush()
-        await _wake(ctx, session, freed, because=f"ended.{job_id}")
-
-
-async def _has_slot(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> bool:
-    """Whether a pending task may start now. A dispatched one holds its slot; one that was
-    not (dispatched before the cap was set) takes a free slot or is queued, under the target's
-    lock so two task-managers cannot both take the last one."""
-    cap = _cap(ctx)
-    if task.target is None or cap == 0 or task.slot == HELD:
-        return True
-    await lock_name(session, f"target:{task.target}")
-    if await _held_on(session, task.target) < cap:
-        return True
-    if task.slot != WAITING:
-        await _queue(ctx, session, job, task)
-    return False
-
-
-async def _wake(ctx: WorkerContext, session: AsyncSession, target: str, because: str) -> int:
-    """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
-    holds the target's lock)."""
-    cap = _cap(ctx)
-    free = cap - await _held_on(session, target) if cap else None
-    if free is not None and free <= 0:
-        return 0
-    queued: Sequence[Task] = (await session.execute(_queued(target).limit(free))).scalars().all()
-    for task in queued:
-        task.slot = HELD
-        enqueue(
-            session,
-            command_subject(TASK_MANAGER, RUN),
-            {"job_id": task.job_id, "task_id": task.task_id},
-            msg_id=_bounded_msg_id(f"{task.task_id}.{task.attempts}.{because}"),
-        )
-    return len(queued)
-
-
-async def wake_waiting(ctx: WorkerContext) -> None:
-    """Periodic: re-dispatch waiting tasks on targets that have room (after the cap was raised,
-    or should a wake-up have been missed). One message id per task and period, so several
-    task-managers sweeping at once dispatch each task once."""
-    period = int(time.time() // ctx.settings.worker.waiting_sweep_seconds)
-    async with ctx.db.read_session() as session:
-        targets = (
-            await session.execute(
-                select(col(Task.target))
-                .where(col(Task.status) == JobStatus.PENDING, col(Task.slot) == WAITING)
-                .distinct()
-            )
-        ).scalars()
-        names = [t for t in targets if t is not None]
-    for target in names:
-        async with ctx.db.transaction() as session:
-            await lock_name(session, f"target:{target}")
-            woken = await _wake(ctx, session, target, because=f"sweep{period}")
-        if woken:
-            log.info("woke %d waiting tasks on %s", woken, target)
 
 
 class _Cancelled(Exception):
@@ -574,7 +409,7 @@ async def _settle(
         if task.target is not None:
             # The target's lock before any row lock, in the order claims take them: a claim
             # holding it may be waiting for this job's row.
-            await lock_name(session, f"target:{task.target}")
+            await slots.lock_target(session, task.target)
         if result is not None and adapter is not None:
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
@@ -582,7 +417,7 @@ async def _settle(
         request_advance(session, job_id, because=f"{task_id}.{task.attempts}.{status.value}")
         if task.target is not None:
             await session.flush()
-            await _wake(ctx, session, task.target, because=f"after.{task_id}.{task.attempts}")
+            await slots.wake(ctx, session, task.target, because=f"after.{task_id}.{task.attempts}")
 
 
 async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
@@ -598,7 +433,7 @@ async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message
     if not isinstance(job_id, str):
         return
     async with ctx.db.transaction() as session:
-        await _lock_target(ctx, session, job_id)
+        await slots.lock_target_of(ctx, session, job_id)
         job = await _lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
@@ -624,7 +459,7 @@ def task_manager() -> Manager:
             Periodic(
                 name="wake-waiting-tasks",
                 interval=lambda settings: settings.worker.waiting_sweep_seconds,
-                run=wake_waiting,
+                run=slots.sweep,
             )
         ],
     )

@@ -1,0 +1,194 @@
+"""Runtime slots: at most `worker.runtime_concurrency` job tasks act on one target (a runtime)
+at once, across every task-manager.
+
+A task holds one of its target's slots from the moment it is dispatched until it ends
+(`Task.slot = "held"`). A task the job-manager cannot dispatch for want of a slot is queued
+(`"waiting"`), and each task ending on the target dispatches the oldest queued ones. Every
+decision about a target's slots is made under the target's lock, which callers take before any
+row lock so no two transactions wait on each other in opposite orders. A periodic sweep
+dispatches queued tasks whose target has room, should the cap be raised or a wake-up be missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from openpitrix.bus.topology import TASK_MANAGER, command_subject
+from openpitrix.db.locks import lock_name
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.schemas import JobStatus
+from openpitrix.outbox.writer import enqueue
+from openpitrix.workers.service import WorkerContext
+
+log = logging.getLogger(__name__)
+
+RUN = "run"
+HELD, WAITING = "held", "waiting"
+MSG_ID_MAX = 40  # outbox.msg_id's width
+
+
+def bounded_msg_id(msg_id: str) -> str:
+    """The id itself when it fits the column, else its digest: still one id per cause, so
+    de-duplication holds, and PostgreSQL does not refuse the row."""
+    if len(msg_id) <= MSG_ID_MAX:
+        return msg_id
+    return hashlib.sha1(msg_id.encode(), usedforsecurity=False).hexdigest()
+
+
+def cap(ctx: WorkerContext) -> int:
+    return ctx.settings.worker.runtime_concurrency
+
+
+def dispatch(session: AsyncSession, task: Task, msg_id: str) -> None:
+    """Send the task to the task-managers (in the caller's transaction)."""
+    enqueue(
+        session,
+        command_subject(TASK_MANAGER, RUN),
+        {"job_id": task.job_id, "task_id": task.task_id},
+        msg_id=bounded_msg_id(msg_id),
+    )
+
+
+async def lock_target(session: AsyncSession, target: str) -> None:
+    await lock_name(session, f"target:{target}")
+
+
+async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
+    """Take the lock of the job's target, if capped (before any row lock)."""
+    target = (
+        await session.execute(select(col(Task.target)).where(col(Task.job_id) == job_id).limit(1))
+    ).scalar()
+    if target is not None and cap(ctx):
+        await lock_target(session, target)
+
+
+async def held_on(session: AsyncSession, target: str) -> int:
+    """Slots of the target in use: tasks running there, and tasks dispatched to start."""
+    count = await session.execute(
+        select(func.count())
+        .select_from(Task)
+        .where(
+            col(Task.target) == target,
+            or_(
+                col(Task.status) == JobStatus.WORKING,
+                and_(col(Task.status) == JobStatus.PENDING, col(Task.slot) == HELD),
+            ),
+        )
+    )
+    return int(count.scalar_one())
+
+
+def _queued(target: str) -> Select[Any]:
+    return (
+        select(Task)
+        .where(
+            col(Task.target) == target,
+            col(Task.status) == JobStatus.PENDING,
+            col(Task.slot) == WAITING,
+        )
+        .order_by(col(Task.create_time), col(Task.task_id))
+    )
+
+
+async def room(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
+    """Slots the job-manager may fill now: none while earlier tasks are queued (they go
+    first)."""
+    if (await session.execute(_queued(target).limit(1))).first() is not None:
+        return 0
+    return cap(ctx) - await held_on(session, target)
+
+
+def queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
+    """Queue the task for a free slot on its target; a task ending there dispatches it."""
+    assert task.target is not None
+    task.slot = WAITING
+    jobs.report_progress(
+        session,
+        job,
+        task,
+        f"waiting for a free slot on {task.target} (at most {cap(ctx)} tasks at once)",
+    )
+
+
+async def may_start(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> bool:
+    """Whether a pending task may start now. A dispatched one holds its slot; one that was
+    not (dispatched before the cap was set) takes a free slot or is queued, under the target's
+    lock so two task-managers cannot both take the last one."""
+    limit = cap(ctx)
+    if task.target is None or limit == 0 or task.slot == HELD:
+        return True
+    await lock_target(session, task.target)
+    if await held_on(session, task.target) < limit:
+        return True
+    if task.slot != WAITING:
+        queue(ctx, session, job, task)
+    return False
+
+
+async def wake(ctx: WorkerContext, session: AsyncSession, target: str, because: str) -> int:
+    """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
+    holds the target's lock)."""
+    limit = cap(ctx)
+    free = limit - await held_on(session, target) if limit else None
+    if free is not None and free <= 0:
+        return 0
+    queued: Sequence[Task] = (await session.execute(_queued(target).limit(free))).scalars().all()
+    for task in queued:
+        task.slot = HELD
+        dispatch(session, task, f"{task.task_id}.{task.attempts}.{because}")
+    return len(queued)
+
+
+async def release(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
+    """An ended job's tasks that never ran give up their slots and places in the queue (the
+    caller holds the target's lock)."""
+    left = (
+        (
+            await session.execute(
+                select(Task).where(
+                    col(Task.job_id) == job_id,
+                    col(Task.status) == JobStatus.PENDING,
+                    col(Task.slot) != "",
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    freed = next((t.target for t in left if t.slot == HELD), None)
+    for task in left:
+        task.slot = ""
+    if freed is not None and cap(ctx):
+        await session.flush()
+        await wake(ctx, session, freed, because=f"ended.{job_id}")
+
+
+async def sweep(ctx: WorkerContext) -> None:
+    """Periodic: dispatch queued tasks on targets that have room (after the cap was raised,
+    or should a wake-up have been missed). One message id per task and period, so several
+    task-managers sweeping at once dispatch each task once."""
+    period = int(time.time() // ctx.settings.worker.waiting_sweep_seconds)
+    async with ctx.db.read_session() as session:
+        targets = (
+            await session.execute(
+                select(col(Task.target))
+                .where(col(Task.status) == JobStatus.PENDING, col(Task.slot) == WAITING)
+                .distinct()
+            )
+        ).scalars()
+        names = [t for t in targets if t is not None]
+    for target in names:
+        async with ctx.db.transaction() as session:
+            await lock_target(session, target)
+            woken = await wake(ctx, session, target, because=f"sweep{period}")
+        if woken:
+            log.info("woke %d waiting tasks on %s", woken, target)
