@@ -3,7 +3,6 @@ create, upgrade, rollback, update values, delete, cease; failures with their rea
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -11,7 +10,7 @@ import httpx
 from tests.conftest import unique
 from tests.helpers import assert_error, wait_job
 from tests.support import cluster_scenarios as scenarios
-from tests.support.deployments import deploy, owned
+from tests.support.deployments import deploy, owned, task_reaches
 from tests.support.kube import FakeKube
 
 
@@ -95,11 +94,7 @@ async def test_cancelling_a_deploy_stops_its_wait_and_releases_the_cluster(
     kube.auto_ready = False
     made = await deploy(client, setup, "shop@1.0.0")
     job_id = made["job_id"]
-    for _ in range(200):
-        tasks = (await client.get(f"/v1/jobs/{job_id}")).json()["tasks"]
-        if any(t["action"] == "wait" and t["status"] == "working" for t in tasks):
-            break
-        await asyncio.sleep(0.1)
+    await task_reaches(client, job_id, "wait")
     cancel = await client.post(f"/v1/jobs/{job_id}/actions/cancel")
     assert cancel.status_code == 202, cancel.text
     job = await wait_job(client, job_id, timeout=30)

@@ -12,7 +12,7 @@ import pytest
 
 from openpitrix.settings import Settings
 from tests.helpers import read_sse, wait_job, when
-from tests.support.deployments import deploy, owned
+from tests.support.deployments import deploy, owned, task_reaches
 from tests.support.kube import FakeKube
 
 
@@ -33,13 +33,7 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
     kube.auto_ready = False
     ns = setup["runtime"]["zone"]
     first = await deploy(client, setup, "shop@1.0.0")
-    for _ in range(200):
-        if any(
-            t["action"] == "wait" and t["status"] == "working"
-            for t in await _tasks(client, first["job_id"])
-        ):
-            break
-        await asyncio.sleep(0.1)
+    await task_reaches(client, first["job_id"], "wait")
     # The runtime's one slot is taken by the first job's wait: the next two jobs queue.
     later = [await deploy(client, setup, "shop@1.0.0") for _ in range(2)]
     await asyncio.sleep(2)
@@ -74,13 +68,7 @@ async def test_a_job_cancelled_while_queued_gives_its_place_back(
     kube.auto_ready = False
     ns = setup["runtime"]["zone"]
     first = await deploy(client, setup, "shop@1.0.0")
-    for _ in range(200):
-        if any(
-            t["action"] == "wait" and t["status"] == "working"
-            for t in await _tasks(client, first["job_id"])
-        ):
-            break
-        await asyncio.sleep(0.1)
+    await task_reaches(client, first["job_id"], "wait")
     queued = await deploy(client, setup, "shop@1.0.0")
     events = await read_sse(client, f"/v1/jobs/{queued['job_id']}/events", max_events=3)
     assert any("waiting for a free slot" in e["data"]["message"] for e in events), events

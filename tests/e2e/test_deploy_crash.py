@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import unique
 from tests.e2e.procs import Processes
 from tests.helpers import create_repo, read_sse, wait_job
-from tests.support.deployments import kubeconfig, owned
+from tests.support.deployments import kubeconfig, owned, task_reaches
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
@@ -65,11 +65,7 @@ async def test_task_worker_killed_mid_deploy_still_ends_in_one_successful_job(
             job_id, cluster_id = made.json()["job_id"], made.json()["cluster_id"]
 
             # Workloads stay unready, so the doomed worker sits in the wait task.
-            for _ in range(300):
-                waiting = await _task(http, job_id, "wait")
-                if waiting.get("status") == "working":
-                    break
-                await asyncio.sleep(0.1)
+            waiting = await task_reaches(http, job_id, "wait")
             assert waiting.get("executor") == doomed.executor, waiting
             doomed.kill()
             assert await doomed.wait(10) == -9

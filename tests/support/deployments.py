@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -97,3 +98,24 @@ async def prepare_runtime(
         "credential_id": cred.json()["credential_id"],
         "versions": await versions(client, repo["repo_id"]),
     }
+
+
+async def task_reaches(
+    client: httpx.AsyncClient,
+    job_id: str,
+    action: str,
+    status: str = "working",
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Poll the job until its `action` task has `status`, and return that task; fail the test
+    if it does not within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        tasks = (await client.get(f"/v1/jobs/{job_id}")).json().get("tasks") or []
+        task: dict[str, Any] = next((t for t in tasks if t["action"] == action), {})
+        if task.get("status") == status:
+            return task
+        if loop.time() > deadline:
+            raise AssertionError(f"task {action} of {job_id} not {status} in {timeout}s: {task}")
+        await asyncio.sleep(0.1)
