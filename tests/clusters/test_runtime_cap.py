@@ -12,7 +12,7 @@ import pytest
 
 from openpitrix.settings import Settings
 from tests.helpers import read_sse, wait_job, when
-from tests.support.deployments import deploy, owned, task_reaches
+from tests.support.deployments import deploy, task_reaches
 from tests.support.kube import FakeKube
 
 
@@ -27,13 +27,27 @@ async def _tasks(client: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]
     return tasks
 
 
+async def _occupy(client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]) -> str:
+    """Deploy a cluster whose workloads stay unready: its wait task holds the runtime's one
+    slot until `_release` lets it finish. Returns its job id."""
+    kube.auto_ready = False
+    first = await deploy(client, setup, "shop@1.0.0")
+    await task_reaches(client, first["job_id"], "wait")
+    return str(first["job_id"])
+
+
+def _release(kube: FakeKube, setup: dict[str, Any]) -> None:
+    """Make every workload of the runtime ready, now and from now on."""
+    kube.auto_ready = True
+    ns = setup["runtime"]["zone"]
+    for deployment in kube.objects("Deployment", ns):
+        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
+
+
 async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
     client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
 ) -> None:
-    kube.auto_ready = False
-    ns = setup["runtime"]["zone"]
-    first = await deploy(client, setup, "shop@1.0.0")
-    await task_reaches(client, first["job_id"], "wait")
+    first = await _occupy(client, kube, setup)
     # The runtime's one slot is taken by the first job's wait: the next two jobs queue.
     later = [await deploy(client, setup, "shop@1.0.0") for _ in range(2)]
     await asyncio.sleep(2)
@@ -45,12 +59,10 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
         runtime_id = setup["runtime"]["runtime_id"]
         assert waiting == [f"waiting for a free slot on {runtime_id} (at most 1 tasks at once)"]
 
-    kube.auto_ready = True
-    for deployment in owned(kube, "Deployment", ns, first["cluster_id"]):
-        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
+    _release(kube, setup)
     spans = []
-    for made in [first, *later]:
-        job = await wait_job(client, made["job_id"])
+    for job_id in [first, *(m["job_id"] for m in later)]:
+        job = await wait_job(client, job_id)
         assert job["status"] == "successful", job
         spans += [(when(t["start_time"]), when(t["end_time"])) for t in job["tasks"]]
     # One at a time: no two tasks on the runtime overlapped.
@@ -65,10 +77,7 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
 async def test_a_job_cancelled_while_queued_gives_its_place_back(
     client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
 ) -> None:
-    kube.auto_ready = False
-    ns = setup["runtime"]["zone"]
-    first = await deploy(client, setup, "shop@1.0.0")
-    await task_reaches(client, first["job_id"], "wait")
+    first = await _occupy(client, kube, setup)
     queued = await deploy(client, setup, "shop@1.0.0")
     events = await read_sse(client, f"/v1/jobs/{queued['job_id']}/events", max_events=3)
     assert any("waiting for a free slot" in e["data"]["message"] for e in events), events
@@ -78,10 +87,8 @@ async def test_a_job_cancelled_while_queued_gives_its_place_back(
     assert job["status"] == "cancelled"
     assert {t["status"] for t in job["tasks"]} == {"cancelled"}
 
-    kube.auto_ready = True
-    for deployment in owned(kube, "Deployment", ns, first["cluster_id"]):
-        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
-    assert (await wait_job(client, first["job_id"]))["status"] == "successful"
+    _release(kube, setup)
+    assert (await wait_job(client, first))["status"] == "successful"
     # Nothing holds the runtime's one slot any more: the next deploy runs through.
     later = await deploy(client, setup, "shop@1.0.0")
     assert (await wait_job(client, later["job_id"], timeout=30))["status"] == "successful"

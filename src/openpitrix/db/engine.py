@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.util import await_
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
 READ_ONLY = "openpitrix_read_only"
@@ -126,7 +126,8 @@ def _set_wal(cur: Any) -> None:
         except Exception as exc:
             if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            # In the driver's greenlet: wait without blocking the event loop.
+            await_(asyncio.sleep(0.05 * (attempt + 1)))
 
 
 WAL_ATTEMPTS = 20

@@ -243,15 +243,11 @@ def _insert_tasks(
 async def _cancel(
     ctx: WorkerContext, session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
 ) -> None:
-    freed = False
+    # Pending tasks give their slots and queue places back before they are cancelled.
+    await slots.release(ctx, session, job.job_id)
     for task in tasks:
         if task.status == JobStatus.PENDING:
-            freed = freed or task.slot == slots.HELD
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
-    target = next((t.target for t in tasks if t.target is not None), None)
-    if freed and target is not None and slots.cap(ctx):
-        await session.flush()
-        await slots.wake(ctx, session, target, because=f"cancel.{job.job_id}")
     if any(t.status == JobStatus.WORKING for t in tasks):
         return  # the running task ends first; its report asks for another advance
     await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")

@@ -64,10 +64,12 @@ async def lock_target(session: AsyncSession, target: str) -> None:
 
 async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
     """Take the lock of the job's target, if capped (before any row lock)."""
+    if not cap(ctx):
+        return
     target = (
         await session.execute(select(col(Task.target)).where(col(Task.job_id) == job_id).limit(1))
     ).scalar()
-    if target is not None and cap(ctx):
+    if target is not None:
         await lock_target(session, target)
 
 
@@ -149,8 +151,8 @@ async def wake(ctx: WorkerContext, session: AsyncSession, target: str, because: 
 
 
 async def release(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
-    """An ended job's tasks that never ran give up their slots and places in the queue (the
-    caller holds the target's lock)."""
+    """A job's tasks that have not started give up their slots and places in the queue, as
+    the job ends or is cancelled (the caller holds the target's lock)."""
     left = (
         (
             await session.execute(

@@ -319,29 +319,43 @@ async def labelled_objects(
     """Every object of these kinds carrying the cluster's label. Kinds are resolved one by
     one (a miss makes the discovery cache refresh, which must not run twice at once), then
     listed all at once."""
-    resources = []
-    for api_version, kind in sorted(set(kinds)):
-        try:
-            resources.append(await dyn.resources.get(api_version=api_version, kind=kind))
-        except ResourceNotFoundError:
-            continue  # e.g. a CRD removed meanwhile: nothing of that kind can exist
-        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
-            raise api_failure(exc, f"discover {kind}") from None
+    resources = [r for av, kind in sorted(set(kinds)) if (r := await _served(dyn, av, kind))]
+    selector = f"{CLUSTER_LABEL}={cluster_id}"
     lists = await asyncio.gather(
-        *(_labelled(dyn, r, namespace=namespace, cluster_id=cluster_id) for r in resources)
+        *(_list(dyn, r, namespace=namespace, label_selector=selector) for r in resources)
     )
     return [obj for found in lists for obj in found]
 
 
-async def _labelled(
-    dyn: DynamicClient, resource: Any, *, namespace: str, cluster_id: str
+async def resource_quotas(dyn: DynamicClient, *, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's ResourceQuotas (none when the cluster serves no such kind)."""
+    resource = await _served(dyn, "v1", "ResourceQuota")
+    return await _list(dyn, resource, namespace=namespace) if resource else []
+
+
+async def _served(dyn: DynamicClient, api_version: str, kind: str) -> Resource | None:
+    """The kind's resource, or None when the cluster does not serve it (e.g. a CRD removed
+    meanwhile: nothing of that kind can exist)."""
+    try:
+        resource: Resource = await dyn.resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError:
+        return None
+    except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+        raise api_failure(exc, f"discover {kind}") from None
+    return resource
+
+
+async def _list(
+    dyn: DynamicClient, resource: Resource, *, namespace: str, label_selector: str | None = None
 ) -> list[dict[str, Any]]:
+    """Objects of a resource in the namespace (all of it for a cluster-scoped one), each with
+    its apiVersion and kind; none when the namespace is gone."""
     try:
         listed = await checked(
             dyn.get(
                 resource,
                 namespace=namespace if resource.namespaced else None,
-                label_selector=f"{CLUSTER_LABEL}={cluster_id}",
+                label_selector=label_selector,
                 _request_timeout=REQUEST_TIMEOUT,
             ),
             f"list {resource.kind}",
@@ -354,22 +368,3 @@ async def _labelled(
         item.setdefault("kind", resource.kind)
         found.append(item)
     return found
-
-
-async def resource_quotas(dyn: DynamicClient, *, namespace: str) -> list[dict[str, Any]]:
-    """The namespace's ResourceQuotas (none when the cluster serves no such kind)."""
-    try:
-        resource = await dyn.resources.get(api_version="v1", kind="ResourceQuota")
-    except ResourceNotFoundError:
-        return []
-    except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
-        raise api_failure(exc, "discover ResourceQuota") from None
-    try:
-        listed = await checked(
-            dyn.get(resource, namespace=namespace, _request_timeout=REQUEST_TIMEOUT),
-            "list ResourceQuota",
-        )
-    except Missing:
-        return []
-    items: list[dict[str, Any]] = listed.get("items") or []
-    return items
