@@ -98,8 +98,15 @@ async def _prepare_local(settings: Settings, *, demo: bool) -> None:
     try:
         email = settings.bootstrap_admin_email or DEFAULT_ADMIN_EMAIL
         password_file = settings.data_dir.resolve() / ADMIN_PASSWORD_FILE
+        async with db.read_session() as session:
+            had_users = await iam_service.any_user_exists(session)
         generated = await ensure_bootstrap_admin(db, settings)
-        if generated is not None:
+        if settings.bootstrap_admin_password is not None:
+            if had_users:
+                log.warning("users exist already: the given admin password was not applied")
+            else:
+                log.warning("created the first admin email=%s with the given password", email)
+        elif generated is not None:
             _write_private(password_file, generated)
             log.warning(
                 "created the first admin email=%s; its password is in %s (mode 0600): "
@@ -107,7 +114,7 @@ async def _prepare_local(settings: Settings, *, demo: bool) -> None:
                 email,
                 password_file,
             )
-        elif settings.bootstrap_admin_password is None and password_file.exists():
+        elif password_file.exists():
             async with db.read_session() as session:
                 user = await iam_service.find_live_user(session, email)
             stored = user.password_hash if user is not None else None

@@ -66,7 +66,7 @@ async def test_the_generated_password_is_written_0600_and_pointed_at_on_every_st
 
 
 async def test_a_given_admin_password_is_used_and_no_file_is_written(
-    fresh_database: str, tmp_path: Path
+    fresh_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
@@ -77,6 +77,14 @@ async def test_a_given_admin_password_is_used_and_no_file_is_written(
     [admin] = (await _state(fresh_database))[2]
     assert passwords.verify_password(admin.password_hash, "local-admin-pw-1")
     assert not (tmp_path / "admin-password").exists()
+
+    # Given again once users exist, it changes nothing, and the log says so.
+    other = settings.model_copy(update={"bootstrap_admin_password": SecretStr("other-pw-2345")})
+    with caplog.at_level(logging.WARNING):
+        await _prepare_local(other, demo=False)
+    [admin] = (await _state(fresh_database))[2]
+    assert passwords.verify_password(admin.password_hash, "local-admin-pw-1")
+    assert "the given admin password was not applied" in caplog.text
 
 
 async def test_the_demo_repo_is_added_once_and_follows_the_gateways_address(
