@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/openpitrix serve
+	$(BIN)/openpitrix serve --demo
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

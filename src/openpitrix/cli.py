@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from pydantic import TypeAdapter, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
+from starlette.staticfiles import StaticFiles
 
+from openpitrix import demo as demo_repo
 from openpitrix import secrets_rotation
 from openpitrix.api.app import create_app
 from openpitrix.crypto import load_secret_box
@@ -22,6 +25,7 @@ from openpitrix.db.migrate import upgrade
 from openpitrix.errors import AppError
 from openpitrix.iam import passwords
 from openpitrix.iam import service as iam_service
+from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.schemas import Email, GroupPath, Role, UserName
 from openpitrix.logs import setup_logging
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
@@ -56,7 +60,7 @@ def local_mode(settings: Settings) -> Settings:
     return settings.model_copy(update={"indexer": indexer})
 
 
-def _serve_http(settings: Settings, fastapi_app: object) -> None:
+def _serve_http(settings: Settings, fastapi_app: object, *, listen_first: bool = False) -> None:
     config = uvicorn.Config(
         fastapi_app,  # type: ignore[arg-type]
         host=settings.host,
@@ -64,7 +68,73 @@ def _serve_http(settings: Settings, fastapi_app: object) -> None:
         log_config=None,
         timeout_graceful_shutdown=int(settings.worker.drain_seconds) + 5,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    if not listen_first:
+        server.run()
+        return
+    # Listening before the lifespan starts the workers: connections made meanwhile (the demo
+    # repo's first index job fetches from this very gateway) wait in the backlog for the app
+    # instead of being refused.
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    server.run(sockets=[sock])
+
+
+ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (0600 from the start, never wider)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text + "\n")
+
+
+async def _prepare_local(settings: Settings, *, demo: bool) -> None:
+    """`serve`'s first steps: the first admin (its generated password written to a file the
+    README reads) and, with `--demo`, the demo chart repo."""
+    db = Database(settings.effective_database_url)
+    try:
+        email = settings.bootstrap_admin_email or DEFAULT_ADMIN_EMAIL
+        password_file = settings.data_dir.resolve() / ADMIN_PASSWORD_FILE
+        async with db.read_session() as session:
+            had_users = await iam_service.any_user_exists(session)
+        generated = await ensure_bootstrap_admin(db, settings)
+        if settings.bootstrap_admin_password is not None:
+            if had_users:
+                log.warning("users exist already: the given admin password was not applied")
+            else:
+                log.warning("created the first admin email=%s with the given password", email)
+        elif generated is not None:
+            _write_private(password_file, generated)
+            log.warning(
+                "created the first admin email=%s; its password is in %s (mode 0600): "
+                "log in with it and change it",
+                email,
+                password_file,
+            )
+        elif password_file.exists():
+            async with db.read_session() as session:
+                user = await iam_service.find_live_user(session, email)
+            stored = user.password_hash if user is not None else None
+            given = password_file.read_text(encoding="utf-8").strip()
+            if await passwords.verify_password_async(stored, given):
+                log.warning("log in as email=%s with the password in %s", email, password_file)
+        if demo:
+            await asyncio.to_thread(demo_repo.build_chart_repo, demo_repo.chart_dir(settings))
+            repo_id = await demo_repo.ensure_demo_repo(db, settings)
+            if repo_id is None:
+                log.warning("demo: no admin to own the demo repo; skipped")
+            else:
+                log.warning(
+                    "demo charts served at %s/index.yaml as repo name=%s id=%s",
+                    demo_repo.repo_url(settings),
+                    demo_repo.REPO_NAME,
+                    repo_id,
+                )
+    finally:
+        await db.dispose()
 
 
 @app.command()
@@ -72,13 +142,45 @@ def serve(
     host: HostOpt = None,
     port: PortOpt = None,
     data_dir: Annotated[Path | None, typer.Option(help="Embedded database and NATS store.")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Publish a small chart repo generated under the data dir at /demo-charts and "
+            "add it as the admin's repo `demo` (indexed at start).",
+        ),
+    ] = False,
+    admin_password: Annotated[
+        str | None,
+        typer.Option(
+            help="Password of the first admin when it is created (local use; default: "
+            "OPENPITRIX_BOOTSTRAP_ADMIN_PASSWORD, else generated into <data-dir>/admin-password).",
+        ),
+    ] = None,
 ) -> None:
     """Everything in one process on embedded defaults: migrations, gateway, every manager."""
     settings = local_mode(_settings(host=host, port=port, data_dir=data_dir))
+    if admin_password is not None:
+        try:
+            passwords.check_policy(admin_password)
+        except passwords.PasswordPolicyError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--admin-password") from None
+        settings = settings.model_copy(
+            update={"bootstrap_admin_password": SecretStr(admin_password)}
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
+    asyncio.run(_prepare_local(settings, demo=demo))
+    fastapi_app = create_app(settings, run_workers=True)
+    if demo:
+        # Outside the routers on purpose: a chart repo is read anonymously, like any other.
+        fastapi_app.mount(
+            demo_repo.MOUNT_PATH,
+            StaticFiles(directory=demo_repo.chart_dir(settings)),
+            name="demo-charts",
+        )
     log.info("serving on http://%s:%d (docs at /docs)", settings.host, settings.port)
-    _serve_http(settings, create_app(settings, run_workers=True))
+    _serve_http(settings, fastapi_app, listen_first=True)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from openpitrix.db.base import Owned, Timestamps
@@ -23,6 +23,11 @@ class ChartMetadata(SQLModel):
         default_factory=list, sa_type=JSONType, nullable=False
     )
     sources: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+
+
+# Compared byte by byte (see indexer.sync.version_sort): PostgreSQL's default collation would
+# compare it by locale rules instead; SQLite compares bytes already.
+VERSION_SORT_TYPE = String(400).with_variant(String(400, collation="C"), "postgresql")
 
 
 class App(Owned, Timestamps, ChartMetadata, table=True):
@@ -49,6 +54,8 @@ class AppVersion(Owned, Timestamps, ChartMetadata, table=True):
     repo_id: str = Field(max_length=40, index=True)
     name: str = Field(max_length=300)
     version: str = Field(max_length=100)
+    # The version in semantic-version order as text, for `sort_key=version`.
+    version_sort: str = Field(default="", sa_type=VERSION_SORT_TYPE)
     app_version: str = Field(default="", max_length=100)
     digest: str = Field(default="", max_length=200)
     package_url: str = Field(default="")

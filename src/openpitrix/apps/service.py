@@ -63,7 +63,7 @@ VERSION_LIST = ListSpec(
         "create_time": col(AppVersion.create_time),
         "update_time": col(AppVersion.update_time),
         "created": col(AppVersion.created),
-        "version": col(AppVersion.version),
+        "version": col(AppVersion.version_sort),  # semantic order: 1.9 < 1.10.0-rc.1 < 1.10.0
         "name": col(AppVersion.name),
     },
     default_sort="created",

@@ -53,6 +53,8 @@ class ClusterRelease(SQLModel, table=True):
     version_id: str = Field(max_length=40)
     chart_version: str = Field(default="", max_length=100)
     values: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    # reset, reused or restored (clusters.schemas.ValuesMode): how `values` were made.
+    values_mode: str = Field(default="reset", max_length=16)
     manifest: str = Field(default="[]", sa_type=Text)  # JSON list of the objects applied
     # pending (rendered, not yet applied), deployed, superseded, failed.
     status: str = Field(default="pending", max_length=16)

@@ -251,14 +251,22 @@ async def update_env(
     response: Response,
     idem: IdempotencyDep,
 ) -> ClusterJobAccepted:
-    """Deploy the same version with new values as a new revision."""
+    """Deploy the same version with changed values as a new revision: `values` merge over the
+    deployed revision's (Helm's `--reuse-values`), or replace them with `reset_values`."""
     return await _once(
         session,
         access,
         idem,
         data,
         response,
-        lambda: service.start_action(session, cluster_id, "update_env", access, values=data.values),
+        lambda: service.start_action(
+            session,
+            cluster_id,
+            "update_env",
+            access,
+            values=data.values,
+            reset_values=data.reset_values,
+        ),
     )
 
 

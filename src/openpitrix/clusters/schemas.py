@@ -35,6 +35,14 @@ class Transition(StrEnum):
 Values = dict[str, Any]
 
 
+class ValuesMode(StrEnum):
+    """How a revision's values were made."""
+
+    RESET = "reset"  # the values given, over the chart's defaults only
+    REUSED = "reused"  # the values given, merged over those of the revision deployed before
+    RESTORED = "restored"  # a rollback: an earlier revision's values, as they were
+
+
 class ClusterCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -82,9 +90,21 @@ class RollbackRequest(BaseModel):
 
 
 class UpdateEnvRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"values": {"replicaCount": 3}}]},
+    )
 
-    values: Values
+    values: Values = Field(
+        description="Merged over the deployed revision's values (like Helm's `--reuse-values`): "
+        "nested tables merge, and a `null` drops an earlier override of that key, so the chart's "
+        "default applies again. With `reset_values`, they replace them instead."
+    )
+    reset_values: bool = Field(
+        False,
+        description="Start from the chart's defaults: earlier overrides are dropped and only "
+        "`values` apply (like Helm's `--reset-values`).",
+    )
 
 
 class ClusterRead(BaseModel):
@@ -131,6 +151,11 @@ class ReleaseRead(BaseModel):
     version_id: str
     chart_version: str
     values: Values
+    values_mode: ValuesMode = Field(
+        description="`reset`: the values given, over the chart's defaults; `reused`: the values "
+        "given merged over the previous revision's (update-env's default, upgrade without "
+        "values); `restored`: a rollback's earlier values."
+    )
     status: str = Field(
         description="pending (not rendered yet), rendered, deployed, superseded, or failed."
     )

@@ -30,6 +30,7 @@ from openpitrix.clusters.schemas import (
     ReleaseDetail,
     ReleaseRead,
     Transition,
+    ValuesMode,
 )
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
@@ -179,6 +180,7 @@ async def create_cluster(
         version_id=version.version_id,
         chart_version=version.version,
         values=data.values,
+        values_mode=ValuesMode.RESET,
     )
     session.add(release)
     await session.flush()
@@ -282,9 +284,12 @@ async def start_action(
     *,
     version_id: str | None = None,
     values: dict[str, Any] | None = None,
+    reset_values: bool = False,
     revision: int | None = None,
 ) -> tuple[Cluster, Job]:
-    """Start upgrade, rollback, update_env, delete or cease."""
+    """Start upgrade, rollback, update_env, delete or cease.
+
+    update_env merges `values` over the deployed revision's unless `reset_values`."""
     cluster = await get_writable_cluster(session, cluster_id, access)
     _check_supported(cluster.provider, action)
     if cluster.status not in FROM_STATUS[action]:
@@ -297,7 +302,7 @@ async def start_action(
     inputs = None
     if action in DEPLOYS:
         inputs = await _release_inputs(
-            session, cluster, action, access, version_id, values, revision
+            session, cluster, action, access, version_id, values, revision, reset_values
         )
         _check_values(inputs[1])
     await lock(session, cluster, action)
@@ -310,6 +315,7 @@ async def start_action(
             version_id=inputs[0],
             chart_version=version.version if version else "",
             values=inputs[1],
+            values_mode=inputs[2],
         )
         session.add(release)
     job = await _start_job(session, cluster, action, release_revision)
@@ -328,10 +334,13 @@ async def _release_inputs(
     version_id: str | None,
     values: dict[str, Any] | None,
     revision: int | None,
-) -> tuple[str, dict[str, Any]]:
+    reset_values: bool = False,
+) -> tuple[str, dict[str, Any], ValuesMode]:
     if action == "update_env":
         assert values is not None
-        return cluster.version_id, values
+        if reset_values:
+            return cluster.version_id, values, ValuesMode.RESET
+        return cluster.version_id, merge_values(cluster.values, values), ValuesMode.REUSED
     if action == "upgrade":
         assert version_id is not None
         version, repo = await _deployable_version(session, version_id, access)
@@ -343,7 +352,9 @@ async def _release_inputs(
         runtime = await session.get(Runtime, cluster.runtime_id)
         if runtime is not None:
             _check_eligible(runtime, repo)
-        return version_id, cluster.values if values is None else values
+        if values is None:
+            return version_id, cluster.values, ValuesMode.REUSED
+        return version_id, values, ValuesMode.RESET
     # rollback: default to the revision before the deployed one.
     target = revision or cluster.revision - 1
     release = await session.get(ClusterRelease, (cluster.cluster_id, target))
@@ -352,7 +363,23 @@ async def _release_inputs(
             f"cluster {cluster.cluster_id!r} has no deployed revision {target}",
             code="no_such_revision",
         )
-    return release.version_id, release.values
+    return release.version_id, release.values, ValuesMode.RESTORED
+
+
+def merge_values(current: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`given` over `current` the way Helm's `--reuse-values` coalesces them: nested tables
+    merge key by key and anything else in `given` wins. A `null` for a key `current` set drops
+    that override (the chart's default applies again); a `null` for any other key stays, and
+    removes the chart's default when rendered, as a null does in Helm."""
+    merged = dict(current)
+    for key, value in given.items():
+        if value is None and key in merged:
+            del merged[key]
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 REDACTED = "<redacted>"
@@ -364,6 +391,7 @@ def release_read(row: ClusterRelease) -> ReleaseRead:
         version_id=row.version_id,
         chart_version=row.chart_version,
         values=row.values,
+        values_mode=ValuesMode(row.values_mode),
         status=row.status,
         job_id=row.job_id,
         create_time=row.create_time,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openpitrix import ids
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.db.types import utcnow
-from openpitrix.indexer.helm import ChartVersion, ParsedIndex
+from openpitrix.indexer.helm import ChartVersion, ParsedIndex, version_sort_key
 
 DELETED = "deleted"
 CHUNK = 2000
@@ -92,6 +92,35 @@ def storable(index: ParsedIndex) -> ParsedIndex:
         return index
     count = sum(len(versions) for versions in charts.values())
     return ParsedIndex(charts=charts, version_count=count, skipped=skipped)
+
+
+def _sortable_number(number: int) -> str:
+    # Length first, so "10" follows "9" in plain text order.
+    digits = str(number)
+    return f"{len(digits):02d}{digits}"
+
+
+def version_sort(version: str) -> str:
+    """`version`'s semantic-version order as text, for `app_versions.version_sort`: byte order
+    of these strings (PostgreSQL compares the column under the "C" collation) is
+    `helm.version_sort_key` order, so 1.9 < 1.10.0-rc.1 < 1.10.0 < 1.15.3 in SQL.
+
+    Non-semver strings sort below every semver one, by text. A pre-release sorts below its
+    release; its dot-separated identifiers compare one by one (numbers numerically and below
+    words), each closed by "!", which sorts below every identifier character, so a shorter
+    run of identifiers sorts first.
+    """
+    semver, numbers, release, identifiers, text = version_sort_key(version)
+    if not semver:
+        return "0" + text
+    core = "".join(_sortable_number(n) for n in numbers)
+    if release:
+        return f"1{core}1"
+    pre = "".join(
+        ("0" + _sortable_number(number) if kind == 0 else "1" + word) + "!"
+        for kind, number, word in identifiers
+    )
+    return f"1{core}0{pre}"
 
 
 def _app_meta(newest: ChartVersion) -> dict[str, Any]:
@@ -206,6 +235,7 @@ async def sync_catalog(
                         "app_id": app_id,
                         "repo_id": repo_id,
                         "version": v.version,
+                        "version_sort": version_sort(v.version),
                         **_version_row(v),
                         "status": default_status,
                         "owner": owner,
