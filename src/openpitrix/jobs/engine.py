@@ -266,13 +266,6 @@ async def _cancel(
 
 async def run_task(ctx: WorkerContext, delivery: Delivery, command: RunTask) -> None:
     job_id, task_id = command.job_id, command.task_id
-    if task_id in _RUNNING:
-        # Come back once the run here has ended (then the task is settled and this is a no-op),
-        # or, should this process die meanwhile, to resume it elsewhere.
-        raise RetryableError(
-            f"task {task_id} is still running in this worker",
-            delay=ctx.settings.bus.ack_wait_seconds,
-        )
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
@@ -285,6 +278,13 @@ async def run_task(ctx: WorkerContext, delivery: Delivery, command: RunTask) -> 
             # retried) supersedes this copy: the task runs from that one, once.
             log.info("task=%s dispatch %d superseded; ignored", task_id, command.dispatch)
             return
+        if task_id in _RUNNING:
+            # Come back once the run here has ended (then the task is settled and this is a
+            # no-op), or, should this process die meanwhile, to resume it elsewhere.
+            raise RetryableError(
+                f"task {task_id} is still running in this worker",
+                delay=ctx.settings.bus.ack_wait_seconds,
+            )
         if job.cancel_requested:
             target = task.target if slots.cap(ctx) else None
             if target is not None:
@@ -414,13 +414,17 @@ async def _settle(
     error: ErrorInfo | None = None,
     result: dict[str, Any] | None = None,
     adapter: JobAdapter | None = None,
+    dispatch: int = 0,
 ) -> None:
     """Record a task's outcome and ask the job-manager to advance, in one transaction. A task
-    that already ended (a duplicate outcome) is left alone."""
+    that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`, is
+    left alone."""
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
         if job is None or task is None or task.status in TERMINAL_STATUSES:
+            return
+        if 0 < dispatch < task.dispatches:
             return
         if task.target is not None:
             # The target's lock before any row lock, in the order claims take them: a claim
@@ -441,8 +445,14 @@ async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, messag
     """The task's command ran out of deliveries: the task fails and the job moves on."""
     if isinstance(delivery.payload, RunTask):
         error = ErrorInfo(code=code, message=message)
+        command = delivery.payload
         await _settle(
-            ctx, delivery.payload.job_id, delivery.payload.task_id, JobStatus.FAILED, error=error
+            ctx,
+            command.job_id,
+            command.task_id,
+            JobStatus.FAILED,
+            error=error,
+            dispatch=command.dispatch,
         )
 
 
