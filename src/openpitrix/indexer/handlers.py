@@ -10,26 +10,27 @@ from sqlmodel import col
 from openpitrix.bus.topology import REPO_INDEXER
 from openpitrix.db.types import utcnow
 from openpitrix.indexer.service import fail_index_job, run_index_job
+from openpitrix.jobs.commands import JobCommand
 from openpitrix.jobs.schemas import ErrorInfo
 from openpitrix.repos import service as repos
 from openpitrix.repos.models import Repo
 from openpitrix.repos.schemas import RepoStatus
-from openpitrix.workers.service import Delivery, Manager, Periodic, WorkerContext
+from openpitrix.workers.service import Command, Delivery, Manager, Periodic, WorkerContext
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_BATCH = 100
 
 
-async def handle_index(ctx: WorkerContext, delivery: Delivery) -> None:
-    job_id = str(delivery.payload["job_id"])
-    await run_index_job(ctx.db, ctx.http, ctx.settings.indexer, ctx.secrets, job_id, ctx.executor)
+async def handle_index(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
+    await run_index_job(
+        ctx.db, ctx.http, ctx.settings.indexer, ctx.secrets, command.job_id, ctx.executor
+    )
 
 
 async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
-    job_id = delivery.payload.get("job_id")
-    if isinstance(job_id, str):
-        await fail_index_job(ctx.db, job_id, ErrorInfo(code=code, message=message))
+    if isinstance(delivery.payload, JobCommand):
+        await fail_index_job(ctx.db, delivery.payload.job_id, ErrorInfo(code=code, message=message))
 
 
 async def schedule_due_repos(ctx: WorkerContext) -> None:
@@ -75,7 +76,7 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
 def repo_indexer() -> Manager:
     return Manager(
         name=REPO_INDEXER,
-        handlers={"index": handle_index},
+        commands={"index": Command(JobCommand, handle_index)},
         on_give_up=give_up,
         periodic=[
             Periodic(

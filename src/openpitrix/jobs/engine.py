@@ -6,10 +6,12 @@ twice, or redelivered after a worker died, converges on the same outcome:
 
 - `job-manager.advance {job_id}`: plan if needed, then dispatch the pending tasks of the first
   unfinished layer, or end the job (failed task, cancel request, or all layers done).
-- `task-manager.run {job_id, task_id}`: claim the task, run it with heartbeats and a timeout,
-  record the outcome and ask the job-manager to advance.
+- `task-manager.run {job_id, task_id, dispatch}`: claim the task, run it with heartbeats and a
+  timeout, record the outcome and ask the job-manager to advance.
 
-Tasks acting on a shared runtime are capped across all task-managers: see `jobs.slots`.
+Each message has an id naming its cause, distinct for the job's whole life: see
+`jobs.commands`. Tasks acting on a shared runtime are capped across all task-managers: see
+`jobs.slots`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ from openpitrix.errors import Conflict
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
+from openpitrix.jobs.commands import (
+    JobCommand,
+    RunTask,
+    cancel_id,
+    retry_id,
+    task_end_id,
+)
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
 from openpitrix.outbox.writer import enqueue
 from openpitrix.providers.base import PlannedTask, ProviderError
 from openpitrix.workers.service import (
+    Command,
     Delivery,
     Manager,
     Periodic,
@@ -91,14 +101,14 @@ def register(adapter: JobAdapter) -> None:
     ADAPTERS[adapter.resource_kind] = adapter
 
 
-def request_advance(session: AsyncSession, job_id: str, *, because: str) -> None:
-    """Ask the job-manager to look at the job again (in the caller's transaction). The message
-    id makes one request per cause: a redelivered cause does not multiply advances."""
+def request_advance(session: AsyncSession, job_id: str, *, msg_id: str) -> None:
+    """Ask the job-manager to look at the job again (in the caller's transaction). `msg_id`
+    names the cause (`jobs.commands`): a redelivered cause does not multiply advances."""
     enqueue(
         session,
         command_subject(JOB_MANAGER, ADVANCE),
-        {"job_id": job_id},
-        msg_id=slots.bounded_msg_id(f"{job_id}.{because}"),
+        JobCommand(job_id=job_id).model_dump(),
+        msg_id=msg_id,
     )
 
 
@@ -141,8 +151,8 @@ async def _end(
     await slots.release(ctx, session, job.job_id)
 
 
-async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
-    job_id = str(delivery.payload["job_id"])
+async def advance(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
+    job_id = command.job_id
     async with ctx.db.transaction() as session:
         await slots.lock_target_of(ctx, session, job_id)
         job = await _lock_job(session, job_id)
@@ -206,15 +216,16 @@ async def advance(ctx: WorkerContext, delivery: Delivery) -> None:
             for task in layer:
                 if task.status != JobStatus.PENDING or task.slot:
                     continue  # running, ended, dispatched, or queued for a free slot
-                if task.target is not None and slots.cap(ctx):
+                capped = task.target is not None and slots.cap(ctx) > 0
+                if capped:
+                    assert task.target is not None
                     if room is None:
                         room = await slots.room(ctx, session, task.target)
                     if room <= 0:
                         slots.queue(ctx, session, job, task)
                         continue
                     room -= 1
-                    task.slot = slots.HELD
-                slots.dispatch(session, task, f"{task.task_id}.{task.attempts}")
+                slots.dispatch(session, task, held=capped)
             return
         await _end(ctx, session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
@@ -253,15 +264,8 @@ async def _cancel(
     await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
 
 
-async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
-    job_id, task_id = str(delivery.payload["job_id"]), str(delivery.payload["task_id"])
-    if task_id in _RUNNING:
-        # Come back once the run here has ended (then the task is settled and this is a no-op),
-        # or, should this process die meanwhile, to resume it elsewhere.
-        raise RetryableError(
-            f"task {task_id} is still running in this worker",
-            delay=ctx.settings.bus.ack_wait_seconds,
-        )
+async def run_task(ctx: WorkerContext, delivery: Delivery, command: RunTask) -> None:
+    job_id, task_id = command.job_id, command.task_id
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
@@ -269,15 +273,31 @@ async def run_task(ctx: WorkerContext, delivery: Delivery) -> None:
             return
         if task.status in TERMINAL_STATUSES:
             return
+        if 0 < command.dispatch < task.dispatches:
+            # A later dispatch (the task was cancelled before this one reached a worker, then
+            # retried) supersedes this copy: the task runs from that one, once.
+            log.info("task=%s dispatch %d superseded; ignored", task_id, command.dispatch)
+            return
+        if task_id in _RUNNING:
+            # Come back once the run here has ended (then the task is settled and this is a
+            # no-op), or, should this process die meanwhile, to resume it elsewhere.
+            raise RetryableError(
+                f"task {task_id} is still running in this worker",
+                delay=ctx.settings.bus.ack_wait_seconds,
+            )
         if job.cancel_requested:
             target = task.target if slots.cap(ctx) else None
             if target is not None:
                 await slots.lock_target(session, target)
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
-            request_advance(session, job_id, because=f"{task_id}.cancelled")
+            request_advance(
+                session,
+                job_id,
+                msg_id=task_end_id(task_id, task.dispatches, JobStatus.CANCELLED),
+            )
             if target is not None:
                 await session.flush()
-                await slots.wake(ctx, session, target, because=f"{task_id}.cancelled")
+                await slots.wake(ctx, session, target)
             return
         # A task already working was claimed by an earlier delivery. If this is that message
         # coming back (its worker died or timed out), resume; a second copy of a fresh
@@ -394,13 +414,17 @@ async def _settle(
     error: ErrorInfo | None = None,
     result: dict[str, Any] | None = None,
     adapter: JobAdapter | None = None,
+    dispatch: int = 0,
 ) -> None:
     """Record a task's outcome and ask the job-manager to advance, in one transaction. A task
-    that already ended (a duplicate outcome) is left alone."""
+    that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`, is
+    left alone."""
     async with ctx.db.transaction() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         task = await session.get(Task, task_id, populate_existing=True)
         if job is None or task is None or task.status in TERMINAL_STATUSES:
+            return
+        if 0 < dispatch < task.dispatches:
             return
         if task.target is not None:
             # The target's lock before any row lock, in the order claims take them: a claim
@@ -410,24 +434,32 @@ async def _settle(
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
         jobs.finish_task(session, job, task, status, result=result, error=error)
-        request_advance(session, job_id, because=f"{task_id}.{task.attempts}.{status.value}")
+        # One end per dispatch: a task ends again only after a retry dispatched it anew.
+        request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
         if task.target is not None:
             await session.flush()
-            await slots.wake(ctx, session, task.target, because=f"after.{task_id}.{task.attempts}")
+            await slots.wake(ctx, session, task.target)
 
 
 async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
     """The task's command ran out of deliveries: the task fails and the job moves on."""
-    job_id, task_id = delivery.payload.get("job_id"), delivery.payload.get("task_id")
-    if isinstance(job_id, str) and isinstance(task_id, str):
+    if isinstance(delivery.payload, RunTask):
         error = ErrorInfo(code=code, message=message)
-        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
+        command = delivery.payload
+        await _settle(
+            ctx,
+            command.job_id,
+            command.task_id,
+            JobStatus.FAILED,
+            error=error,
+            dispatch=command.dispatch,
+        )
 
 
 async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
-    job_id = delivery.payload.get("job_id")
-    if not isinstance(job_id, str):
+    if not isinstance(delivery.payload, JobCommand):
         return
+    job_id = delivery.payload.job_id
     async with ctx.db.transaction() as session:
         await slots.lock_target_of(ctx, session, job_id)
         job = await _lock_job(session, job_id)
@@ -442,13 +474,17 @@ async def give_up_job(ctx: WorkerContext, delivery: Delivery, code: str, message
 
 
 def job_manager() -> Manager:
-    return Manager(name=JOB_MANAGER, handlers={ADVANCE: advance}, on_give_up=give_up_job)
+    return Manager(
+        name=JOB_MANAGER,
+        commands={ADVANCE: Command(JobCommand, advance)},
+        on_give_up=give_up_job,
+    )
 
 
 def task_manager() -> Manager:
     return Manager(
         name=TASK_MANAGER,
-        handlers={RUN: run_task},
+        commands={RUN: Command(RunTask, run_task)},
         on_give_up=give_up_task,
         concurrency=lambda settings: settings.worker.task_concurrency,
         periodic=[
@@ -477,10 +513,15 @@ async def cancel_job(session: AsyncSession, job_id: str, access: Access) -> Job:
     """Ask a running job to stop: pending tasks are cancelled, a running task finishes first."""
     job = await jobs.get_visible_job(session, job_id, access)
     _engine_job(job)
+    locked = await _lock_job(session, job_id)
+    assert locked is not None
+    job = locked
     if job.status in TERMINAL_STATUSES:
         raise Conflict(f"job {job_id!r} already ended ({job.status})", code="job_ended")
+    if job.cancel_requested:
+        return job  # asked already in this run: its advance is on its way, or done
     job.cancel_requested = True
-    request_advance(session, job_id, because="cancel")
+    request_advance(session, job_id, msg_id=cancel_id(job_id, job.run))
     return job
 
 
@@ -488,6 +529,10 @@ async def retry_job(session: AsyncSession, job_id: str, access: Access) -> Job:
     """Run a failed or cancelled job again from its unfinished tasks (successful ones stay)."""
     job = await jobs.get_visible_job(session, job_id, access)
     adapter = _engine_job(job)
+    # Two retries at once: the second waits here and finds the job pending.
+    locked = await _lock_job(session, job_id)
+    assert locked is not None
+    job = locked
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise Conflict(
             f"only failed or cancelled jobs can be retried; this one is {job.status}",
@@ -504,12 +549,13 @@ async def retry_job(session: AsyncSession, job_id: str, access: Access) -> Job:
             task.slot = ""
             task.error_code = task.error_message = None
             task.end_time = None
-    retries = int(job.result.get("retries", 0)) + 1 if isinstance(job.result, dict) else 1
+    job.run += 1
     job.status = JobStatus.PENDING
     job.cancel_requested = False
     job.error_code = job.error_message = None
     job.end_time = None
-    job.result = {"retries": retries}
-    jobs.announce(session, job, JobStatus.PENDING, f"retry {retries} requested")
-    request_advance(session, job_id, because=f"retry.{retries}")
+    # The job's event stream tells runs apart by this count (jobs.stream).
+    job.result = {"retries": job.run}
+    jobs.announce(session, job, JobStatus.PENDING, f"retry {job.run} requested")
+    request_advance(session, job_id, msg_id=retry_id(job_id, job.run))
     return job

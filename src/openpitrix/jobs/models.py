@@ -43,6 +43,8 @@ class Job(Owned, RunState, table=True):
     progress: int = Field(default=0)
     # Set by a cancel request; the job-manager ends the job once no task is running.
     cancel_requested: bool = Field(default=False)
+    # 0 for the first run, one more per retry: part of the ids of the run's messages.
+    run: int = Field(default=0)
 
 
 class Task(RunState, table=True):
@@ -58,5 +60,8 @@ class Task(RunState, table=True):
     # What the task acts on, shared with other jobs (a runtime): caps how many run at once.
     target: str | None = Field(default=None, max_length=40)
     # Its share of the target's cap: "held" from dispatch until it ends, "waiting" while
-    # queued for a free slot, "" when not counted (no target, or no cap).
+    # queued for a free slot; "sent" once dispatched outside any cap (no target, or no cap);
+    # "" when neither dispatched nor queued.
     slot: str = Field(default="", max_length=8)
+    # Times the task was sent to the task-managers: numbers each dispatch's message id.
+    dispatches: int = Field(default=0)

@@ -18,6 +18,7 @@ from openpitrix.errors import NotFound
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.iam.access import Access, Scope
+from openpitrix.jobs.commands import JobCommand, created_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobRead, JobStatus, TaskRead
 from openpitrix.outbox.writer import enqueue
@@ -90,7 +91,12 @@ async def create_job(
     # The event row goes first: the relay publishes in insertion order, so clients see
     # "pending" before any worker can report "working".
     _job_event(session, job, JobStatus.PENDING, f"{action} job created")
-    enqueue(session, command_subject(manager, verb), {"job_id": job.job_id}, msg_id=job.job_id)
+    enqueue(
+        session,
+        command_subject(manager, verb),
+        JobCommand(job_id=job.job_id).model_dump(),
+        msg_id=created_id(job.job_id),
+    )
     await session.flush()
     return job
 

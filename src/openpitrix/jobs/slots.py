@@ -2,7 +2,8 @@
 at once, across every task-manager.
 
 A task holds one of its target's slots from the moment it is dispatched until it ends
-(`Task.slot = "held"`). A task the job-manager cannot dispatch for want of a slot is queued
+(`Task.slot = "held"`; a task dispatched outside any cap is marked "sent", so that it is not
+sent twice either). A task the job-manager cannot dispatch for want of a slot is queued
 (`"waiting"`), and each task ending on the target dispatches the oldest queued ones. Every
 decision about a target's slots is made under the target's lock, which callers take before any
 row lock so no two transactions wait on each other in opposite orders. A periodic sweep
@@ -11,9 +12,7 @@ dispatches queued tasks whose target has room, should the cap be raised or a wak
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlmodel import col
 from openpitrix.bus.topology import TASK_MANAGER, command_subject
 from openpitrix.db.locks import lock_name
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs.commands import RunTask, dispatch_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import JobStatus
 from openpitrix.outbox.writer import enqueue
@@ -32,29 +32,26 @@ from openpitrix.workers.service import WorkerContext
 log = logging.getLogger(__name__)
 
 RUN = "run"
-HELD, WAITING = "held", "waiting"
-MSG_ID_MAX = 40  # outbox.msg_id's width
-
-
-def bounded_msg_id(msg_id: str) -> str:
-    """The id itself when it fits the column, else its digest: still one id per cause, so
-    de-duplication holds, and PostgreSQL does not refuse the row."""
-    if len(msg_id) <= MSG_ID_MAX:
-        return msg_id
-    return hashlib.sha1(msg_id.encode(), usedforsecurity=False).hexdigest()
+HELD, WAITING, SENT = "held", "waiting", "sent"
 
 
 def cap(ctx: WorkerContext) -> int:
     return ctx.settings.worker.runtime_concurrency
 
 
-def dispatch(session: AsyncSession, task: Task, msg_id: str) -> None:
-    """Send the task to the task-managers (in the caller's transaction)."""
+def dispatch(session: AsyncSession, task: Task, *, held: bool) -> None:
+    """Send the task to the task-managers (in the caller's transaction), holding one of its
+    target's slots or outside any cap. The task is marked so that no later advance sends it
+    again, and the dispatch is numbered: each has a message id of its own, and a task-manager
+    ignores any earlier dispatch of the task still in flight."""
+    task.slot = HELD if held else SENT
+    task.dispatches += 1
+    command = RunTask(job_id=task.job_id, task_id=task.task_id, dispatch=task.dispatches)
     enqueue(
         session,
         command_subject(TASK_MANAGER, RUN),
-        {"job_id": task.job_id, "task_id": task.task_id},
-        msg_id=bounded_msg_id(msg_id),
+        command.model_dump(),
+        msg_id=dispatch_id(task.task_id, task.dispatches),
     )
 
 
@@ -136,7 +133,7 @@ async def may_start(ctx: WorkerContext, session: AsyncSession, job: Job, task: T
     return False
 
 
-async def wake(ctx: WorkerContext, session: AsyncSession, target: str, because: str) -> int:
+async def wake(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
     """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
     holds the target's lock)."""
     limit = cap(ctx)
@@ -145,8 +142,7 @@ async def wake(ctx: WorkerContext, session: AsyncSession, target: str, because: 
         return 0
     queued: Sequence[Task] = (await session.execute(_queued(target).limit(free))).scalars().all()
     for task in queued:
-        task.slot = HELD
-        dispatch(session, task, f"{task.task_id}.{task.attempts}.{because}")
+        dispatch(session, task, held=bool(limit))
     return len(queued)
 
 
@@ -171,14 +167,13 @@ async def release(ctx: WorkerContext, session: AsyncSession, job_id: str) -> Non
         task.slot = ""
     if freed is not None and cap(ctx):
         await session.flush()
-        await wake(ctx, session, freed, because=f"ended.{job_id}")
+        await wake(ctx, session, freed)
 
 
 async def sweep(ctx: WorkerContext) -> None:
     """Periodic: dispatch queued tasks on targets that have room (after the cap was raised,
-    or should a wake-up have been missed). One message id per task and period, so several
-    task-managers sweeping at once dispatch each task once."""
-    period = int(time.time() // ctx.settings.worker.waiting_sweep_seconds)
+    or should a wake-up have been missed). Several task-managers sweeping at once dispatch
+    each task once: a woken task is no longer queued for the next, under the target's lock."""
     async with ctx.db.read_session() as session:
         targets = (
             await session.execute(
@@ -191,6 +186,6 @@ async def sweep(ctx: WorkerContext) -> None:
     for target in names:
         async with ctx.db.transaction() as session:
             await lock_target(session, target)
-            woken = await wake(ctx, session, target, because=f"sweep{period}")
+            woken = await wake(ctx, session, target)
         if woken:
             log.info("woke %d waiting tasks on %s", woken, target)

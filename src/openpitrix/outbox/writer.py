@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -10,6 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.db.engine import OUTBOX_WAKE_KEY
 from openpitrix.outbox.models import OutboxMessage
+
+MSG_ID_MAX = 40  # outbox.msg_id's width
+
+
+def bounded_msg_id(msg_id: str) -> str:
+    """The id itself when it fits the column, else its digest: still one id per cause, so
+    de-duplication holds, and PostgreSQL does not refuse the row."""
+    if len(msg_id) <= MSG_ID_MAX:
+        return msg_id
+    return hashlib.sha1(msg_id.encode(), usedforsecurity=False).hexdigest()
 
 
 def enqueue(
@@ -20,8 +31,12 @@ def enqueue(
     headers: dict[str, str] | None = None,
     msg_id: str | None = None,
 ) -> str:
-    """Add a message to publish once the transaction commits; returns its Nats-Msg-Id."""
-    msg_id = msg_id or uuid.uuid4().hex
+    """Add a message to publish once the transaction commits; returns its Nats-Msg-Id.
+
+    `msg_id` names the send's cause: the outbox refuses a second row with it, and JetStream
+    drops a second publication within its duplicate window, so it must differ for every
+    distinct send and stay the same when the same send is retried. None means a fresh one."""
+    msg_id = bounded_msg_id(msg_id) if msg_id else uuid.uuid4().hex
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     session.add(OutboxMessage(msg_id=msg_id, subject=subject, payload=body, headers=headers or {}))
     # Read by the after_commit hook: wakes this process's relay as soon as the row is durable.

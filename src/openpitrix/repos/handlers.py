@@ -10,13 +10,14 @@ from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs.commands import JobCommand
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
 from openpitrix.repos.models import Repo
-from openpitrix.workers.service import Delivery, Manager, WorkerContext
+from openpitrix.workers.service import Command, Delivery, Manager, WorkerContext
 
 
-async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
-    job_id = str(delivery.payload["job_id"])
+async def handle_delete(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
+    job_id = command.job_id
     async with ctx.db.transaction() as session:
         job = await jobs.start_job(session, job_id, ctx.executor)
         if job is None:
@@ -49,9 +50,9 @@ async def handle_delete(ctx: WorkerContext, delivery: Delivery) -> None:
 
 
 async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
-    job_id = delivery.payload.get("job_id")
-    if not isinstance(job_id, str):
+    if not isinstance(delivery.payload, JobCommand):
         return
+    job_id = delivery.payload.job_id
     async with ctx.db.transaction() as session:
         job = await jobs.get_job(session, job_id)
         if job.status in (JobStatus.PENDING, JobStatus.WORKING):
@@ -65,4 +66,8 @@ async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: st
 
 
 def repo_manager() -> Manager:
-    return Manager(name=REPO_MANAGER, handlers={"delete": handle_delete}, on_give_up=give_up)
+    return Manager(
+        name=REPO_MANAGER,
+        commands={"delete": Command(JobCommand, handle_delete)},
+        on_give_up=give_up,
+    )

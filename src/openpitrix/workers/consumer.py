@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 
-import orjson
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import ValidationError
 
 from openpitrix.bus.topology import heartbeat_interval
 from openpitrix.workers.service import (
@@ -93,15 +93,28 @@ class Consumer:
     async def _handle(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]
         num_delivered = msg.metadata.num_delivered or 1
-        try:
-            payload = orjson.loads(msg.data)
-            if not isinstance(payload, dict):
-                raise ValueError("payload is not an object")
-        except ValueError as exc:
-            log.error("manager=%s subject=%s bad payload: %s", self._manager.name, msg.subject, exc)
+        command = self._manager.commands.get(verb)
+        if command is None:
+            log.warning(
+                "manager=%s subject=%s terminated: no handler for %r",
+                self._manager.name,
+                msg.subject,
+                verb,
+            )
             await msg.term()
             return
-        handler = self._manager.handlers.get(verb)
+        try:
+            payload = command.payload.model_validate_json(msg.data)
+        except ValidationError as exc:
+            # No redelivery can fix a malformed command: drop it at once, saying why.
+            log.warning(
+                "manager=%s subject=%s terminated: malformed payload: %s",
+                self._manager.name,
+                msg.subject,
+                _reasons(exc),
+            )
+            await msg.term()
+            return
         delivery = Delivery(
             subject=msg.subject,
             verb=verb,
@@ -110,13 +123,9 @@ class Consumer:
             last_attempt=num_delivered >= self._max_deliver,
             heartbeat=msg.in_progress,
         )
-        if handler is None:
-            log.error("manager=%s has no handler for %s", self._manager.name, msg.subject)
-            await msg.term()
-            return
         beat = asyncio.create_task(self._beat(msg))
         try:
-            await handler(self._ctx, delivery)
+            await command.handle(self._ctx, delivery, payload)
         except asyncio.CancelledError:
             # Drained: give the command back at once so another replica picks it up.
             with contextlib.suppress(Exception):
@@ -181,3 +190,11 @@ def _summary(exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _reasons(exc: ValidationError) -> str:
+    """Which fields of a payload are wrong and how, on one line ("task_id: Field required")."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )

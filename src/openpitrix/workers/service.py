@@ -1,14 +1,16 @@
-"""What a manager is: named command handlers, a give-up hook, and periodic duties."""
+"""What a manager is: named commands (a payload model and a handler), a give-up hook, and
+periodic duties."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 from nats.js import JetStreamContext
+from pydantic import BaseModel
 
 from openpitrix.crypto import SecretBox, load_secret_box
 from openpitrix.db.engine import Database
@@ -49,17 +51,28 @@ class WorkerContext:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One delivery of a command."""
+    """One delivery of a command, its payload validated against the verb's model."""
 
     subject: str
     verb: str
-    payload: dict[str, Any]
+    payload: BaseModel
     num_delivered: int
     last_attempt: bool
     heartbeat: Callable[[], Awaitable[None]]
 
 
-Handler = Callable[[WorkerContext, Delivery], Awaitable[None]]
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Command(Generic[P]):
+    """A verb a manager handles: the consumer validates the payload against `payload` before
+    `handle` runs, and terminates a command that does not fit at once (no retry can fix it)."""
+
+    payload: type[P]
+    handle: Callable[[WorkerContext, Delivery, P], Awaitable[None]]
+
+
 GiveUp = Callable[[WorkerContext, Delivery, str, str], Awaitable[None]]
 PeriodicDuty = Callable[[WorkerContext], Awaitable[None]]
 
@@ -74,7 +87,7 @@ class Periodic:
 @dataclass(frozen=True)
 class Manager:
     name: str
-    handlers: dict[str, Handler]
+    commands: dict[str, Command[Any]]
     on_give_up: GiveUp | None = None
     periodic: list[Periodic] = field(default_factory=list)
     # Commands handled at once by default (else worker.concurrency).
