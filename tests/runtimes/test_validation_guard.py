@@ -104,6 +104,21 @@ async def test_a_credential_for_a_refused_server_is_not_stored(
     assert len(kube.requests) == seen
 
 
+async def test_a_kubeconfig_going_through_a_proxy_is_refused(
+    client: httpx.AsyncClient, kube: FakeKube, web_server: RepoServer
+) -> None:
+    # Through a proxy the guard could not check the address reached; nothing is sent to it.
+    doc = kube.kubeconfig_dict()
+    doc["clusters"][0]["cluster"]["proxy-url"] = web_server.url
+
+    body = await validate(client, yaml.safe_dump(doc))
+
+    assert body["ok"] is False
+    assert body["error"]["code"] == "credential_unsupported"
+    assert "proxy-url" in body["error"]["message"]
+    assert web_server.requests == []
+
+
 # ------------------------------------------------------------------ servers that answer oddly
 
 

@@ -63,6 +63,12 @@ def parse_kubeconfig(content: str) -> tuple[dict[str, Any], str]:
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith(("https://", "http://")):
         raise CredentialInvalid("kubeconfig cluster has no http(s) server URL")
+    if "proxy-url" in cluster:
+        # Through a proxy the address actually reached could not be checked by the guard.
+        raise CredentialInvalid(
+            "kubeconfig uses proxy-url; the API server must be reached directly",
+            code="credential_unsupported",
+        )
     for section in (cluster, user):
         bad = sorted((_FILE_KEYS | _PROGRAM_KEYS) & set(section))
         if bad:
