@@ -76,6 +76,11 @@ class Platform:
 
     async def start(self, *, relay: bool = True) -> None:
         settings = self.settings
+        if settings.indexer.allow_private_addresses is not None:
+            log.warning(
+                "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES is deprecated: it now covers every "
+                "outbound connection as OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES"
+            )
         nats_url = settings.nats_url
         if nats_url is None:
             self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")
