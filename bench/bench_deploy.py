@@ -93,7 +93,7 @@ class Run:
             "OPENPITRIX_DATA_DIR": str(self.work / "data" / name),
             "OPENPITRIX_LOG_LEVEL": "INFO",  # the workers' `consuming` line is INFO
             # The chart repo and the fake Kubernetes API server listen on loopback.
-            "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
+            "OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES": "true",
             "OPENPITRIX_WORKER__CONCURRENCY": str(self.concurrency),
             "OPENPITRIX_WORKER__TASK_CONCURRENCY": str(self.task_concurrency),
             **self.secret_env,

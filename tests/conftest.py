@@ -26,6 +26,7 @@ from openpitrix.settings import (
     AuthSettings,
     BusSettings,
     IndexerSettings,
+    NetworkSettings,
     Settings,
     WorkerSettings,
 )
@@ -126,21 +127,14 @@ def make_settings(
         outbox_poll_seconds=0.2,
         sse_keepalive_seconds=1.0,
         bus=BusSettings(ack_wait_seconds=3.0, backoff_seconds=[3.0, 3.0, 6.0], max_deliver=5),
-        indexer=IndexerSettings(
-            fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5, allow_private_addresses=True
-        ),
+        indexer=IndexerSettings(fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5),
+        # Test repos and the fake Kubernetes API are served on loopback.
+        network=NetworkSettings(allow_private_addresses=True),
         worker=WorkerSettings(fetch_timeout_seconds=0.2, drain_seconds=5.0, concurrency=4),
         # Every test logs in from 127.0.0.1: the per-address login limit would trip; its own
         # tests (tests/iam/test_rate_limit.py) set it.
         auth=AuthSettings(jwt_secret=SecretStr(TEST_JWT_SECRET), login_attempts_per_address=0),
     )
-    indexer = overrides.get("indexer")
-    if isinstance(indexer, IndexerSettings) and (
-        "allow_private_addresses" not in indexer.model_fields_set
-    ):
-        # Test repos are served on loopback: an indexer override keeps them reachable unless it
-        # says otherwise.
-        overrides["indexer"] = indexer.model_copy(update={"allow_private_addresses": True})
     return settings.model_copy(update=overrides) if overrides else settings
 
 

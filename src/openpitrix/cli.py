@@ -52,12 +52,13 @@ def _settings(**overrides: object) -> Settings:
 
 
 def local_mode(settings: Settings) -> Settings:
-    """`serve` defaults: repos on this machine or the LAN are normal there, so repo fetches may
-    reach private addresses unless OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES says otherwise."""
-    if "allow_private_addresses" in settings.indexer.model_fields_set:
+    """`serve` defaults: repos and clusters on this machine or the LAN are normal there, so
+    outbound connections may reach private addresses unless
+    OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES says otherwise."""
+    if "allow_private_addresses" in settings.network.model_fields_set:
         return settings
-    indexer = settings.indexer.model_copy(update={"allow_private_addresses": True})
-    return settings.model_copy(update={"indexer": indexer})
+    network = settings.network.model_copy(update={"allow_private_addresses": True})
+    return settings.model_copy(update={"network": network})
 
 
 def _serve_http(settings: Settings, fastapi_app: object, *, listen_first: bool = False) -> None:

@@ -1,4 +1,9 @@
-"""Outbound HTTP that refuses loopback, private and other internal addresses (SSRF guard)."""
+"""Outbound connections that refuse loopback, private and other internal addresses (SSRF guard).
+
+One policy for every connection to an address a user supplied: httpx clients (repo indexes,
+chart packages) through `guarded_transport`, aiohttp sessions (the Kubernetes API client)
+through `guarded_session`. Both refuse with `AddressNotAllowed`, shown as `address_not_allowed`.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
+
+from openpitrix.settings import NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +37,17 @@ _UNIQUE_LOCAL: Final = ipaddress.IPv6Network("fc00::/7")
 _SHARED: Final = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
+ADDRESS_NOT_ALLOWED: Final = "address_not_allowed"
+"""The error code every refusal is shown with, whichever client made the connection."""
+
 
 class AddressNotAllowed(httpcore.ConnectError):
     """A connection was refused before it was opened: the host is (or resolves to) an address
     the policy does not allow.
 
     A ConnectError so that httpx reports it as `httpx.ConnectError` (with this as the cause) and
-    callers that know nothing of the guard still see an ordinary connection failure.
+    callers that know nothing of the guard still see an ordinary connection failure. Through
+    aiohttp it arrives as itself: aiohttp wraps only OSErrors from its resolver.
     """
 
     def __init__(self, host: str, address: IPAddress, reason: str) -> None:
@@ -46,6 +61,18 @@ class AddressNotAllowed(httpcore.ConnectError):
         else:
             text = f"{host} resolves to a non-public address ({reason})"
         super().__init__(text)
+
+
+def refusal_in(exc: BaseException) -> AddressNotAllowed | None:
+    """The guard's refusal behind a client error (httpx wraps it twice), if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AddressNotAllowed):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def refusal_reason(address: IPAddress) -> str | None:
@@ -110,6 +137,11 @@ class AddressPolicy:
     allowed_networks: tuple[IPNetwork, ...] = ()
     """Exceptions to the refusal, e.g. one internal mirror; matched on the connected address."""
 
+    @classmethod
+    def of(cls, network: NetworkSettings) -> AddressPolicy:
+        """The policy the settings ask for."""
+        return cls(allow_private=network.allow_private_addresses)
+
     def refusal(self, address: IPAddress) -> str | None:
         """Why a connection to `address` is refused, or None if it may go ahead."""
         if self.allow_private:
@@ -121,6 +153,19 @@ class AddressPolicy:
             if any(candidate in net for net in self.allowed_networks):
                 return None
         return refusal_reason(address)
+
+    def check(self, host: str, addresses: Iterable[IPAddress]) -> None:
+        """Raise AddressNotAllowed if any address of `host` is refused.
+
+        Any refused address refuses the host: a name that mixes public and internal addresses
+        is how rebinding attacks look, and trying only "the good ones" would make the outcome
+        depend on resolver ordering.
+        """
+        for address in addresses:
+            reason = self.refusal(address)
+            if reason is not None:
+                log.warning("netguard refused host=%s address=%s reason=%s", host, address, reason)
+                raise AddressNotAllowed(host, address, reason)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -148,20 +193,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         addresses = await self._resolve(host, port, timeout)
-        # Any refused address refuses the host: a name that mixes public and internal
-        # addresses is how rebinding attacks look, and trying only "the good ones" would make
-        # the outcome depend on resolver ordering.
-        for address in addresses:
-            reason = self._policy.refusal(address)
-            if reason is not None:
-                log.warning(
-                    "netguard refused host=%s address=%s port=%d reason=%s",
-                    host,
-                    address,
-                    port,
-                    reason,
-                )
-                raise AddressNotAllowed(host, address, reason)
+        self._policy.check(host, addresses)
         last_error: httpcore.ConnectError | None = None
         for address in addresses:
             remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
@@ -241,3 +273,66 @@ def guarded_transport(
         network_backend=GuardedBackend(policy),
     )
     return transport
+
+
+# --------------------------------------------------------------------------------------- aiohttp
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves through aiohttp's default resolver and refuses names with a disallowed address.
+
+    aiohttp connects only to what its resolver returns (and caches only that), so vetting here
+    is checking at connect time: rebinding and redirects are covered as with httpx."""
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        self._policy.check(host, [ipaddress.ip_address(item["host"]) for item in found])
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector whose every connection is vetted by the policy.
+
+    aiohttp never asks the resolver about IP literals, so those are checked here; proxies are
+    refused, because through one the address actually reached could not be checked."""
+
+    def __init__(self, policy: AddressPolicy, *, ssl_context: ssl.SSLContext, limit: int) -> None:
+        super().__init__(resolver=GuardedResolver(policy), ssl=ssl_context, limit=limit)
+        self._policy = policy
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> Connection:
+        if req.proxy is not None:
+            raise aiohttp.ClientConnectionError(
+                "the guarded connector does not connect through proxies"
+            )
+        host = (req.url.raw_host or "").strip("[]")
+        if _is_literal(host):
+            self._policy.check(host, [ipaddress.ip_address(host)])
+        return await super().connect(req, traces, timeout)
+
+
+def guarded_session(
+    policy: AddressPolicy,
+    *,
+    ssl_context: ssl.SSLContext,
+    limit: int = 100,
+    read_bufsize: int = 2**16,
+) -> aiohttp.ClientSession:
+    """An aiohttp session whose connections go through `GuardedConnector`; environment
+    proxies are ignored (trust_env off) for the reason the connector refuses them."""
+    connector = GuardedConnector(policy, ssl_context=ssl_context, limit=limit)
+    return aiohttp.ClientSession(connector=connector, trust_env=False, read_bufsize=read_bufsize)

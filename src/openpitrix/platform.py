@@ -48,6 +48,12 @@ class Platform:
     def secrets(self) -> SecretBox:
         return load_secret_box(self.settings)
 
+    @cached_property
+    def address_policy(self) -> AddressPolicy:
+        """Where connections to user-supplied addresses may go (repo URLs, kubeconfig servers,
+        chart packages): one policy for every client this process makes."""
+        return AddressPolicy.of(self.settings.network)
+
     @property
     def db(self) -> Database:
         assert self._db is not None, "platform not started"
@@ -70,6 +76,11 @@ class Platform:
 
     async def start(self, *, relay: bool = True) -> None:
         settings = self.settings
+        if settings.indexer.allow_private_addresses is not None:
+            log.warning(
+                "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES is deprecated: it now covers every "
+                "outbound connection as OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES"
+            )
         nats_url = settings.nats_url
         if nats_url is None:
             self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")
@@ -80,9 +91,8 @@ class Platform:
         self._js = self._nc.jetstream()
         await ensure_topology(self._js, settings.bus, settings.auth)
         # The client fetches URLs that users supply, so every connection it opens is vetted.
-        policy = AddressPolicy(allow_private=settings.indexer.allow_private_addresses)
         self._http = httpx.AsyncClient(
-            transport=guarded_transport(policy, verify=settings.indexer.verify_tls),
+            transport=guarded_transport(self.address_policy, verify=settings.indexer.verify_tls),
             timeout=settings.indexer.fetch_timeout_seconds,
             follow_redirects=True,
             headers={"User-Agent": "openpitrix-indexer/0.1"},

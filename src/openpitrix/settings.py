@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,16 +56,27 @@ class IndexerSettings(BaseModel):
         "(unless the re-index is forced).",
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates of repo URLs.")
-    allow_private_addresses: bool = Field(
-        False,
-        description="Let repo fetches reach loopback, private, link-local (cloud metadata) and "
-        "other non-public addresses. Off, such fetches fail with `address_not_allowed`; "
-        "`openpitrix serve` turns it on unless it is set explicitly.",
+    allow_private_addresses: bool | None = Field(
+        None,
+        description="Deprecated: use `network.allow_private_addresses` "
+        "(OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES), which it sets when that is unset.",
     )
     job_stale_seconds: int = Field(
         900,
         description="An index job silent this long (its worker died on the last delivery) is "
         "failed as abandoned when the repo is indexed again, so the repo is never stuck.",
+    )
+
+
+class NetworkSettings(BaseModel):
+    """Outbound connections to addresses users supply."""
+
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let connections to user-supplied addresses (repo indexes, chart packages, "
+        "kubeconfig API servers, any provider endpoint) reach loopback, private, link-local "
+        "(cloud metadata) and other non-public addresses. Off, they fail with "
+        "`address_not_allowed`; `openpitrix serve` turns it on unless it is set explicitly.",
     )
 
 
@@ -185,6 +196,7 @@ class Settings(BaseSettings):
     )
     bus: BusSettings = Field(default_factory=BusSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     bootstrap_admin_email: str | None = Field(
@@ -193,6 +205,15 @@ class Settings(BaseSettings):
     bootstrap_admin_password: SecretStr | None = Field(
         None, description="Password of that first admin (generated and printed once if unset)."
     )
+
+    @model_validator(mode="after")
+    def _deprecated_private_addresses(self) -> Settings:
+        # The setting used to cover repo fetches only, under `indexer`; its old name still
+        # sets the server-wide one unless that is given too.
+        old = self.indexer.allow_private_addresses
+        if old is not None and "allow_private_addresses" not in self.network.model_fields_set:
+            self.network = NetworkSettings(allow_private_addresses=old)
+        return self
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -184,8 +184,8 @@ class Processes:
                 "OPENPITRIX_WORKER__DRAIN_SECONDS": "5",
                 "OPENPITRIX_INDEXER__SCHEDULER_TICK_SECONDS": "0.5",
                 "OPENPITRIX_INDEXER__FETCH_TIMEOUT_SECONDS": "10",
-                # Test repos are served on loopback, which production processes refuse.
-                "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES": "true",
+                # Test repos and the fake Kubernetes API are on loopback, which production refuses.
+                "OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES": "true",
                 "OPENPITRIX_AUTH__JWT_SECRET": TEST_JWT_SECRET,
                 # Each process has its own data dir; the split processes share the keys that
                 # seal stored secrets, as a production deployment must.

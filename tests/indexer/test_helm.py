@@ -477,7 +477,8 @@ def test_absolute_package_urls_are_kept(tmp_path: Path) -> None:
         ("http://h/charts/", "/abs/a.tgz", "http://h/abs/a.tgz"),
         ("http://h/charts/stable.yaml", "a.tgz", "http://h/charts/a.tgz"),
         ("http://u:pw@h/charts", "a.tgz", "http://h/charts/a.tgz"),
-        ("http://h/charts", "oci://registry/a", "oci://registry/a"),
+        # Scheme-relative: the repo's scheme. (Other schemes are skipped: test_catalog_urls.py.)
+        ("https://h/charts", "//cdn.example.org/a.tgz", "https://cdn.example.org/a.tgz"),
     ],
 )
 def test_package_url_is_resolved_against_repo_url(repo_url: str, ref: str, expected: str) -> None:

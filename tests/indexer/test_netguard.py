@@ -1,4 +1,6 @@
-"""Repo fetches refuse loopback, private and other internal addresses unless settings allow them."""
+"""Repo fetches refuse loopback, private and other internal addresses unless settings allow them.
+
+The kubeconfig side of the same guard is in tests/runtimes/test_validation_guard.py."""
 
 from __future__ import annotations
 
@@ -15,16 +17,23 @@ import pytest
 import trustme
 
 from openpitrix.cli import local_mode
-from openpitrix.indexer.helm import ADDRESS_NOT_ALLOWED, IndexFetchError, fetch_index
-from openpitrix.netguard import AddressNotAllowed, AddressPolicy, guarded_transport, refusal_reason
-from openpitrix.settings import IndexerSettings, Settings
+from openpitrix.indexer.helm import IndexFetchError, fetch_index
+from openpitrix.netguard import (
+    ADDRESS_NOT_ALLOWED,
+    AddressNotAllowed,
+    AddressPolicy,
+    guarded_transport,
+    refusal_reason,
+)
+from openpitrix.settings import NetworkSettings, Settings
 from tests.conftest import LiveServer, make_settings, unique
 from tests.helpers import create_repo, wait_job
 from tests.support.charts import make_specs, write_index
 from tests.support.http_repo import RepoServer
 
 LIMIT = 1024 * 1024
-ALLOW_ENV = "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES"
+ALLOW_ENV = "OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES"
+DEPRECATED_ALLOW_ENV = "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES"
 
 
 def guarded_client(
@@ -259,9 +268,7 @@ async def strict_api(
         database_url,
         nats_url,
         tmp_path / "strict-data",
-        indexer=IndexerSettings(
-            fetch_timeout_seconds=3.0, scheduler_tick_seconds=0.5, allow_private_addresses=False
-        ),
+        network=NetworkSettings(allow_private_addresses=False),
     )
     async with (
         LiveServer(settings) as live,
@@ -305,14 +312,31 @@ def test_production_processes_refuse_private_addresses_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ALLOW_ENV, raising=False)
-    assert Settings().indexer.allow_private_addresses is False
+    monkeypatch.delenv(DEPRECATED_ALLOW_ENV, raising=False)
+    assert Settings().network.allow_private_addresses is False
 
 
 def test_serve_allows_private_addresses_unless_set_explicitly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ALLOW_ENV, raising=False)
-    assert local_mode(Settings()).indexer.allow_private_addresses is True
+    monkeypatch.delenv(DEPRECATED_ALLOW_ENV, raising=False)
+    assert local_mode(Settings()).network.allow_private_addresses is True
 
     monkeypatch.setenv(ALLOW_ENV, "false")
-    assert local_mode(Settings()).indexer.allow_private_addresses is False
+    assert local_mode(Settings()).network.allow_private_addresses is False
+
+
+def test_the_old_indexer_setting_still_sets_the_network_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setenv(DEPRECATED_ALLOW_ENV, "true")
+    assert Settings().network.allow_private_addresses is True
+
+    monkeypatch.setenv(DEPRECATED_ALLOW_ENV, "false")
+    assert local_mode(Settings()).network.allow_private_addresses is False
+
+    # The new name wins where both are given.
+    monkeypatch.setenv(ALLOW_ENV, "true")
+    assert Settings().network.allow_private_addresses is True

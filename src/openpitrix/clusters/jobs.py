@@ -22,7 +22,14 @@ from openpitrix.indexer.helm import credential_auth
 from openpitrix.jobs.engine import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import JobStatus
-from openpitrix.providers.base import PlannedTask, ProviderError, Release, TaskRun
+from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressPolicy, refusal_in
+from openpitrix.providers.base import (
+    EndpointRefused,
+    PlannedTask,
+    ProviderError,
+    Release,
+    TaskRun,
+)
 from openpitrix.providers.registry import get_provider
 from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
@@ -105,6 +112,7 @@ class ClusterJobs:
             fetch_chart=fetch_chart,
             report=report,
             timeout_seconds=task.timeout_seconds or ctx.settings.worker.task_timeout_seconds,
+            policy=AddressPolicy.of(ctx.settings.network),
         )
         return await provider.run_task(run)
 
@@ -234,6 +242,13 @@ async def _fetch_chart(ctx: WorkerContext, version_id: str) -> bytes:
                         "chart_unavailable", f"chart package is over {MAX_CHART_BYTES} bytes"
                     )
     except httpx.HTTPError as exc:
+        refused = refusal_in(exc)
+        if refused is not None:
+            # The worker's client is guarded like every other: a package URL that leads to an
+            # internal address is refused, and trying again would not change that.
+            raise EndpointRefused(
+                ADDRESS_NOT_ALLOWED, f"GET {version.package_url} refused: {refused}"
+            ) from None
         raise ProviderError(
             "chart_unavailable", f"GET {version.package_url}: {type(exc).__name__}", retryable=True
         ) from None

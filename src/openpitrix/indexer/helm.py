@@ -21,9 +21,8 @@ import httpx
 import orjson
 import yaml_rs
 
-from openpitrix.netguard import AddressNotAllowed
+from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressNotAllowed
 
-ADDRESS_NOT_ALLOWED: Final = "address_not_allowed"
 REPO_UNREACHABLE: Final = "repo_unreachable"
 REPO_TIMEOUT: Final = "repo_timeout"
 REPO_TLS_ERROR: Final = "repo_tls_error"
@@ -500,8 +499,17 @@ def _normalize(entries: dict[Any, Any], package_base: str, *, allow_empty: bool)
             if version in seen:
                 skipped.append(f"{chart}[{position}]: duplicate version {version!r}")
                 continue
+            chart_version = _chart_version(chart, version, raw, package_base)
+            if chart_version.package_url and not _is_web_url(chart_version.package_url):
+                # Deploys fetch packages over http(s) only; another scheme (file:, oci:, ...)
+                # would only fail there, or reach what it should not.
+                skipped.append(
+                    f"{chart}[{position}]: package URL "
+                    f"{_clip(repr(chart_version.package_url))} is not http(s)"
+                )
+                continue
             seen.add(version)
-            versions.append(_chart_version(chart, version, raw, package_base))
+            versions.append(chart_version)
         if versions:
             versions.sort(key=_sort_key_of, reverse=True)
             charts[chart] = versions
@@ -523,11 +531,11 @@ def _chart_version(
         version=version,
         app_version=_text(get("appVersion")),
         description=_text(get("description")),
-        home=_text(get("home")),
-        icon=_text(get("icon")),
+        home=_web_url(get("home")),
+        icon=_web_url(get("icon")),
         keywords=_text_list(get("keywords")),
         maintainers=_maintainers(get("maintainers")),
-        sources=_text_list(get("sources")),
+        sources=[url for url in _text_list(get("sources")) if _is_web_url(url)],
         digest=_text(get("digest")),
         package_url=_resolve(first_url, package_base),
         created=_parse_created(get("created")),
@@ -547,6 +555,17 @@ def _text(value: object) -> str:
     return ""
 
 
+def _is_web_url(value: str) -> bool:
+    # Catalog links are shown to people and followed by browsers: a `javascript:` or `data:`
+    # one would run in the console's origin.
+    return value[:8].lower().startswith(("https://", "http://"))
+
+
+def _web_url(value: object) -> str:
+    text = _text(value)
+    return text if _is_web_url(text) else ""
+
+
 def _text_list(value: object) -> list[str]:
     if not isinstance(value, list):
         return []
@@ -564,7 +583,9 @@ def _maintainers(value: object) -> list[dict[str, str]]:
     for item in value:
         if not isinstance(item, dict):
             continue
-        person = {k: v for k in ("name", "email", "url") if isinstance(v := item.get(k), str)}
+        person = {k: v for k in ("name", "email") if isinstance(v := item.get(k), str)}
+        if isinstance(url := item.get("url"), str) and _is_web_url(url):
+            person["url"] = url
         if person:
             result.append(person)
     return result

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from openpitrix.netguard import AddressPolicy
+
 
 class ProviderError(Exception):
     """A provider's refusal, with a stable code. `retryable` marks transient failures (API 5xx,
@@ -31,6 +33,11 @@ class CredentialInvalid(ProviderError):
 
     def __init__(self, message: str, *, code: str = "credential_invalid") -> None:
         super().__init__(code, message)
+
+
+class EndpointRefused(ProviderError):
+    """The credential's endpoint may not be used: the address guard refuses it
+    (`address_not_allowed`), or it does not serve the provider's API. Never retried."""
 
 
 class ZoneUnavailable(ProviderError):
@@ -95,6 +102,7 @@ class TaskRun:
     fetch_chart: ChartFetcher
     report: Reporter
     timeout_seconds: float
+    policy: AddressPolicy  # where the task may connect (the server's network setting)
 
 
 class Provider(ABC):
@@ -110,22 +118,35 @@ class Provider(ABC):
         Returns it with the endpoint the content names (a kubeconfig carries its own)."""
 
     @abstractmethod
-    async def validate_credential(self, credential: Credential) -> None:
-        """Prove the credential works against the provider; raise CredentialInvalid."""
+    async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
+        """Prove the credential works against the provider; raise CredentialInvalid, or
+        ProviderError with a reason (an endpoint that is not the provider's API, unreachable).
+
+        Every method that connects takes the `policy` and connects only through it
+        (`netguard.guarded_transport` / `guarded_session`): endpoints are user input, and a
+        refused one fails with ProviderError("address_not_allowed")."""
 
     @abstractmethod
-    async def describe_zones(self, credential: Credential) -> list[str]:
+    async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
         """The zones this credential may deploy into."""
 
     @abstractmethod
     async def claim_zone(
-        self, credential: Credential, zone: str, *, runtime_id: str, create: bool
+        self,
+        credential: Credential,
+        zone: str,
+        *,
+        runtime_id: str,
+        create: bool,
+        policy: AddressPolicy,
     ) -> None:
         """Mark the zone as the runtime's (creating it if asked); raise ZoneUnavailable if it is
         missing or another runtime's. Idempotent for the same runtime."""
 
     @abstractmethod
-    async def release_zone(self, credential: Credential, zone: str, *, runtime_id: str) -> None:
+    async def release_zone(
+        self, credential: Credential, zone: str, *, runtime_id: str, policy: AddressPolicy
+    ) -> None:
         """Drop the runtime's mark (the zone itself stays). Idempotent."""
 
     @abstractmethod
@@ -148,7 +169,7 @@ class Provider(ABC):
 
     @abstractmethod
     async def describe_cluster(
-        self, credential: Credential, zone: str, cluster_id: str
+        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
     ) -> dict[str, Any]:
         """The cluster as it is now: `{"roles": [...], "nodes": [...]}` rebuilt from reality."""
 

@@ -51,11 +51,11 @@ async def list_providers(_: CanReadRuntimes) -> ProviderList:
     "/validate", operation_id="validate_runtime_credential", responses=PROVIDER_RESPONSES
 )
 async def validate_credential(
-    data: CredentialValidate, _: CanWriteRuntimes
+    data: CredentialValidate, _: CanWriteRuntimes, platform: PlatformDep
 ) -> CredentialValidation:
     """Check a credential against its provider (for kubernetes: reach the API server and
     authenticate) without storing it."""
-    return await service.validate_credential(data)
+    return await service.validate_credential(data, platform.address_policy)
 
 
 @credentials.post(
@@ -70,7 +70,9 @@ async def create_credential(
     """Store a credential after checking it with the provider. The content is encrypted and
     never returned. Kubeconfigs must be self-contained (inline certificates or a token; no
     `exec` plugins or file paths)."""
-    row = await service.create_credential(platform.db, data, access, platform.secrets)
+    row = await service.create_credential(
+        platform.db, data, access, platform.secrets, platform.address_policy
+    )
     response.headers["Location"] = f"/v1/runtime-credentials/{row.credential_id}"
     return service.credential_read(row)
 
@@ -104,7 +106,7 @@ async def update_credential(
 ) -> CredentialRead:
     """Rename, or replace the content (checked with the provider first; same endpoint)."""
     row = await service.update_credential(
-        platform.db, credential_id, data, access, platform.secrets
+        platform.db, credential_id, data, access, platform.secrets, platform.address_policy
     )
     return service.credential_read(row)
 
@@ -127,7 +129,9 @@ async def delete_credential(
 )
 async def list_zones(credential_id: str, access: CanReadRuntimes, platform: PlatformDep) -> Zones:
     """Zones the credential reaches (namespaces for kubernetes)."""
-    return await service.describe_zones(platform.db, credential_id, access, platform.secrets)
+    return await service.describe_zones(
+        platform.db, credential_id, access, platform.secrets, platform.address_policy
+    )
 
 
 @runtimes.post(
@@ -142,7 +146,9 @@ async def create_runtime(
     """Make a runtime: a zone (namespace) reached through one of your credentials. The zone is
     checked (created with `create_zone`) and marked as this runtime's; a zone another runtime
     holds is a 409 `zone_taken`."""
-    row = await service.create_runtime(platform.db, data, access, platform.secrets)
+    row = await service.create_runtime(
+        platform.db, data, access, platform.secrets, platform.address_policy
+    )
     response.headers["Location"] = f"/v1/runtimes/{row.runtime_id}"
     return service.runtime_read(row)
 
@@ -217,6 +223,7 @@ async def delete_runtime(
         runtime_id,
         access,
         platform.secrets,
+        platform.address_policy,
         before_delete=delete_its_clusters if force else None,
     )
     return RuntimeDeleted(runtime_id=row.runtime_id, status=row.status, cluster_job_ids=job_ids)

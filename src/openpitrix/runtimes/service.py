@@ -28,9 +28,11 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError, BadRequest, Conflict, NotFound
 from openpitrix.iam.access import Access, Op
 from openpitrix.jobs.schemas import ErrorInfo
+from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Credential,
     CredentialInvalid,
+    EndpointRefused,
     Provider,
     ProviderError,
     ZoneUnavailable,
@@ -87,7 +89,7 @@ class ProviderFailed(AppError):
 
 def provider_error(exc: ProviderError) -> AppError:
     """A provider refusal as the API shows it."""
-    if isinstance(exc, CredentialInvalid):
+    if isinstance(exc, CredentialInvalid | EndpointRefused):
         return BadRequest(exc.message, code=exc.code)
     if isinstance(exc, ZoneUnavailable):
         if exc.code == "zone_not_found":
@@ -110,32 +112,38 @@ def _parse(provider: Provider, content: str, endpoint_url: str | None) -> Creden
         raise provider_error(exc) from None
 
 
-async def _validate(provider: Provider, credential: Credential) -> None:
+async def _validate(provider: Provider, credential: Credential, policy: AddressPolicy) -> None:
     try:
-        await provider.validate_credential(credential)
+        await provider.validate_credential(credential, policy)
     except ProviderError as exc:
         raise provider_error(exc) from None
 
 
-async def validate_credential(data: CredentialValidate) -> CredentialValidation:
+async def validate_credential(
+    data: CredentialValidate, policy: AddressPolicy
+) -> CredentialValidation:
     """Check a credential against its provider without storing it."""
     provider = get_provider(data.provider)
     try:
         credential = provider.parse_credential(
             data.content.get_secret_value(), data.endpoint_url or ""
         )
-        await provider.validate_credential(credential)
+        await provider.validate_credential(credential, policy)
     except ProviderError as exc:
         return CredentialValidation(ok=False, error=ErrorInfo(code=exc.code, message=exc.message))
     return CredentialValidation(ok=True, endpoint_url=credential.endpoint_url)
 
 
 async def create_credential(
-    db: Database, data: CredentialCreate, access: Access, secrets: SecretBox
+    db: Database,
+    data: CredentialCreate,
+    access: Access,
+    secrets: SecretBox,
+    policy: AddressPolicy,
 ) -> RuntimeCredential:
     provider = get_provider(data.provider)
     credential = _parse(provider, data.content.get_secret_value(), data.endpoint_url)
-    await _validate(provider, credential)
+    await _validate(provider, credential, policy)
     now = utcnow()
     row = RuntimeCredential(
         credential_id=ids.new_id(ids.RUNTIME_CREDENTIAL),
@@ -216,6 +224,7 @@ async def update_credential(
     data: CredentialUpdate,
     access: Access,
     secrets: SecretBox,
+    policy: AddressPolicy,
 ) -> RuntimeCredential:
     async with db.read_session() as session:
         row = await get_usable_credential(session, credential_id, access)
@@ -231,7 +240,7 @@ async def update_credential(
                 "make a new credential for another endpoint",
                 code="endpoint_changed",
             )
-        await _validate(provider, credential)
+        await _validate(provider, credential, policy)
         sealed = secrets.seal({"content": credential.content})
     async with db.transaction() as session:
         row = await get_usable_credential(session, credential_id, access)
@@ -266,13 +275,13 @@ async def delete_credential(session: AsyncSession, credential_id: str, access: A
 
 
 async def describe_zones(
-    db: Database, credential_id: str, access: Access, secrets: SecretBox
+    db: Database, credential_id: str, access: Access, secrets: SecretBox, policy: AddressPolicy
 ) -> Zones:
     async with db.read_session() as session:
         row = await get_credential(session, credential_id, access)
     provider = get_provider(row.provider)
     try:
-        zones = await provider.describe_zones(open_credential(row, secrets))
+        zones = await provider.describe_zones(open_credential(row, secrets), policy)
     except ProviderError as exc:
         raise provider_error(exc) from None
     return Zones(zone_kind=provider.capabilities.zone_kind, zones=zones)
@@ -295,7 +304,7 @@ def _label_rows(runtime_id: str, labels: Sequence[KeyValue]) -> list[RuntimeLabe
 
 
 async def create_runtime(
-    db: Database, data: RuntimeCreate, access: Access, secrets: SecretBox
+    db: Database, data: RuntimeCreate, access: Access, secrets: SecretBox, policy: AddressPolicy
 ) -> Runtime:
     """Claim the zone through the provider, then record the runtime. A zone already claimed
     by another runtime is a 409."""
@@ -306,7 +315,7 @@ async def create_runtime(
     runtime_id = ids.new_id(ids.RUNTIME)
     try:
         await provider.claim_zone(
-            credential, data.zone, runtime_id=runtime_id, create=data.create_zone
+            credential, data.zone, runtime_id=runtime_id, create=data.create_zone, policy=policy
         )
     except ProviderError as exc:
         raise provider_error(exc) from None
@@ -334,7 +343,7 @@ async def create_runtime(
     except IntegrityError:
         # Another runtime on this endpoint holds the zone (its label may have been removed
         # by hand): give back the claim we just made.
-        await _release_quietly(provider, credential, data.zone, runtime_id)
+        await _release_quietly(provider, credential, data.zone, runtime_id, policy)
         raise Conflict(
             f"zone {data.zone!r} of {cred_row.endpoint_url} belongs to another runtime",
             code="zone_taken",
@@ -343,11 +352,11 @@ async def create_runtime(
 
 
 async def _release_quietly(
-    provider: Provider, credential: Credential, zone: str, runtime_id: str
+    provider: Provider, credential: Credential, zone: str, runtime_id: str, policy: AddressPolicy
 ) -> None:
     # On failure the mark names a runtime id that does not exist; a later claim may take it.
     with contextlib.suppress(ProviderError):
-        await provider.release_zone(credential, zone, runtime_id=runtime_id)
+        await provider.release_zone(credential, zone, runtime_id=runtime_id, policy=policy)
 
 
 async def get_runtime(session: AsyncSession, runtime_id: str, access: Access) -> Runtime:
@@ -489,6 +498,7 @@ async def delete_runtime(
     runtime_id: str,
     access: Access,
     secrets: SecretBox,
+    policy: AddressPolicy,
     *,
     before_delete: Callable[[AsyncSession, list[str]], Awaitable[list[str]]] | None = None,
 ) -> tuple[Runtime, list[str]]:
@@ -519,6 +529,6 @@ async def delete_runtime(
     # until it is removed, which the 409 message explains.
     with contextlib.suppress(ProviderError, AppError):
         await provider.release_zone(
-            open_credential(cred_row, secrets), row.zone, runtime_id=runtime_id
+            open_credential(cred_row, secrets), row.zone, runtime_id=runtime_id, policy=policy
         )
     return row, jobs

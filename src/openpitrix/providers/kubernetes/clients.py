@@ -22,10 +22,17 @@ import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.dynamic import DynamicClient
 
-from openpitrix.providers.kubernetes.kubeconfig import api_config
+from openpitrix.netguard import AddressPolicy
+from openpitrix.providers.kubernetes.kubeconfig import (
+    api_config,
+    guarded_api_client,
+    refusals_as_provider_errors,
+)
 
 IDLE_SECONDS = 300.0
 MAX_IDLE = 16
+
+_Key = tuple[int, AddressPolicy, str]
 
 
 @dataclass
@@ -48,27 +55,29 @@ class ClientPool:
     never closed under its user."""
 
     def __init__(self, *, idle_seconds: float = IDLE_SECONDS, max_idle: int = MAX_IDLE) -> None:
-        self._entries: dict[tuple[int, str], _Entry] = {}
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+        self._entries: dict[_Key, _Entry] = {}
+        self._locks: dict[_Key, asyncio.Lock] = {}
         self._idle_seconds = idle_seconds
         self._max_idle = max_idle
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, doc: dict[str, Any]
+        self, doc: dict[str, Any], policy: AddressPolicy
     ) -> AsyncIterator[tuple[client.ApiClient, DynamicClient]]:
-        # Clients belong to the event loop that made them.
+        # Clients belong to the event loop that made them, and to the policy guarding them.
         digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        key = (id(asyncio.get_running_loop()), digest)
+        key = (id(asyncio.get_running_loop()), policy, digest)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one discovery per cluster, however many tasks start at once
             entry = self._entries.get(key)
             if entry is None:
-                entry = await _connect(doc)
+                with refusals_as_provider_errors():
+                    entry = await _connect(doc, policy)
                 self._entries[key] = entry
             entry.leases += 1
         try:
-            yield entry.api, entry.dyn
+            with refusals_as_provider_errors():
+                yield entry.api, entry.dyn
         finally:
             entry.leases -= 1
             entry.last_used = time.monotonic()
@@ -98,8 +107,8 @@ class ClientPool:
         await self._trim()
 
 
-async def _connect(doc: dict[str, Any]) -> _Entry:
-    api = client.ApiClient(configuration=await api_config(doc))
+async def _connect(doc: dict[str, Any], policy: AddressPolicy) -> _Entry:
+    api = await guarded_api_client(await api_config(doc), policy)
     # A discovery cache of its own: the library's default file in /tmp is keyed by host:port
     # only, so two clusters behind one address (or a reused port) would share a stale one.
     cache_dir = tempfile.TemporaryDirectory(prefix="op-discovery-")

@@ -24,6 +24,7 @@ from kubernetes_asyncio.dynamic.resource import Resource
 
 from openpitrix.providers.base import ProviderError, Reporter
 from openpitrix.providers.kubernetes import readiness
+from openpitrix.providers.kubernetes.removed import not_served
 
 FIELD_MANAGER = "openpitrix"
 CLUSTER_LABEL = "openpitrix.io/cluster"
@@ -110,9 +111,7 @@ async def _resource(dyn: DynamicClient, obj: dict[str, Any]) -> Resource:
         return await dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     except ResourceNotFoundError:
         raise ProviderError(
-            "apply_failed",
-            f"the cluster does not serve {obj['kind']} ({obj['apiVersion']}); "
-            "is its CRD installed?",
+            "apply_failed", not_served(str(obj["apiVersion"]), str(obj["kind"]))
         ) from None
     except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
         raise api_failure(exc, f"discover {obj['kind']}") from None

@@ -8,13 +8,21 @@ and file references (`certificate-authority`, `tokenFile`, ...) would read our f
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import yaml_rs
 from kubernetes_asyncio import client, config
 
-from openpitrix.providers.base import CredentialInvalid
+from openpitrix.netguard import (
+    ADDRESS_NOT_ALLOWED,
+    AddressNotAllowed,
+    AddressPolicy,
+    guarded_session,
+)
+from openpitrix.providers.base import CredentialInvalid, EndpointRefused
 
 MAX_BYTES = 256 * 1024
 _FILE_KEYS = {
@@ -55,6 +63,12 @@ def parse_kubeconfig(content: str) -> tuple[dict[str, Any], str]:
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith(("https://", "http://")):
         raise CredentialInvalid("kubeconfig cluster has no http(s) server URL")
+    if "proxy-url" in cluster:
+        # Through a proxy the address actually reached could not be checked by the guard.
+        raise CredentialInvalid(
+            "kubeconfig uses proxy-url; the API server must be reached directly",
+            code="credential_unsupported",
+        )
     for section in (cluster, user):
         bad = sorted((_FILE_KEYS | _PROGRAM_KEYS) & set(section))
         if bad:
@@ -73,12 +87,53 @@ async def api_config(doc: dict[str, Any]) -> client.Configuration:
     return configuration
 
 
-@contextlib.asynccontextmanager
-async def api_client(doc: dict[str, Any]) -> AsyncIterator[client.ApiClient]:
-    """An API client for the kubeconfig's current context (callers pass `_request_timeout`:
-    the library has no default timeout)."""
-    api = client.ApiClient(configuration=await api_config(doc))
+async def guarded_api_client(
+    configuration: client.Configuration, policy: AddressPolicy
+) -> client.ApiClient:
+    """An API client whose connections go through the address guard: the server URL is user
+    input, so it may not reach what the policy refuses (loopback, cloud metadata, ...)."""
+    api = client.ApiClient(configuration=configuration)
+    rest = api.rest_client
+    # The library builds its aiohttp session (a plain connector, environment proxies trusted)
+    # inside ApiClient; it is swapped for a guarded one before any request, keeping the TLS
+    # context the library made from the kubeconfig. If the library moves these, refuse to run
+    # rather than run unguarded.
+    unguarded = getattr(rest, "pool_manager", None)
+    connector = getattr(unguarded, "connector", None)
+    ssl_context = getattr(connector, "_ssl", None)
+    if not isinstance(unguarded, aiohttp.ClientSession) or not isinstance(
+        ssl_context, ssl.SSLContext
+    ):
+        await api.close()
+        raise RuntimeError("kubernetes_asyncio no longer exposes its aiohttp session as expected")
+    assert connector is not None
+    rest.pool_manager = guarded_session(
+        policy,
+        ssl_context=ssl_context,
+        limit=connector.limit,
+        read_bufsize=2**21,  # the library's value: watch events may carry large objects
+    )
+    await unguarded.close()
+    return api
+
+
+@contextlib.contextmanager
+def refusals_as_provider_errors() -> Iterator[None]:
+    """The guard's refusal as the provider error every caller knows, never retried: the
+    address will not become allowed by trying again."""
     try:
-        yield api
+        yield
+    except AddressNotAllowed as exc:
+        raise EndpointRefused(ADDRESS_NOT_ALLOWED, f"kubeconfig server refused: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def api_client(doc: dict[str, Any], policy: AddressPolicy) -> AsyncIterator[client.ApiClient]:
+    """A guarded API client for the kubeconfig's current context (callers pass
+    `_request_timeout`: the library has no default timeout)."""
+    api = await guarded_api_client(await api_config(doc), policy)
+    try:
+        with refusals_as_provider_errors():
+            yield api
     finally:
         await api.close()

@@ -11,10 +11,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
+from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
     CredentialInvalid,
+    EndpointRefused,
     PlannedTask,
     Provider,
     ProviderError,
@@ -55,11 +57,43 @@ async def _call(call: Awaitable[T], what: str) -> T:
         if exc.status in HANDLED:
             raise
         raise ProviderError("provider_error", f"{what}: HTTP {exc.status} {exc.reason}") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorCertificateError as exc:
         raise ProviderError(
             "provider_unavailable",
-            f"{what}: cannot reach the API server ({type(exc).__name__}: {exc})",
+            f"{what}: the API server's TLS certificate was not accepted ({exc.certificate_error})",
+        ) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        detail = str(exc)
+        if not detail and isinstance(exc, TimeoutError):
+            detail = "timed out"
+        raise ProviderError(
+            "provider_unavailable",
+            f"{what}: cannot reach the API server ({type(exc).__name__}: {detail})",
             retryable=True,
+        ) from None
+
+
+NOT_KUBERNETES = "not_kubernetes"
+
+
+async def _answered(call: Awaitable[T], what: str, server: str) -> T:
+    """A call whose answer must come from a Kubernetes API server: one that is not (a web
+    server answering 404 or HTML) gets a clear refusal instead of a failure to decode."""
+    try:
+        return await _call(call, what)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise EndpointRefused(
+                NOT_KUBERNETES,
+                f"{server} is not a Kubernetes API server: {what} answered HTTP 404",
+            ) from None
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError):
+        # The client decodes the body into its model; anything else fails in there.
+        raise EndpointRefused(
+            NOT_KUBERNETES,
+            f"{server} is not a Kubernetes API server: {what} did not answer with a "
+            "Kubernetes object",
         ) from None
 
 
@@ -89,19 +123,26 @@ class KubernetesProvider(Provider):
             )
         return Credential(provider=self.name, endpoint_url=server, content=content)
 
-    async def validate_credential(self, credential: Credential) -> None:
-        doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api:
-            await _call(
-                client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT_SECONDS),
-                "GET /version",
-            )
+    async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
+        doc, server = parse_kubeconfig(credential.content)
+        async with api_client(doc, policy) as api:
             try:
-                await _call(
+                await _answered(
+                    client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT_SECONDS),
+                    "GET /version",
+                    server,
+                )
+            except ApiException as exc:
+                raise ProviderError(
+                    "provider_error", f"GET /version: HTTP {exc.status} {exc.reason}"
+                ) from None
+            try:
+                await _answered(
                     client.CoreV1Api(api).list_namespace(
                         limit=1, _request_timeout=REQUEST_TIMEOUT_SECONDS
                     ),
                     "list namespaces",
+                    server,
                 )
             except ApiException as exc:
                 # Authenticated but not allowed to list namespaces: a namespace-scoped
@@ -111,9 +152,9 @@ class KubernetesProvider(Provider):
                         "provider_error", f"list namespaces: HTTP {exc.status} {exc.reason}"
                     ) from None
 
-    async def describe_zones(self, credential: Credential) -> list[str]:
+    async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
         doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api:
+        async with api_client(doc, policy) as api:
             try:
                 found = await _call(
                     client.CoreV1Api(api).list_namespace(_request_timeout=REQUEST_TIMEOUT_SECONDS),
@@ -128,10 +169,16 @@ class KubernetesProvider(Provider):
         return sorted(item.metadata.name for item in found.items)
 
     async def claim_zone(
-        self, credential: Credential, zone: str, *, runtime_id: str, create: bool
+        self,
+        credential: Credential,
+        zone: str,
+        *,
+        runtime_id: str,
+        create: bool,
+        policy: AddressPolicy,
     ) -> None:
         doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api:
+        async with api_client(doc, policy) as api:
             core = client.CoreV1Api(api)
             try:
                 ns = await _call(
@@ -189,9 +236,11 @@ class KubernetesProvider(Provider):
                 ) from None
             raise _refused(exc, f"create namespace {zone}") from None
 
-    async def release_zone(self, credential: Credential, zone: str, *, runtime_id: str) -> None:
+    async def release_zone(
+        self, credential: Credential, zone: str, *, runtime_id: str, policy: AddressPolicy
+    ) -> None:
         doc, _ = parse_kubeconfig(credential.content)
-        async with api_client(doc) as api:
+        async with api_client(doc, policy) as api:
             core = client.CoreV1Api(api)
             try:
                 ns = await _call(
@@ -222,11 +271,11 @@ class KubernetesProvider(Provider):
         if run.action == "render":
             return await self._render(run)
         if run.action == "describe":
-            return await self.describe_cluster(run.credential, run.zone, run.cluster_id)
+            return await self.describe_cluster(run.credential, run.zone, run.cluster_id, run.policy)
         if run.action == "check":
             return await self.check_resources(run)
         doc, _ = parse_kubeconfig(run.credential.content)
-        async with self._clients.lease(doc) as (_, dyn):
+        async with self._clients.lease(doc, run.policy) as (_, dyn):
             if run.action == "apply":
                 objects = _objects_of(run.release, "apply")
                 await deploy.apply_objects(
@@ -274,7 +323,7 @@ class KubernetesProvider(Provider):
         wanted = _objects_of(run.release, "check")
         replaced = run.previous.objects if run.previous and run.previous.objects else []
         doc, _ = parse_kubeconfig(run.credential.content)
-        async with self._clients.lease(doc) as (_, dyn):
+        async with self._clients.lease(doc, run.policy) as (_, dyn):
             quotas = await deploy.resource_quotas(dyn, namespace=run.zone)
         try:
             problems = quota.shortfalls(quotas, wanted, replaced)
@@ -338,10 +387,10 @@ class KubernetesProvider(Provider):
             await asyncio.sleep(deploy.POLL_SECONDS)
 
     async def describe_cluster(
-        self, credential: Credential, zone: str, cluster_id: str
+        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
     ) -> dict[str, Any]:
         doc, _ = parse_kubeconfig(credential.content)
-        async with self._clients.lease(doc) as (_, dyn):
+        async with self._clients.lease(doc, policy) as (_, dyn):
             found = await deploy.labelled_objects(
                 dyn,
                 [*COMMON_KINDS, ("v1", "Pod")],
