@@ -19,7 +19,7 @@ class BodyTooLarge(HTTPException):
     # error there becomes a 400), so the app's handler renders it in the one error shape.
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is larger than {limit} bytes")
-        self.limit = limit
+        self.details = {"max_bytes": limit}
 
 
 class BodyLimitMiddleware:
@@ -74,7 +74,7 @@ class BodyLimitMiddleware:
             # Read outside a route's error handling (e.g. by a middleware): answer here.
             if started:
                 raise
-            response = error_response(413, "payload_too_large", str(exc.detail))
+            response = error_response(413, "payload_too_large", str(exc.detail), exc.details)
             await response(scope, receive, send)
 
 
