@@ -19,7 +19,6 @@ from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
 from openpitrix.events.sse import StreamCounter
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
-from openpitrix.iam.deps import install_auth_error_handler
 from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
@@ -119,7 +118,6 @@ def create_app(
             max_age=600,
         )
     install_error_handlers(app, database_retry_after=settings.http.database_retry_after_seconds)
-    install_auth_error_handler(app)
     for router in (
         health_router,
         iam_router,

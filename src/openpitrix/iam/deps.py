@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 
 from openpitrix.api.deps import PlatformDep
-from openpitrix.api.errors import error_response
 from openpitrix.errors import AppError
 from openpitrix.iam.access import Access, Caller, Op
 from openpitrix.iam.models import ApiClient, User
@@ -36,22 +35,9 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
     def __init__(self, message: str, *, bad_token: bool = False) -> None:
-        super().__init__(message)
-        self.bad_token = bad_token
-
-
-def install_auth_error_handler(app: FastAPI) -> None:
-    """401s carry `WWW-Authenticate` (RFC 6750 §3), which the generic AppError handler lacks."""
-
-    async def _unauthorized(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Unauthorized)
-        resp: JSONResponse = error_response(exc.status_code, exc.code, exc.message, exc.details)
-        resp.headers["WWW-Authenticate"] = (
-            'Bearer error="invalid_token"' if exc.bad_token else "Bearer"
-        )
-        return resp
-
-    app.add_exception_handler(Unauthorized, _unauthorized)
+        # RFC 6750 §3: a 401 carries the challenge, naming a token that was sent but failed.
+        challenge = 'Bearer error="invalid_token"' if bad_token else "Bearer"
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
 def get_access_tokens(request: Request) -> AccessTokens:
