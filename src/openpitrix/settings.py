@@ -162,6 +162,35 @@ class AuthSettings(BaseModel):
     )
 
 
+class HttpSettings(BaseModel):
+    """Limits of the HTTP gateway, per process."""
+
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Largest request body of a JSON or form route; a larger one is refused "
+        "with 413 before it is read.",
+    )
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Largest request body of a route that takes an upload (marked `x-upload` "
+        "in the OpenAPI document).",
+    )
+    sse_streams_per_caller: int = Field(
+        100, ge=1, description="Event streams one user may hold open at once in this process."
+    )
+    sse_streams_per_process: int = Field(
+        10_000, ge=1, description="Event streams this process serves at once, all callers."
+    )
+    sse_retry_after_seconds: int = Field(
+        5, ge=1, description="`Retry-After` of a 429 refusing an event stream over a cap."
+    )
+    database_retry_after_seconds: int = Field(
+        5, ge=1, description="`Retry-After` of a 503 answered while the database is unreachable."
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree. Nested fields use `__`: OPENPITRIX_BUS__MAX_DELIVER=5."""
 
@@ -199,6 +228,7 @@ class Settings(BaseSettings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     bootstrap_admin_email: str | None = Field(
         None, description="First admin created when no user exists."
     )

@@ -259,7 +259,9 @@ async def test_provider_filter_matches_any_given_provider(client: httpx.AsyncCli
         f"{word}-aws",
         f"{word}-mix",
     ]
-    assert await names(client, [*base, ("provider", "azure")]) == []
+    # A provider no repo can name is a mistake, not an empty filter.
+    resp = await client.get("/v1/repos", params=[*base, ("provider", "azure")])
+    assert assert_error(resp, 400, "invalid_parameter")["details"]["parameter"] == "provider"
 
 
 async def test_provider_filter_follows_a_providers_change(client: httpx.AsyncClient) -> None:

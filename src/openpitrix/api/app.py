@@ -6,17 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
+from openpitrix.api.limits import BodyLimitMiddleware
 from openpitrix.api.middleware import RequestIdMiddleware
+from openpitrix.api.params import reject_unknown_query
 from openpitrix.apps.router import router as apps_router
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
+from openpitrix.events.sse import StreamCounter
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
-from openpitrix.iam.deps import install_auth_error_handler
 from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
@@ -91,8 +93,18 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
+    app.state.sse_streams = StreamCounter(
+        per_caller=settings.http.sse_streams_per_caller,
+        per_process=settings.http.sse_streams_per_process,
+    )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.http.max_body_bytes,
+        max_upload_bytes=settings.http.max_upload_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so a listed origin still cannot
@@ -105,8 +117,7 @@ def create_app(
             expose_headers=["Location", "Retry-After", "X-Request-ID"],
             max_age=600,
         )
-    install_error_handlers(app)
-    install_auth_error_handler(app)
+    install_error_handlers(app, database_retry_after=settings.http.database_retry_after_seconds)
     for router in (
         health_router,
         iam_router,

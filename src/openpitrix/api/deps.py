@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from pydantic import StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openpitrix.db.listing import MAX_LIMIT, ListQuery
+from openpitrix.db.listing import MAX_LIMIT, MAX_OFFSET, ListQuery
 from openpitrix.platform import Platform
 from openpitrix.settings import Settings
 
@@ -41,7 +42,7 @@ async def get_read_session(
 
 def list_query(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
     sort_key: Annotated[str | None, Query(max_length=50, description="Field to sort by.")] = None,
     reverse: Annotated[bool, Query(description="Descending (newest first).")] = True,
     search_word: Annotated[
@@ -59,4 +60,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 ListDep = Annotated[ListQuery, Depends(list_query)]
-Filter = Annotated[list[str] | None, Query()]
+# A repeatable exact filter (`?owner=a&owner=b`): bounded, so one request cannot send the
+# database an unbounded IN list.
+MAX_FILTER_VALUES = 100
+FilterValue = Annotated[str, StringConstraints(max_length=200)]
+Filter = Annotated[list[FilterValue] | None, Query(max_length=MAX_FILTER_VALUES)]
+# `key=value` label filters, repeatable the same way.
+LabelFilter = Annotated[
+    list[FilterValue] | None,
+    Query(max_length=MAX_FILTER_VALUES, description="key=value; repeat it."),
+]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from openpitrix.api.deps import Filter, ListDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.apps import service
-from openpitrix.apps.schemas import AppPage, AppRead, AppVersionPage, AppVersionRead
-from openpitrix.iam.deps import CanReadApps
+from openpitrix.apps.schemas import AppPage, AppRead, AppStatus, AppVersionPage, AppVersionRead
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadApps
 
-router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
 @router.get("/v1/apps", operation_id="list_apps")
@@ -21,7 +23,7 @@ async def list_apps(
     repo_id: Filter = None,
     app_id: Filter = None,
     name: Filter = None,
-    status: Filter = None,
+    status: Annotated[list[AppStatus] | None, Query()] = None,
 ) -> AppPage:
     """List the apps you may see: those your role's scope covers, and the published apps of
     public repos. Deleted apps show only when asked for with `status=deleted`."""
@@ -48,7 +50,7 @@ async def list_app_versions(
     access: CanReadApps,
     session: ReadSessionDep,
     query: ListDep,
-    status: Filter = None,
+    status: Annotated[list[AppStatus] | None, Query()] = None,
     version: Filter = None,
 ) -> AppVersionPage:
     """List an app's versions, newest chart first by default."""

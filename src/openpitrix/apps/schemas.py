@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class AppStatus(StrEnum):
+    """Status of an app or an app version (a repo's `app_default_status`, or deleted)."""
+
+    ACTIVE = "active"
+    DRAFT = "draft"
+    DELETED = "deleted"
 
 
 class AppRead(BaseModel):

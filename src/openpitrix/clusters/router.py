@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from openpitrix.clusters.schemas import (
     ClusterJobAccepted,
     ClusterPage,
     ClusterRead,
+    ClusterStatus,
     ClusterUpdate,
     NodePage,
     ReleaseDetail,
@@ -29,10 +30,15 @@ from openpitrix.clusters.schemas import (
     UpgradeRequest,
 )
 from openpitrix.iam.access import Access
-from openpitrix.iam.deps import CanReadClusters, CanWriteClusters
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadClusters, CanWriteClusters
 from openpitrix.jobs.models import Job
 
-router = APIRouter(prefix="/v1/clusters", tags=["clusters"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/clusters",
+    tags=["clusters"],
+    responses=ERROR_RESPONSES,
+    route_class=AuthenticatedRoute,
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ async def list_clusters(
     app_id: Filter = None,
     version_id: Filter = None,
     runtime_id: Filter = None,
-    status: Filter = None,
+    status: Annotated[list[ClusterStatus] | None, Query()] = None,
     owner: Filter = None,
 ) -> ClusterPage:
     """Clusters you may see. Ceased ones show only with `status=ceased`."""
@@ -160,7 +166,7 @@ async def list_releases(
 @router.get("/{cluster_id}/releases/{revision}", operation_id="get_cluster_release")
 async def get_release(
     cluster_id: str,
-    revision: Annotated[int, Path(ge=1)],
+    revision: Annotated[int, Path(ge=1, le=2**31 - 1)],
     access: CanReadClusters,
     session: ReadSessionDep,
 ) -> ReleaseDetail:

@@ -15,6 +15,10 @@ from openpitrix.errors import BadRequest
 T = TypeVar("T")
 
 MAX_LIMIT = 200
+# Offsets beyond this are refused (400) before they reach SQL: SQLite and PostgreSQL take a
+# signed 64-bit offset and overflow past it; 2**53 - 1 is also the largest integer a
+# JavaScript client can send exactly.
+MAX_OFFSET = 2**53 - 1
 
 
 @dataclass(frozen=True)

@@ -5,25 +5,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from openpitrix.api.deps import PlatformDep, SettingsDep
-from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.bus.topology import events_filter
-from openpitrix.errors import BadRequest
-from openpitrix.events.sse import Visibility, stream_events
-from openpitrix.iam.access import Scope
-from openpitrix.iam.deps import CanReadEvents
+from openpitrix.errors import BadRequest, TooManyRequests
+from openpitrix.events.sse import MAX_SEQUENCE, StreamCounter, Visibility, stream_events
+from openpitrix.iam.access import Caller, Scope
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadEvents, authenticate
 
-router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["events"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "text/event-stream: `id:` sequence, `event:` type, `data:` event JSON.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
+    },
+    429: {
+        "model": ErrorBody,
+        "description": "`too_many_streams`: you (or this server) hold the most event streams "
+        "allowed at once; retry after `Retry-After` seconds or close one",
+    },
 }
+
+# A resume point: `after` (query) or `Last-Event-ID` (header), at most MAX_SEQUENCE.
+After = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_SEQUENCE,
+        description="Resume after this sequence (for clients that cannot send Last-Event-ID).",
+    ),
+]
 
 KINDS = r"^[a-z][a-z0-9-]{0,29}$"
 IDS = r"^[a-z][a-z0-9-]{1,39}$"
@@ -35,12 +50,44 @@ def parse_last_event_id(header: str | None, after: int | None) -> int | None:
     try:
         value = int(header.strip())
     except ValueError:
-        raise BadRequest(
-            "Last-Event-ID must be an event sequence number", code="invalid_last_event_id"
-        ) from None
+        raise _bad_last_event_id("must be an event sequence number") from None
     if value < 0:
-        raise BadRequest("Last-Event-ID must not be negative", code="invalid_last_event_id")
+        raise _bad_last_event_id("must not be negative")
+    if value > MAX_SEQUENCE:
+        raise _bad_last_event_id(f"must be at most {MAX_SEQUENCE}")
     return value
+
+
+def _bad_last_event_id(why: str) -> BadRequest:
+    return BadRequest(
+        f"Last-Event-ID {why}",
+        code="invalid_last_event_id",
+        details={"parameter": "Last-Event-ID"},
+    )
+
+
+async def stream_slot(
+    request: Request,
+    caller: Annotated[Caller, Depends(authenticate)],
+    settings: SettingsDep,
+) -> AsyncIterator[None]:
+    """Hold one of the caller's (and the process's) event streams while the answer streams;
+    over a cap, 429 before the stream starts."""
+    counter: StreamCounter = request.app.state.sse_streams
+    if not counter.acquire(caller.user_id):
+        raise TooManyRequests(
+            "too many event streams are open; close one or retry later",
+            code="too_many_streams",
+            retry_after=settings.http.sse_retry_after_seconds,
+        )
+    try:
+        yield
+    finally:
+        counter.release(caller.user_id)
+
+
+# Ends (and gives the stream back) once the response has been sent, i.e. when the stream ends.
+StreamSlot = Annotated[None, Depends(stream_slot)]
 
 
 def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
@@ -59,12 +106,13 @@ def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
 )
 async def stream_feed(
     access: CanReadEvents,
+    _: StreamSlot,
     platform: PlatformDep,
     settings: SettingsDep,
     resource_kind: Annotated[str | None, Query(pattern=KINDS)] = None,
     resource_id: Annotated[str | None, Query(pattern=IDS)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this sequence.")] = None,
+    after: After = None,
 ) -> StreamingResponse:
     """The events of resources you may see (by your role's scope; optionally of one resource)
     as server-sent events, live from now, or replayed from after `Last-Event-ID`. Sequence

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,10 @@ from openpitrix.jobs.schemas import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
+# JetStream sequences are uint64, and a resume asks for the one after: the largest sequence a
+# client may name leaves room for that, and fits a signed 64-bit integer everywhere.
+MAX_SEQUENCE = 2**63 - 1
+
 IDLE_CHECK_SECONDS = 1.0
 # How often an idle job stream asks `done` (a database read): a job's stream normally ends at
 # its terminal event; this only ends the rare stream that will not see one.
@@ -33,6 +38,36 @@ DoneCheck = Callable[[int], Awaitable[bool]]
 Visibility = Callable[[dict[str, Any]], bool]
 # Whether the stream ends after this event (its JSON), e.g. a job's terminal status.
 EndCheck = Callable[[dict[str, Any]], bool]
+
+
+class StreamCounter:
+    """Event streams open in this process, per caller and in all, against their caps.
+
+    Each stream holds a JetStream consumer and a task until its client leaves, so one caller
+    (or a crowd) opening streams without end would exhaust the process and the NATS server."""
+
+    def __init__(self, *, per_caller: int, per_process: int) -> None:
+        self.per_caller = per_caller
+        self.per_process = per_process
+        self._open: Counter[str] = Counter()
+        self._total = 0
+
+    def acquire(self, caller: str) -> bool:
+        """Count one more stream of `caller`; False (nothing counted) when a cap is reached."""
+        if self._total >= self.per_process or self._open[caller] >= self.per_caller:
+            return False
+        self._open[caller] += 1
+        self._total += 1
+        return True
+
+    def release(self, caller: str) -> None:
+        self._open[caller] -= 1
+        if self._open[caller] <= 0:
+            del self._open[caller]
+        self._total -= 1
+
+    def open_streams(self, caller: str | None = None) -> int:
+        return self._total if caller is None else self._open[caller]
 
 
 def format_sse(seq: int, event_type: str, data: bytes) -> bytes:

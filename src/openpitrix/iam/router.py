@@ -20,7 +20,13 @@ from openpitrix.api.deps import (
 )
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.iam import clients, grants, service
-from openpitrix.iam.deps import AccessTokensDep, CanActAsSelf, CanManageApiClients, CanManageUsers
+from openpitrix.iam.deps import (
+    AccessTokensDep,
+    AuthenticatedRoute,
+    CanActAsSelf,
+    CanManageApiClients,
+    CanManageUsers,
+)
 from openpitrix.iam.ratelimit import LoginLimited, LoginLimiter
 from openpitrix.iam.schemas import (
     ApiClientCreate,
@@ -39,12 +45,13 @@ from openpitrix.iam.schemas import (
     UserUpdate,
 )
 
-router = APIRouter(tags=["users"])
-users = APIRouter(prefix="/v1/users", responses=ERROR_RESPONSES)
+router = APIRouter(tags=["users"], route_class=AuthenticatedRoute)
+users = APIRouter(prefix="/v1/users", responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 api_clients = APIRouter(
     prefix="/v1/api-clients",
     tags=["api clients"],
     responses=ERROR_RESPONSES,
+    route_class=AuthenticatedRoute,
 )
 
 # RFC 6749 §5.1: token answers must not be cached by browsers or proxies.
@@ -162,7 +169,14 @@ async def issue_token(
     return JSONResponse(content=result.model_dump(exclude_none=True), headers=NO_STORE)
 
 
-@router.post("/v1/oauth2/revoke", operation_id="revoke_token")
+@router.post(
+    "/v1/oauth2/revoke",
+    operation_id="revoke_token",
+    # RFC 7009 §2.2: 200, and the client ignores any body; none is sent, and the document
+    # says so (no content type), instead of promising JSON.
+    response_class=Response,
+    responses={200: {"description": "Revoked, or not a live token: the same empty answer."}},
+)
 async def revoke_token(
     platform: PlatformDep,
     token: Annotated[str, Form(max_length=500, description="The refresh token to revoke.")],

@@ -16,13 +16,19 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
-from openpitrix.events.router import SSE_RESPONSES, parse_last_event_id, sse_response
-from openpitrix.iam.deps import CanReadJobs, CanWriteJobs
+from openpitrix.events.router import (
+    SSE_RESPONSES,
+    After,
+    StreamSlot,
+    parse_last_event_id,
+    sse_response,
+)
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadJobs, CanWriteJobs
 from openpitrix.jobs import engine, service
-from openpitrix.jobs.schemas import JobPage, JobRead, TaskPage
+from openpitrix.jobs.schemas import JobPage, JobRead, JobStatus, TaskPage
 from openpitrix.jobs.stream import job_event_stream
 
-router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
 @router.get("/v1/jobs", operation_id="list_jobs")
@@ -30,7 +36,7 @@ async def list_jobs(
     access: CanReadJobs,
     session: ReadSessionDep,
     query: ListDep,
-    status: Filter = None,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
     action: Filter = None,
     resource_kind: Filter = None,
     resource_id: Filter = None,
@@ -62,7 +68,7 @@ async def list_tasks(
     session: ReadSessionDep,
     query: ListDep,
     job_id: Filter = None,
-    status: Filter = None,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
 ) -> TaskPage:
     """Tasks of jobs you may see."""
     total, items = await service.list_tasks(
@@ -80,16 +86,11 @@ async def list_tasks(
 async def stream_job_events(
     job_id: str,
     access: CanReadJobs,
+    _: StreamSlot,
     platform: PlatformDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            description="Resume after this sequence (for clients that cannot send Last-Event-ID).",
-        ),
-    ] = None,
+    after: After = None,
 ) -> StreamingResponse:
     """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),
     follow live, end after the terminal `job.status` event."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from openpitrix.api.deps import (
     Filter,
+    LabelFilter,
     ListDep,
     PlatformDep,
     ReadSessionDep,
@@ -15,22 +16,28 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
-from openpitrix.iam.deps import CanReadRepos, CanWriteRepos
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadRepos, CanWriteRepos
 from openpitrix.indexer.service import validate_repo
 from openpitrix.repos import service
 from openpitrix.repos.schemas import (
     IndexRequest,
+    ProviderName,
     RepoCreate,
     RepoCreated,
     RepoJobAccepted,
     RepoPage,
     RepoRead,
+    RepoStatus,
+    RepoType,
     RepoUpdate,
     RepoValidate,
     RepoValidation,
+    Visibility,
 )
 
-router = APIRouter(prefix="/v1/repos", tags=["repos"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/repos", tags=["repos"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_repo")
@@ -62,13 +69,13 @@ async def list_repos(
     session: ReadSessionDep,
     query: ListDep,
     name: Filter = None,
-    type: Filter = None,
-    visibility: Filter = None,
-    status: Filter = None,
-    provider: Filter = None,
+    type: Annotated[list[RepoType] | None, Query()] = None,
+    visibility: Annotated[list[Visibility] | None, Query()] = None,
+    status: Annotated[list[RepoStatus] | None, Query()] = None,
+    provider: Annotated[list[ProviderName] | None, Query()] = None,
     owner: Filter = None,
-    label: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
-    selector: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
+    label: LabelFilter = None,
+    selector: LabelFilter = None,
 ) -> RepoPage:
     """List the repos you may see (yours by your role's scope, and every public one).
     `label`/`selector` filters: every key given must match, and several values

@@ -7,11 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
+from openpitrix.api.deps import (
+    MAX_FILTER_VALUES,
+    Filter,
+    LabelFilter,
+    ListDep,
+    PlatformDep,
+    ReadSessionDep,
+    SessionDep,
+)
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.clusters.service import delete_clusters
 from openpitrix.iam.access import Op
-from openpitrix.iam.deps import CanReadRuntimes, CanWriteRuntimes
+from openpitrix.iam.deps import AuthenticatedRoute, CanReadRuntimes, CanWriteRuntimes
 from openpitrix.providers.registry import registered
 from openpitrix.runtimes import service
 from openpitrix.runtimes.schemas import (
@@ -21,19 +29,27 @@ from openpitrix.runtimes.schemas import (
     CredentialUpdate,
     CredentialValidate,
     CredentialValidation,
+    ProviderField,
     ProviderList,
     ProviderRead,
     RuntimeCreate,
     RuntimeDeleted,
     RuntimePage,
     RuntimeRead,
+    RuntimeStatus,
     RuntimeUpdate,
     Zones,
 )
 
-router = APIRouter(responses=ERROR_RESPONSES)
-credentials = APIRouter(prefix="/v1/runtime-credentials", tags=["runtime credentials"])
-runtimes = APIRouter(prefix="/v1/runtimes", tags=["runtimes"])
+router = APIRouter(responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
+credentials = APIRouter(
+    prefix="/v1/runtime-credentials",
+    tags=["runtime credentials"],
+    route_class=AuthenticatedRoute,
+)
+runtimes = APIRouter(prefix="/v1/runtimes", tags=["runtimes"], route_class=AuthenticatedRoute)
+# Providers are plugins: a name is checked for shape, and an unknown one matches nothing.
+ProviderFilter = Annotated[list[ProviderField] | None, Query(max_length=MAX_FILTER_VALUES)]
 PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The provider could not be reached; retry later"}
 }
@@ -82,8 +98,8 @@ async def list_credentials(
     access: CanReadRuntimes,
     session: ReadSessionDep,
     query: ListDep,
-    provider: Filter = None,
-    status: Filter = None,
+    provider: ProviderFilter = None,
+    status: Annotated[list[RuntimeStatus] | None, Query()] = None,
 ) -> CredentialPage:
     total, items = await service.list_credentials(
         session, query, access, provider=provider or (), status=status or ()
@@ -158,12 +174,12 @@ async def list_runtimes(
     access: CanReadRuntimes,
     session: ReadSessionDep,
     query: ListDep,
-    provider: Filter = None,
+    provider: ProviderFilter = None,
     zone: Filter = None,
     credential_id: Filter = None,
-    status: Filter = None,
+    status: Annotated[list[RuntimeStatus] | None, Query()] = None,
     owner: Filter = None,
-    label: Annotated[list[str] | None, Query(description="key=value; repeat it.")] = None,
+    label: LabelFilter = None,
     eligible_for_version: Annotated[
         str | None,
         Query(
