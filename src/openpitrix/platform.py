@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -24,6 +25,17 @@ from openpitrix.outbox.relay import OutboxRelay
 from openpitrix.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def secure_data_dir(path: Path) -> None:
+    """The data dir holds the keys, the SQLite file and the NATS store: only its owner may
+    enter it (0700), including one an earlier version created readable."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:  # not ours to change: say so rather than refuse to start
+            log.warning("cannot make the data dir %s private: %s", path, exc)
 
 
 def executor_name() -> str:
@@ -70,6 +82,7 @@ class Platform:
 
     async def start(self, *, relay: bool = True) -> None:
         settings = self.settings
+        secure_data_dir(settings.data_dir.resolve())
         nats_url = settings.nats_url
         if nats_url is None:
             self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")

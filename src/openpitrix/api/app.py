@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from openpitrix.api.docs import install_docs
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
@@ -91,7 +92,11 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by install_docs from local assets: FastAPI's own pages load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
