@@ -209,8 +209,9 @@ class EmbeddedNats:
             pass_fds=(self._lock_fd,),
             preexec_fn=_child_setup(os.getpid()),
         )
-        pid_file = self.store_dir / PID_FILE
-        pid_file.write_text(f"{self._proc.pid} {os.getpid()}\n")
+        fd = os.open(self.store_dir / PID_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as pid_file:
+            pid_file.write(f"{self._proc.pid} {os.getpid()}\n")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:

@@ -1,0 +1,125 @@
+"""The embedded nats-server: it dies with its parent, and one store never gets two servers (a
+second start refuses while the first owner lives, and stops a stale server left behind)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from openpitrix.bus.embedded import (
+    EmbeddedNats,
+    StoreInUse,
+    free_port,
+    nats_server_binary,
+    servers_on,
+)
+
+# A process that starts the embedded server, prints its pid, and waits to be killed.
+OWNER = """
+import asyncio, sys
+from pathlib import Path
+from openpitrix.bus.embedded import EmbeddedNats
+
+async def main():
+    server = EmbeddedNats(Path(sys.argv[1]))
+    await server.start()
+    print(server.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def _gone(pid: int, timeout: float = 15.0) -> bool:
+    async with asyncio.timeout(timeout):
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.05)
+    return True
+
+
+def _store_servers(store: Path) -> list[int]:
+    """nats-server processes on `store`, found by their command line (psutil, not our code)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or not cmd:
+            continue
+        if Path(cmd[0]).name == "nats-server" and str(store.resolve()) in cmd:
+            found.append(proc.pid)
+    return found
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "nats"
+    yield path
+    for pid in _store_servers(path):  # never leave a server behind a failed test
+        os.kill(pid, signal.SIGKILL)
+
+
+async def test_the_child_server_dies_when_its_parent_is_killed(store: Path) -> None:
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, str(store), stdout=asyncio.subprocess.PIPE
+    )
+    assert owner.stdout is not None
+    line = await asyncio.wait_for(owner.stdout.readline(), 30)
+    child = int(line)
+    assert _store_servers(store) == [child]
+
+    owner.kill()  # kill -9: no cleanup code runs in the parent
+    await owner.wait()
+    assert await _gone(child)
+
+    # The store is free again: the next start runs the one and only server on it.
+    server = EmbeddedNats(store)
+    await server.start()
+    try:
+        assert _store_servers(store) == [server.pid]
+    finally:
+        server.stop()
+
+
+async def test_a_second_start_on_a_store_in_use_refuses(store: Path) -> None:
+    first = EmbeddedNats(store)
+    await first.start()
+    try:
+        second = EmbeddedNats(store)
+        with pytest.raises(StoreInUse, match=str(first.pid)):
+            await second.start()
+        assert _store_servers(store) == [first.pid]
+        assert servers_on(store.resolve()) == [first.pid]
+    finally:
+        first.stop()
+
+
+async def test_a_stale_server_left_on_the_store_is_stopped_before_starting(store: Path) -> None:
+    # What an earlier version (no lock, no parent-death signal) left after a kill -9.
+    store.mkdir()
+    stale = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(free_port()), "-js", "-sd", str(store)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert _store_servers(store) == [stale.pid]
+        server = EmbeddedNats(store)
+        await server.start()
+        try:
+            assert await asyncio.to_thread(stale.wait, 15) is not None
+            assert _store_servers(store) == [server.pid]
+        finally:
+            server.stop()
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
