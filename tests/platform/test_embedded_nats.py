@@ -52,14 +52,14 @@ def _store_servers(store: Path) -> list[int]:
         cmd = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or not cmd:
             continue
-        if Path(cmd[0]).name == "nats-server" and str(store.resolve()) in cmd:
+        if Path(cmd[0]).name == "nats-server" and str(store) in cmd:
             found.append(proc.pid)
     return found
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "nats"
+    path = (tmp_path / "nats").resolve()
     yield path
     for pid in _store_servers(path):  # never leave a server behind a failed test
         os.kill(pid, signal.SIGKILL)
@@ -95,21 +95,25 @@ async def test_a_second_start_on_a_store_in_use_refuses(store: Path) -> None:
         with pytest.raises(StoreInUse, match=str(first.pid)):
             await second.start()
         assert _store_servers(store) == [first.pid]
-        assert servers_on(store.resolve()) == [first.pid]
+        assert servers_on(store) == [first.pid]
     finally:
         first.stop()
 
 
-async def test_a_stale_server_left_on_the_store_is_stopped_before_starting(store: Path) -> None:
-    # What an earlier version (no lock, no parent-death signal) left after a kill -9.
+def _orphan_server(store: Path) -> subprocess.Popen[bytes]:
+    """What an earlier version (no lock, no parent-death signal) left after a kill -9."""
     store.mkdir()
-    stale = subprocess.Popen(
+    return subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(free_port()), "-js", "-sd", str(store)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+async def test_a_stale_server_left_on_the_store_is_stopped_before_starting(store: Path) -> None:
+    stale = _orphan_server(store)
     try:
         assert _store_servers(store) == [stale.pid]
         server = EmbeddedNats(store)
