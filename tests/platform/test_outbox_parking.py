@@ -119,3 +119,21 @@ async def test_a_transient_failure_keeps_the_rows_unsent_and_in_order(
     while await relay.publish_pending():
         pass
     assert (await _row(db, second)).sent_at is not None
+
+
+async def test_a_message_over_the_limit_only_with_its_headers_is_parked_too(
+    server: LiveServer, client: httpx.AsyncClient, db: Database, js: JetStreamContext
+) -> None:
+    # The client checks the payload alone; the server would close the connection on this one,
+    # and the relay would retry it forever.
+    limit = server.app.state.platform.nc.max_payload
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        edge = enqueue(session, subject, b"x" * (limit - 8))
+        after = enqueue(session, subject, {"n": 2})
+    parked = await _parked(db, edge)
+    assert parked.error is not None and "maximum payload" in parked.error
+    async with asyncio.timeout(15):
+        while (await _row(db, after)).sent_at is None:
+            await asyncio.sleep(0.05)
+    assert (await client.get("/readyz")).status_code == 200  # the connection stayed up

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,11 +42,21 @@ RELAY_LOCK_KEY = 0x6F706F757462
 PERMANENT_API_ERRORS = frozenset({10054, 10097})
 
 
+class OversizedMessage(Exception):
+    """Payload and headers together exceed the server's max_payload."""
+
+
 def is_permanent(exc: Exception) -> bool:
     """Whether publishing this message can never succeed, however often it is retried."""
-    if isinstance(exc, MaxPayloadError | BadSubjectError):
+    if isinstance(exc, MaxPayloadError | BadSubjectError | OversizedMessage):
         return True
     return isinstance(exc, APIError) and exc.err_code in PERMANENT_API_ERRORS
+
+
+def wire_size(payload: bytes, headers: dict[str, str]) -> int:
+    """Bytes the server counts against max_payload: the header block plus the payload."""
+    block = 10 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items()) + 2
+    return block + len(payload)
 
 
 @dataclass(frozen=True)
@@ -84,11 +94,13 @@ class OutboxRelay:
         *,
         poll_seconds: float,
         batch_size: int = 256,
+        max_payload: Callable[[], int] | None = None,
     ) -> None:
         self._db = db
         self._js = js
         self._poll = poll_seconds
         self._batch = batch_size
+        self._max_payload = max_payload
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_purge = 0.0
@@ -166,6 +178,7 @@ class OutboxRelay:
         for row in rows:
             headers = {"Nats-Msg-Id": row.msg_id, **row.headers}
             try:
+                self._check_size(row.payload, headers)
                 await self._js.publish(row.subject, row.payload, headers=headers)
             except Exception as exc:
                 if not is_permanent(exc):
@@ -181,6 +194,16 @@ class OutboxRelay:
                     parked[row.seq],
                 )
         return parked
+
+    def _check_size(self, payload: bytes, headers: dict[str, str]) -> None:
+        """The client checks the payload alone; the server counts the headers too and answers a
+        message over its limit by closing the connection, which would look transient forever."""
+        limit = self._max_payload() if self._max_payload else 0
+        size = wire_size(payload, headers)
+        if limit and size > limit:
+            raise OversizedMessage(
+                f"maximum payload exceeded: {size} bytes with headers, server max_payload {limit}"
+            )
 
     async def _mark_sent(
         self, session: AsyncSession, rows: Sequence[OutboxMessage], parked: dict[int, str]
