@@ -4,6 +4,7 @@ second start refuses while the first owner lives, and stops a stale server left 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import psutil
 import pytest
 
 from openpitrix.bus.embedded import (
+    LOCK_FILE,
+    PID_FILE,
     EmbeddedNats,
     StoreInUse,
     free_port,
@@ -116,6 +119,57 @@ async def test_a_stale_server_left_on_the_store_is_stopped_before_starting(store
     stale = _orphan_server(store)
     try:
         assert _store_servers(store) == [stale.pid]
+        server = EmbeddedNats(store)
+        await server.start()
+        try:
+            assert await asyncio.to_thread(stale.wait, 15) is not None
+            assert _store_servers(store) == [server.pid]
+        finally:
+            server.stop()
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
+
+
+def _orphan_holding_the_lock(store: Path) -> subprocess.Popen[bytes]:
+    """A server that still holds the store lock after its owner died (no parent-death signal,
+    e.g. another OS): its pid file names an owner that no longer exists."""
+    store.mkdir()
+    dead_owner = int(
+        subprocess.check_output([sys.executable, "-c", "import os; print(os.getpid())"])
+    )
+    fd = os.open(store / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        proc = subprocess.Popen(
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-js",
+                "-sd",
+                str(store),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(fd)  # only the server holds the lock now
+    (store / PID_FILE).write_text(f"{proc.pid} {dead_owner}\n")
+    return proc
+
+
+async def test_a_server_holding_the_lock_for_a_dead_owner_is_stopped_before_starting(
+    store: Path,
+) -> None:
+    stale = _orphan_holding_the_lock(store)
+    try:
         server = EmbeddedNats(store)
         await server.start()
         try:
