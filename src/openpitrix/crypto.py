@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +65,36 @@ def generate_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def _key_file(path: Path) -> bytes:
-    """Read the key file, creating it once (mode 0600) if it does not exist yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(Fernet.generate_key())
+def read_or_create_key_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """Read a key file, creating it (mode 0600) with `make()` if it does not exist yet.
+
+    Every process sharing the data dir must use the same key, so the first one to start writes
+    it and the others read it back. The key is written in full under a private name, then
+    linked into place: link() fails when the file exists, so of two racing processes the first
+    key wins and nobody ever reads a half-written (or empty) file.
+    """
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(make())
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_bytes().strip()
 
 
 def load_secret_box(settings: Settings) -> SecretBox:
     keys = [k.get_secret_value().encode() for k in settings.auth.secret_keys]
     if not keys:
-        keys = [_key_file(settings.data_dir.resolve() / KEY_FILE)]
+        path = settings.data_dir.resolve() / KEY_FILE
+        key = read_or_create_key_file(path, Fernet.generate_key)
+        if not key:
+            raise RuntimeError(f"{path} holds no key; delete it to make a new one")
+        keys = [key]
     return SecretBox(keys)

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -24,6 +25,17 @@ from openpitrix.outbox.relay import OutboxRelay
 from openpitrix.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def secure_data_dir(path: Path) -> None:
+    """The data dir holds the keys, the SQLite file and the NATS store: only its owner may
+    enter it (0700), including one an earlier version created readable."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:  # not ours to change: say so rather than refuse to start
+            log.warning("cannot make the data dir %s private: %s", path, exc)
 
 
 def executor_name() -> str:
@@ -81,6 +93,7 @@ class Platform:
                 "OPENPITRIX_INDEXER__ALLOW_PRIVATE_ADDRESSES is deprecated: it now covers every "
                 "outbound connection as OPENPITRIX_NETWORK__ALLOW_PRIVATE_ADDRESSES"
             )
+        secure_data_dir(settings.data_dir.resolve())
         nats_url = settings.nats_url
         if nats_url is None:
             self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")
@@ -98,7 +111,13 @@ class Platform:
             headers={"User-Agent": "openpitrix-indexer/0.1"},
         )
         if relay:
-            self.relay = OutboxRelay(self._db, self._js, poll_seconds=settings.outbox_poll_seconds)
+            nc = self._nc
+            self.relay = OutboxRelay(
+                self._db,
+                self._js,
+                poll_seconds=settings.outbox_poll_seconds,
+                max_payload=lambda: nc.max_payload,
+            )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
             self.relay.wake()  # rows left behind by an earlier crash go out now
 

@@ -85,7 +85,7 @@ async def test_sort_key_version_lists_versions_in_semantic_order(
 async def test_the_migration_gives_versions_stored_before_it_their_semantic_order(
     empty_database: str,
 ) -> None:
-    await asyncio.to_thread(upgrade, empty_database, "0009")
+    await asyncio.to_thread(upgrade, empty_database, "0010")
     engine = create_async_engine(empty_database)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     try:
@@ -128,7 +128,7 @@ async def test_the_migration_gives_versions_stored_before_it_their_semantic_orde
                 text("SELECT version FROM app_versions ORDER BY version_sort, version_id")
             )
             assert [r.version for r in rows] == ORDERED
-        await asyncio.to_thread(downgrade, empty_database, "0009")
+        await asyncio.to_thread(downgrade, empty_database, "0010")
         async with engine.connect() as conn:
             count = await conn.execute(text("SELECT count(*) FROM app_versions"))
             assert count.scalar() == len(ORDERED)

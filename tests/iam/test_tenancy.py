@@ -113,6 +113,23 @@ async def test_a_private_repo_and_everything_under_it_is_invisible_to_another_de
     assert mine.json()["status"] == "active" and mine.json()["description"] == ""
 
 
+async def test_a_repo_created_without_visibility_is_private_to_its_owner(
+    tenants: dict[str, Tenant], chart_repo: RepoServer
+) -> None:
+    # A repo added with credentials and no visibility must not publish its apps to everyone.
+    repo = await indexed_repo(
+        tenants["alice"], chart_repo.url, credential={"username": "ci", "password": "s3cret"}
+    )
+    assert repo["visibility"] == "private"
+    repo_id = repo["repo_id"]
+    assert len(await ids(tenants["alice"].http, "/v1/apps", "app_id", repo_id=repo_id)) == 2
+    for reader in ("bob", "carol", "globex"):
+        http = tenants[reader].http
+        assert repo_id not in await ids(http, "/v1/repos", "repo_id")
+        assert not await ids(http, "/v1/apps", "app_id", repo_id=repo_id)
+        assert_error(await http.get(f"/v1/repos/{repo_id}"), 404, "not_found")
+
+
 async def test_each_developer_has_their_own_namespace_of_repo_names(
     tenants: dict[str, Tenant], chart_repo: RepoServer
 ) -> None:

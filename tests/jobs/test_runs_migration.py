@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from openpitrix.db.migrate import downgrade, upgrade
 
-BEFORE = "0009"  # the revision before job runs were counted
+BEFORE = "0011"  # the revision before job runs were counted
 
 
 async def test_a_job_retried_before_the_migration_is_in_the_run_its_result_counts(

@@ -377,7 +377,7 @@ async def test_patch_of_description_does_not_start_an_index_job(
     [
         pytest.param(lambda url: {"url": f"{url}/index.yaml"}, id="url"),
         pytest.param(lambda url: {"providers": ["kubernetes", "aws"]}, id="providers"),
-        pytest.param(lambda url: {"visibility": "private"}, id="visibility"),
+        pytest.param(lambda url: {"visibility": "public"}, id="visibility"),
         pytest.param(lambda url: {"credential": {"token": "t0ken"}}, id="credential"),
     ],
 )
@@ -459,7 +459,7 @@ async def test_patch_with_the_same_values_starts_no_index_job(
     repo = await indexed_repo(client, chart_repo.url)
     resp = await client.patch(
         f"/v1/repos/{repo['repo_id']}",
-        json={"url": chart_repo.url, "providers": ["kubernetes"], "visibility": "public"},
+        json={"url": chart_repo.url, "providers": ["kubernetes"], "visibility": "private"},
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["index_job_id"] is None
@@ -474,7 +474,7 @@ async def test_repo_with_an_upper_case_url_scheme_can_be_updated(
     resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"description": "renamed"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["description"] == "renamed"
-    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"visibility": "private"})
+    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"visibility": "public"})
     assert resp.status_code == 200, resp.text
     job = await wait_job(client, resp.json()["index_job_id"])
     assert job["status"] == "successful", job

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from openpitrix.api.docs import install_docs
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
 from openpitrix.api.limits import BodyLimitMiddleware
@@ -94,7 +95,11 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        # Served by install_docs from local assets: FastAPI's own pages load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.sse_streams = StreamCounter(
         per_caller=settings.http.sse_streams_per_caller,

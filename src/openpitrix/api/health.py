@@ -1,14 +1,17 @@
-"""Liveness and readiness probes (no token needed)."""
+"""Liveness and readiness probes (no token needed), with an optional outbox detail."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from openpitrix.api.deps import PlatformDep
 from openpitrix.api.errors import error_response
+from openpitrix.outbox.relay import parked_messages
 
 router = APIRouter(tags=["health"])
 
@@ -18,14 +21,58 @@ class Health(BaseModel):
     checks: dict[str, str] = {}
 
 
+class ParkedOutboxMessage(BaseModel):
+    msg_id: str
+    subject: str
+    error: str
+    parked_at: datetime
+
+
+class OutboxHealth(BaseModel):
+    parked: int
+    latest: list[ParkedOutboxMessage]
+
+
+class Readiness(Health):
+    outbox: OutboxHealth | None = None
+
+
 @router.get("/healthz", operation_id="healthz")
 async def healthz() -> Health:
     """The process is alive."""
     return Health(status="ok")
 
 
-@router.get("/readyz", operation_id="readyz", responses={503: {"model": Health}})
-async def readyz(platform: PlatformDep) -> Health:
+async def _outbox_health(platform: PlatformDep) -> OutboxHealth:
+    async with platform.db.read_session() as session:
+        total, latest = await parked_messages(session)
+    return OutboxHealth(
+        parked=total,
+        latest=[
+            ParkedOutboxMessage(
+                msg_id=m.msg_id, subject=m.subject, error=m.error, parked_at=m.parked_at
+            )
+            for m in latest
+        ],
+    )
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    responses={503: {"model": Health}},
+    response_model_exclude_none=True,
+)
+async def readyz(
+    platform: PlatformDep,
+    detail: Annotated[
+        bool,
+        Query(
+            description="Also report the outbox: how many messages were parked because they can "
+            "never be published, and the latest of them with their errors."
+        ),
+    ] = False,
+) -> Readiness:
     """The database and NATS (JetStream) answer."""
     checks: dict[str, str] = {}
     try:
@@ -40,4 +87,6 @@ async def readyz(platform: PlatformDep) -> Health:
         checks["nats"] = f"error: {type(exc).__name__}"
     if any(v != "ok" for v in checks.values()):
         return error_response(503, "not_ready", "a dependency is down", {"checks": checks})  # type: ignore[return-value]
-    return Health(status="ok", checks=checks)
+    # Parked messages do not make the process unready: it publishes everything else.
+    outbox = await asyncio.wait_for(_outbox_health(platform), 3) if detail else None
+    return Readiness(status="ok", checks=checks, outbox=outbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,19 @@ READ_ONLY = "openpitrix_read_only"
 OUTBOX_CHANNEL = "openpitrix_outbox"
 
 
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the database file private (0600) before SQLite opens it, and tighten one that an
+    earlier version left readable. SQLite gives the -wal and -shm files it creates the mode of
+    the database file; ones already there are tightened too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -43,7 +57,7 @@ class Database:
         }
         if self.dialect == "sqlite":
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                prepare_sqlite_file(Path(self.url.database))
             kwargs["connect_args"] = {"timeout": 60}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -9,6 +9,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from openpitrix.db.engine import prepare_sqlite_file
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -25,8 +27,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Blocking: call from a thread when an event loop is running."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        prepare_sqlite_file(Path(parsed.database))
     command.upgrade(alembic_config(url), revision)
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from openpitrix import ids
+from openpitrix.crypto import read_or_create_key_file
 from openpitrix.db.types import utcnow
 from openpitrix.iam.models import RefreshToken
 from openpitrix.settings import Settings
@@ -41,25 +40,8 @@ def load_signing_key(settings: Settings) -> bytes:
 
 
 def read_or_create_key(path: Path) -> bytes:
-    """Every process sharing the data dir must sign with the same key, so the first one to
-    start writes it and the others read it back."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written in full under a private name, then linked into place: link() fails when the
-        # file exists, so of two racing processes the first key wins and nobody ever reads a
-        # half-written file.
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    key = path.read_text().strip()
+    """Every process sharing the data dir must sign with the same key (created once, 0600)."""
+    key = read_or_create_key_file(path, lambda: (secrets.token_hex(32) + "\n").encode()).decode()
     if len(key) < 32:
         raise RuntimeError(f"{path} holds no usable signing key; delete it to make a new one")
     return key.encode()

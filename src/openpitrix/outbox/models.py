@@ -1,11 +1,12 @@
-"""Outbox table: one row per message to publish; `seq` orders publishing."""
+"""Outbox table: one row per message to publish; `seq` orders publishing, `parked_at` sets aside
+a row that can never be published."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, LargeBinary
+from sqlalchemy import Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from openpitrix.db.types import JSONType, UTCDateTime, utcnow
@@ -26,3 +27,7 @@ class OutboxMessage(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # Set when publishing failed for good (e.g. over the server's payload limit): the relay skips
+    # the row so it no longer holds back every later message; `error` says why.
+    parked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    error: str | None = Field(default=None, sa_column=Column(Text))

@@ -135,7 +135,8 @@ class RepoCreate(BaseModel):
     providers: list[ProviderName] = Field(min_length=1)
     labels: list[KeyValue] = Field(default_factory=list, max_length=50)
     selectors: list[KeyValue] = Field(default_factory=list, max_length=50)
-    visibility: Visibility = Visibility.PUBLIC
+    # Private unless asked: a repo added with credentials must not show its apps to everyone.
+    visibility: Visibility = Visibility.PRIVATE
     description: Description = ""
     app_default_status: AppDefaultStatus = AppDefaultStatus.ACTIVE
     credential: RepoCredential | None = None

@@ -1,0 +1,139 @@
+"""An outbox row that can never be published (over the NATS payload limit) is parked with its
+error and no longer holds back later commands and events; transient failures keep the rows, in
+order, for the next attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import nats
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+from sqlalchemy import delete, select
+from sqlmodel import col
+
+from openpitrix.bus.topology import ensure_topology, event_subject
+from openpitrix.db.engine import Database
+from openpitrix.outbox.models import OutboxMessage
+from openpitrix.outbox.relay import OutboxRelay
+from openpitrix.outbox.writer import enqueue
+from openpitrix.settings import Settings
+from tests.conftest import LiveServer
+
+# The test nats-server keeps its default max_payload of 1 MB.
+OVERSIZED = {"blob": "x" * 1_100_000}
+
+
+@pytest.fixture
+async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_topology(js, settings.bus)
+    yield js
+    await nc.close()
+
+
+async def _row(db: Database, msg_id: str) -> OutboxMessage:
+    async with db.read_session() as session:
+        return (
+            await session.execute(select(OutboxMessage).where(col(OutboxMessage.msg_id) == msg_id))
+        ).scalar_one()
+
+
+async def _parked(db: Database, msg_id: str, timeout: float = 15.0) -> OutboxMessage:
+    async with asyncio.timeout(timeout):
+        while (row := await _row(db, msg_id)).parked_at is None:
+            await asyncio.sleep(0.05)
+    return row
+
+
+async def test_an_oversized_message_is_parked_and_later_ones_still_go_out(
+    server: LiveServer,
+    client: httpx.AsyncClient,
+    db: Database,
+    js: JetStreamContext,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="openpitrix.outbox.relay")
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        big = enqueue(session, subject, OVERSIZED)
+        small = enqueue(session, subject, {"n": 1})
+
+    # The server's relay publishes the message behind the oversized one.
+    sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+    got = await sub.next_msg(timeout=15)
+    await sub.unsubscribe()
+    assert got.headers is not None and got.headers["Nats-Msg-Id"] == small
+    parked = await _parked(db, big)
+    assert parked.sent_at is None
+    assert parked.error is not None and "maximum payload" in parked.error
+    assert (await _row(db, small)).sent_at is not None
+
+    # Parked rows are skipped from then on: the error is logged once, not on every pass.
+    relay = server.app.state.platform.relay
+    assert relay is not None
+    await relay.publish_pending()
+    logged = [r for r in caplog.records if big in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert logged[0].levelno == logging.ERROR
+    assert subject in logged[0].getMessage() and "maximum payload" in logged[0].getMessage()
+
+    # Operators see it on the readiness detail; the plain probe keeps its shape.
+    plain = await client.get("/readyz")
+    assert plain.status_code == 200 and "outbox" not in plain.json()
+    detail = await client.get("/readyz", params={"detail": "true"})
+    assert detail.status_code == 200
+    outbox = detail.json()["outbox"]
+    assert outbox["parked"] >= 1
+    entry = next(m for m in outbox["latest"] if m["msg_id"] == big)
+    assert entry["subject"] == subject
+    assert "maximum payload" in entry["error"]
+
+
+async def test_a_transient_failure_keeps_the_rows_unsent_and_in_order(
+    db: Database, js: JetStreamContext, settings: Settings
+) -> None:
+    # No stream listens on this subject yet: "no responders" is an outage, not a verdict.
+    stray = f"unrouted.{uuid.uuid4().hex[:8]}"
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        first = enqueue(session, stray, {"n": 0})
+        second = enqueue(session, subject, {"n": 1})
+    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    try:
+        with pytest.raises(NoStreamResponseError):
+            await relay.publish_pending()
+        for msg_id in (first, second):
+            row = await _row(db, msg_id)
+            assert row.sent_at is None and row.parked_at is None
+    finally:
+        async with db.transaction() as session:
+            await session.execute(delete(OutboxMessage).where(col(OutboxMessage.msg_id) == first))
+    while await relay.publish_pending():
+        pass
+    assert (await _row(db, second)).sent_at is not None
+
+
+async def test_a_message_over_the_limit_only_with_its_headers_is_parked_too(
+    server: LiveServer, client: httpx.AsyncClient, db: Database, js: JetStreamContext
+) -> None:
+    # The client checks the payload alone; the server would close the connection on this one,
+    # and the relay would retry it forever.
+    limit = server.app.state.platform.nc.max_payload
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        edge = enqueue(session, subject, b"x" * (limit - 8))
+        after = enqueue(session, subject, {"n": 2})
+    parked = await _parked(db, edge)
+    assert parked.error is not None and "maximum payload" in parked.error
+    async with asyncio.timeout(15):
+        while (await _row(db, after)).sent_at is None:
+            await asyncio.sleep(0.05)
+    assert (await client.get("/readyz")).status_code == 200  # the connection stayed up
