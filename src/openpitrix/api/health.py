@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from openpitrix.api.deps import PlatformDep
 from openpitrix.api.errors import error_response
+from openpitrix.bus.topology import redact_owner
 from openpitrix.outbox.relay import parked_messages
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,7 @@ class Health(BaseModel):
 
 class ParkedOutboxMessage(BaseModel):
     msg_id: str
-    subject: str
+    subject: str = Field(description="The subject, with an event's owner token shown as `*`.")
     error: str
     parked_at: datetime
 
@@ -50,7 +51,10 @@ async def _outbox_health(platform: PlatformDep) -> OutboxHealth:
         parked=total,
         latest=[
             ParkedOutboxMessage(
-                msg_id=m.msg_id, subject=m.subject, error=m.error, parked_at=m.parked_at
+                msg_id=m.msg_id,
+                subject=redact_owner(m.subject),
+                error=m.error,
+                parked_at=m.parked_at,
             )
             for m in latest
         ],

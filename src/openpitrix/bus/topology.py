@@ -65,6 +65,16 @@ def event_subject(owner: str, resource_kind: str, resource_id: str, job_id: str 
     )
 
 
+def redact_owner(subject: str) -> str:
+    """The subject with an event's owner token hidden, for places that anyone may read (the
+    unauthenticated readiness detail): the owner token is a user id."""
+    prefix = EVENT_PREFIX + "."
+    if not subject.startswith(prefix):
+        return subject
+    rest = subject[len(prefix) :].split(".", 1)
+    return prefix + "*" + ("." + rest[1] if len(rest) > 1 else "")
+
+
 def events_filter(
     owner: str | None = None, resource_kind: str | None = None, resource_id: str | None = None
 ) -> str:

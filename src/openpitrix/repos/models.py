@@ -40,7 +40,7 @@ class Repo(Owned, Timestamps, table=True):
     selectors: list[dict[str, str]] = Field(
         default_factory=list, sa_column=Column(JSONType, nullable=False)
     )
-    visibility: str = Field(default="public", max_length=16)
+    visibility: str = Field(default="private", max_length=16)
     app_default_status: str = Field(default="active", max_length=16)
     # Issue 3 encrypts this column; the API never returns it, only whether it is set.
     credential_secret: str | None = Field(default=None, sa_type=Text)
