@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
+from openpitrix.api.responses import document_platform_responses
 from openpitrix.apps.router import router as apps_router
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
@@ -118,4 +119,5 @@ def create_app(
         events_router,
     ):
         app.include_router(router)
+    document_platform_responses(app)
     return app

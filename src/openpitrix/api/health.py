@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from openpitrix.api.deps import PlatformDep
-from openpitrix.api.errors import error_response
+from openpitrix.api.errors import ErrorBody, error_response
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", operation_id="readyz", responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    responses={
+        503: {"model": ErrorBody, "description": "Not ready: `details.checks` names what is down"}
+    },
+)
 async def readyz(platform: PlatformDep) -> Health:
     """The database and NATS (JetStream) answer."""
     checks: dict[str, str] = {}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from openpitrix.api.deps import PlatformDep, SettingsDep
-from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.bus.topology import events_filter
 from openpitrix.errors import BadRequest
 from openpitrix.events.sse import Visibility, stream_events
@@ -22,7 +22,8 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "text/event-stream: `id:` sequence, `event:` type, `data:` event JSON.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
+    },
+    429: {"model": ErrorBody, "description": "Too many open streams; retry later"},
 }
 
 KINDS = r"^[a-z][a-z0-9-]{0,29}$"
