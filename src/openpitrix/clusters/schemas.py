@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from openpitrix.repos.schemas import Description
 from openpitrix.runtimes.schemas import Name
@@ -32,7 +33,18 @@ class Transition(StrEnum):
     CEASING = "ceasing"
 
 
-Values = dict[str, Any]
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    # Values are stored, hashed for idempotency and rendered as JSON: refuse at the door what
+    # JSON encoders cannot write (integers past 64 bits, unpaired surrogates) instead of failing
+    # later with a 500.
+    try:
+        orjson.dumps(values)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"values cannot be stored as JSON: {exc}") from None
+    return values
+
+
+Values = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class ClusterCreate(BaseModel):
