@@ -1,4 +1,5 @@
-"""Cluster values that JSON cannot store are refused as a validation error, not a 500."""
+"""Cluster request fields that JSON or the database cannot hold are refused as validation
+errors (422), not 500s."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ async def test_unstorable_values_are_a_validation_error(
         resp = await client.post(path, content=body, headers=headers)
         error = assert_error(resp, 422, "validation_error")
         assert error["details"]["errors"][0]["loc"][:2] == ["body", "values"], error
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "fuzz-2"])
+async def test_a_rollback_revision_past_the_column_range_is_a_validation_error(
+    client: httpx.AsyncClient, idempotency_key: str | None
+) -> None:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    resp = await client.post(
+        "/v1/clusters/cl-x/actions/rollback", json={"revision": 10**30}, headers=headers
+    )
+    error = assert_error(resp, 422, "validation_error")
+    assert error["details"]["errors"][0]["loc"] == ["body", "revision"], error

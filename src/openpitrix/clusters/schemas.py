@@ -13,6 +13,7 @@ from openpitrix.repos.schemas import Description
 from openpitrix.runtimes.schemas import Name
 
 MAX_VALUES_BYTES = 256 * 1024
+MAX_REVISION = 2**31 - 1
 
 
 class ClusterStatus(StrEnum):
@@ -88,8 +89,13 @@ class UpgradeRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Bounded like the column it is looked up in (INTEGER): a larger number is a 422, not a
+    # database overflow.
     revision: int | None = Field(
-        None, ge=1, description="The revision to return to; default: the one before."
+        None,
+        ge=1,
+        le=MAX_REVISION,
+        description="The revision to return to; default: the one before.",
     )
 
 
