@@ -13,6 +13,7 @@ from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.api.responses import document_platform_responses
+from openpitrix.api.textguard import NulGuardMiddleware
 from openpitrix.apps.router import router as apps_router
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
@@ -94,6 +95,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so a listed origin still cannot

@@ -162,7 +162,11 @@ async def issue_token(
     return JSONResponse(content=result.model_dump(exclude_none=True), headers=NO_STORE)
 
 
-@router.post("/v1/oauth2/revoke", operation_id="revoke_token")
+@router.post(
+    "/v1/oauth2/revoke",
+    operation_id="revoke_token",
+    responses={400: {"model": OAuthErrorBody, "description": "`invalid_request`"}},
+)
 async def revoke_token(
     platform: PlatformDep,
     token: Annotated[str, Form(max_length=500, description="The refresh token to revoke.")],
