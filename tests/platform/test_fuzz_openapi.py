@@ -63,10 +63,8 @@ class Known:
 
 
 def _huge_integer_query(case: schemathesis.Case) -> bool:
-    values = [v for value in (case.query or {}).values() for v in _as_list(value)]
-    return any(
-        _int_or_none(v) is not None and abs(_int_or_none(v) or 0) > 2**63 - 1 for v in values
-    )
+    numbers = (_int_or_none(v) for value in (case.query or {}).values() for v in _as_list(value))
+    return any(n is not None and abs(n) > 2**63 - 1 for n in numbers)
 
 
 def _as_list(value: object) -> list[object]:
@@ -259,7 +257,8 @@ async def _identities(database_url: str) -> Identities:
 
 
 async def _create_real_rows(http: httpx.AsyncClient, who: Identities) -> None:
-    """Rows the "real" pass reads and acts on (no workers run: the repo's index job waits)."""
+    """An API client and a repo with its index job (where no workers run, the job waits and
+    its event stream stays open)."""
     created = await http.post("/v1/api-clients", json={"name": "fuzz"})
     assert created.status_code == 201, created.text
     who.real["client_id"] = created.json()["client_id"]
