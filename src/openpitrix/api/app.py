@@ -15,6 +15,8 @@ from openpitrix.api.health import router as health_router
 from openpitrix.api.limits import BodyLimitMiddleware
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.api.params import reject_unknown_query
+from openpitrix.api.responses import document_platform_responses
+from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.router import router as events_router
@@ -105,6 +107,8 @@ def create_app(
         per_caller=settings.http.sse_streams_per_caller,
         per_process=settings.http.sse_streams_per_process,
     )
+    # Added first, so inside the body limit: it only ever holds a body within the limit.
+    install_text_guard(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.http.max_body_bytes,
@@ -134,4 +138,5 @@ def create_app(
         events_router,
     ):
         app.include_router(router)
+    document_platform_responses(app)
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from openpitrix.api.deps import PlatformDep
-from openpitrix.api.errors import error_response
+from openpitrix.api.errors import ErrorBody, error_response
 from openpitrix.bus.topology import redact_owner
 from openpitrix.outbox.relay import parked_messages
 
@@ -64,7 +64,9 @@ async def _outbox_health(platform: PlatformDep) -> OutboxHealth:
 @router.get(
     "/readyz",
     operation_id="readyz",
-    responses={503: {"model": Health}},
+    responses={
+        503: {"model": ErrorBody, "description": "Not ready: `details.checks` names what is down"}
+    },
     response_model_exclude_none=True,
 )
 async def readyz(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from openpitrix.repos.schemas import Description
 from openpitrix.runtimes.schemas import Name
 
 MAX_VALUES_BYTES = 256 * 1024
+MAX_REVISION = 2**31 - 1
 
 
 class ClusterStatus(StrEnum):
@@ -32,7 +34,18 @@ class Transition(StrEnum):
     CEASING = "ceasing"
 
 
-Values = dict[str, Any]
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    # Values are stored, hashed for idempotency and rendered as JSON: refuse at the door what
+    # JSON encoders cannot write (integers past 64 bits, unpaired surrogates) instead of failing
+    # later with a 500.
+    try:
+        orjson.dumps(values)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"values cannot be stored as JSON: {exc}") from None
+    return values
+
+
+Values = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class ValuesMode(StrEnum):
@@ -84,8 +97,13 @@ class UpgradeRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Bounded like the column it is looked up in (INTEGER): a larger number is a 422, not a
+    # database overflow.
     revision: int | None = Field(
-        None, ge=1, description="The revision to return to; default: the one before."
+        None,
+        ge=1,
+        le=MAX_REVISION,
+        description="The revision to return to; default: the one before.",
     )
 
 

@@ -175,7 +175,10 @@ async def issue_token(
     # RFC 7009 §2.2: 200, and the client ignores any body; none is sent, and the document
     # says so (no content type), instead of promising JSON.
     response_class=Response,
-    responses={200: {"description": "Revoked, or not a live token: the same empty answer."}},
+    responses={
+        200: {"description": "Revoked, or not a live token: the same empty answer."},
+        400: {"model": OAuthErrorBody, "description": "`invalid_request`"},
+    },
 )
 async def revoke_token(
     platform: PlatformDep,
