@@ -11,6 +11,12 @@ NO_BACKEND = {"healthz"}
 ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 # A body over the request size limit is refused before any route reads it.
 BODY_TOO_LARGE = {"description": "The request body is over the size limit", "content": ERROR_BODY}
+# Every route refuses a query parameter it does not declare, and NUL in a path or query.
+BAD_PARAMETER = {
+    "description": "`invalid_parameter`: a query parameter the operation does not take, or a "
+    "bad value; `details.parameter` names it",
+    "content": ERROR_BODY,
+}
 # The database or NATS being down answers 503 wherever a route needs them.
 UNAVAILABLE = {
     "description": "The database or the message bus is unavailable; retry later",
@@ -32,6 +38,7 @@ def document_platform_responses(app: FastAPI) -> None:
         for methods in schema["paths"].values():
             for operation in methods.values():
                 responses = operation["responses"]
+                responses.setdefault("400", BAD_PARAMETER)
                 if "requestBody" in operation:
                     responses.setdefault("413", BODY_TOO_LARGE)
                 if operation["operationId"] not in NO_BACKEND:
