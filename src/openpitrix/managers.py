@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from openpitrix.clusters.jobs import ClusterJobs
 from openpitrix.indexer.handlers import repo_indexer
 from openpitrix.jobs import engine
+from openpitrix.providers.registry import close_providers
 from openpitrix.repos.handlers import repo_manager
 from openpitrix.workers.service import Manager
 
@@ -28,4 +30,5 @@ def build_managers(names: list[str] | None) -> list[Manager]:
         raise ValueError(
             f"unknown manager(s): {', '.join(unknown)}; known: {', '.join(MANAGER_FACTORIES)}"
         )
-    return [MANAGER_FACTORIES[n]() for n in chosen]
+    # A stopping worker lets every loaded provider release its pooled connections.
+    return [dataclasses.replace(MANAGER_FACTORIES[n](), on_stop=close_providers) for n in chosen]
