@@ -21,11 +21,11 @@ from openpitrix.events.schemas import EventType
 from openpitrix.indexer.helm import credential_auth
 from openpitrix.jobs.engine import Reporter
 from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
 from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressPolicy, refusal_in
 from openpitrix.providers.base import (
     EndpointRefused,
-    PlannedTask,
     ProviderError,
     Release,
     TaskRun,
