@@ -17,8 +17,8 @@ from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.api.params import reject_unknown_query
 from openpitrix.apps.router import router as apps_router
 from openpitrix.clusters.router import router as clusters_router
-from openpitrix.events.router import router as events_router
 from openpitrix.events.sse import StreamCounter
+from openpitrix.feed.router import router as events_router
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
