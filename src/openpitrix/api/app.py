@@ -16,6 +16,7 @@ from openpitrix.api.limits import BodyLimitMiddleware
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.api.params import reject_unknown_query
 from openpitrix.apps.router import router as apps_router
+from openpitrix.clusters import service as clusters
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.events.sse import StreamCounter
 from openpitrix.feed.router import router as events_router
@@ -27,6 +28,7 @@ from openpitrix.jobs.router import router as jobs_router
 from openpitrix.managers import build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.repos.router import router as repos_router
+from openpitrix.runtimes import service as runtimes
 from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
@@ -49,6 +51,11 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. With `run_workers`, the named managers (all when None) run in-process."""
     settings = settings or Settings()
+    # A runtime's delete asks the clusters on it; clusters sit above runtimes, so the answer is
+    # handed in here.
+    runtimes.use_clusters(
+        runtimes.ClusterHooks(live=clusters.live_clusters, delete=clusters.delete_clusters)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
