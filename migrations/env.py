@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from openpitrix.db.registry import metadata
+from openpitrix.models import metadata
 from openpitrix.settings import Settings
 
 config = context.config

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from functools import partial
 
 from openpitrix.clusters.jobs import ClusterJobs
 from openpitrix.indexer.handlers import repo_indexer
+from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs import engine
+from openpitrix.providers.registry import close_providers
 from openpitrix.repos.handlers import repo_manager
 from openpitrix.workers.service import Manager
 
 MANAGER_FACTORIES: dict[str, Callable[[], Manager]] = {
-    "repo-manager": repo_manager,
+    "repo-manager": partial(repo_manager, delete_catalog),
     "repo-indexer": repo_indexer,
     "job-manager": engine.job_manager,
     "task-manager": engine.task_manager,
@@ -28,4 +32,5 @@ def build_managers(names: list[str] | None) -> list[Manager]:
         raise ValueError(
             f"unknown manager(s): {', '.join(unknown)}; known: {', '.join(MANAGER_FACTORIES)}"
         )
-    return [MANAGER_FACTORIES[n]() for n in chosen]
+    # A stopping worker lets every loaded provider release its pooled connections.
+    return [dataclasses.replace(MANAGER_FACTORIES[n](), on_stop=close_providers) for n in chosen]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from openpitrix.indexer.helm import parse_index
+from openpitrix.repos.helm import parse_index
 from tests.conftest import unique
 from tests.helpers import create_repo, read_sse, wait_job
 from tests.support.http_repo import RepoServer

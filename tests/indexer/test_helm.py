@@ -20,9 +20,7 @@ import pytest
 import trustme
 import yaml
 
-from openpitrix.indexer.helm import (
-    INDEX_EMPTY,
-    INDEX_NOT_HELM,
+from openpitrix.fetch import (
     INDEX_PARSE_ERROR,
     INDEX_TOO_LARGE,
     INDEX_TRUNCATED,
@@ -30,8 +28,12 @@ from openpitrix.indexer.helm import (
     REPO_TIMEOUT,
     REPO_TLS_ERROR,
     REPO_UNREACHABLE,
+)
+from openpitrix.fetch import FetchError as IndexFetchError
+from openpitrix.repos.helm import (
+    INDEX_EMPTY,
+    INDEX_NOT_HELM,
     ChartVersion,
-    IndexFetchError,
     fetch_index,
     index_url,
     parse_index,

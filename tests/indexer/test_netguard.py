@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from openpitrix.cli import local_mode
-from openpitrix.indexer.helm import IndexFetchError, fetch_index
+from openpitrix.fetch import FetchError as IndexFetchError
 from openpitrix.netguard import (
     ADDRESS_NOT_ALLOWED,
     AddressNotAllowed,
@@ -25,6 +25,7 @@ from openpitrix.netguard import (
     guarded_transport,
     refusal_reason,
 )
+from openpitrix.repos.helm import fetch_index
 from openpitrix.settings import NetworkSettings, Settings
 from tests.conftest import LiveServer, make_settings, unique
 from tests.helpers import create_repo, wait_job

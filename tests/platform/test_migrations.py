@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openpitrix.db.migrate import downgrade, upgrade
-from openpitrix.db.registry import metadata
+from openpitrix.models import metadata
 
 
 async def _tables_and_diff(url: str) -> tuple[set[str], list[object]]:

@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from openpitrix.crypto import SecretBox, SecretError, generate_key
 from openpitrix.db.engine import Database
-from openpitrix.db.registry import metadata
+from openpitrix.models import metadata
 from openpitrix.repos.models import Repo
 from openpitrix.secrets_rotation import SECRET_COLUMNS, reseal_row, rotate_secrets
 from tests.conftest import unique

@@ -18,9 +18,10 @@ from openpitrix.api.params import reject_unknown_query
 from openpitrix.api.responses import document_platform_responses
 from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
+from openpitrix.clusters import service as clusters
 from openpitrix.clusters.router import router as clusters_router
-from openpitrix.events.router import router as events_router
 from openpitrix.events.sse import StreamCounter
+from openpitrix.feed.router import router as events_router
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
@@ -29,6 +30,7 @@ from openpitrix.jobs.router import router as jobs_router
 from openpitrix.managers import build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.repos.router import router as repos_router
+from openpitrix.runtimes import service as runtimes
 from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
@@ -51,6 +53,11 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. With `run_workers`, the named managers (all when None) run in-process."""
     settings = settings or Settings()
+    # A runtime's delete asks the clusters on it; clusters sit above runtimes, so the answer is
+    # handed in here.
+    runtimes.use_clusters(
+        runtimes.ClusterHooks(live=clusters.live_clusters, delete=clusters.delete_clusters)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,14 +18,14 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.indexer.helm import credential_auth
+from openpitrix.fetch import INDEX_TOO_LARGE, INDEX_TRUNCATED, REPO_TIMEOUT, FetchError, fetch
 from openpitrix.jobs.engine import Reporter
 from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
-from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressPolicy, refusal_in
+from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressPolicy
 from openpitrix.providers.base import (
     EndpointRefused,
-    PlannedTask,
     ProviderError,
     Release,
     TaskRun,
@@ -209,47 +209,35 @@ async def _fetch_chart(ctx: WorkerContext, version_id: str) -> bytes:
         raise ProviderError("chart_unavailable", f"app version {version_id} has no package")
     try:
         secret = ctx.secrets.open(repo.credential_secret) if repo.credential_secret else None
-        headers, auth = credential_auth(secret)
     except SecretError:
         raise ProviderError(
             "secret_unreadable", "the repo credential cannot be decrypted"
         ) from None
-    except ValueError as exc:
-        raise ProviderError("chart_unavailable", str(exc)) from None
+    url = version.package_url
     try:
-        async with ctx.http.stream(
-            "GET",
-            version.package_url,
-            headers=headers,
-            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
-            timeout=60,
-        ) as resp:
-            if resp.status_code >= 500 or resp.status_code == 429:
-                raise ProviderError(
-                    "chart_unavailable",
-                    f"GET {version.package_url}: HTTP {resp.status_code}",
-                    retryable=True,
-                )
-            if resp.status_code != 200:
-                raise ProviderError(
-                    "chart_unavailable", f"GET {version.package_url}: HTTP {resp.status_code}"
-                )
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_CHART_BYTES:
-                    raise ProviderError(
-                        "chart_unavailable", f"chart package is over {MAX_CHART_BYTES} bytes"
-                    )
-    except httpx.HTTPError as exc:
-        refused = refusal_in(exc)
-        if refused is not None:
-            # The worker's client is guarded like every other: a package URL that leads to an
-            # internal address is refused, and trying again would not change that.
-            raise EndpointRefused(
-                ADDRESS_NOT_ALLOWED, f"GET {version.package_url} refused: {refused}"
-            ) from None
-        raise ProviderError(
-            "chart_unavailable", f"GET {version.package_url}: {type(exc).__name__}", retryable=True
-        ) from None
-    return bytes(body)
+        fetched = await fetch(
+            ctx.http, url, credential=secret, max_bytes=MAX_CHART_BYTES, timeout=60
+        )
+    except FetchError as exc:
+        raise _chart_error(exc) from None
+    if fetched.status != 200:
+        raise ProviderError("chart_unavailable", f"GET {url}: HTTP {fetched.status}")
+    return fetched.body
+
+
+def _chart_error(exc: FetchError) -> ProviderError:
+    if exc.code == ADDRESS_NOT_ALLOWED:
+        # The worker's client is guarded like every other: a package URL that leads to an
+        # internal address is refused, and trying again would not change that.
+        return EndpointRefused(ADDRESS_NOT_ALLOWED, exc.message)
+    if exc.status is not None:
+        transient = exc.status >= 500 or exc.status == 429
+        return ProviderError("chart_unavailable", exc.message, retryable=transient)
+    if exc.code == INDEX_TOO_LARGE:
+        return ProviderError("chart_unavailable", f"chart package is over {MAX_CHART_BYTES} bytes")
+    # Network trouble (a reset, a timeout, a body cut short) may pass; a credential that no
+    # header can carry, or a URL that cannot be requested, will not.
+    transient = exc.code in (REPO_TIMEOUT, INDEX_TRUNCATED) or isinstance(
+        exc.__cause__, httpx.HTTPError
+    )
+    return ProviderError("chart_unavailable", exc.message, retryable=transient)

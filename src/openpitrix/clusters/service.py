@@ -438,6 +438,20 @@ async def vm_action(
     raise Conflict(f"{action.replace('_', '-')} is not available yet", code="action_unsupported")
 
 
+# A runtime with any of these is in use (the statuses a delete job may start from).
+LIVE = (ClusterStatus.PENDING, ClusterStatus.ACTIVE, ClusterStatus.STOPPED)
+
+
+async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
+    """The ids of the live clusters on a runtime (a runtime's delete asks)."""
+    rows = await session.execute(
+        select(col(Cluster.cluster_id)).where(
+            col(Cluster.runtime_id) == runtime_id, col(Cluster.status).in_(LIVE)
+        )
+    )
+    return [r for (r,) in rows.all()]
+
+
 async def delete_clusters(
     session: AsyncSession, cluster_ids: list[str], access: Access
 ) -> list[str]:

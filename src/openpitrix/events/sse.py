@@ -18,9 +18,6 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from openpitrix.events.schemas import EventType
-from openpitrix.jobs.schemas import TERMINAL_STATUSES
-
 log = logging.getLogger(__name__)
 
 # JetStream sequences are uint64, and a resume asks for the one after: the largest sequence a
@@ -72,12 +69,6 @@ class StreamCounter:
 
 def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
-
-
-def is_terminal(event: dict[str, Any]) -> bool:
-    return bool(
-        event.get("type") == EventType.JOB_STATUS and event.get("status") in TERMINAL_STATUSES
-    )
 
 
 async def stream_events(

@@ -12,12 +12,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 
 from openpitrix.api.deps import PlatformDep
+from openpitrix.db.engine import Database
 from openpitrix.errors import AppError
 from openpitrix.iam.access import Access, Caller, Op
 from openpitrix.iam.models import ApiClient, User
 from openpitrix.iam.schemas import ApiClientStatus, Role, UserStatus
 from openpitrix.iam.tokens import AccessTokens, InvalidToken
-from openpitrix.platform import Platform
 
 TOKEN_URL = "/v1/oauth2/token"  # noqa: S105 (a path, not a secret)
 
@@ -60,12 +60,12 @@ async def authenticate(
     cached = request.scope.get(_CALLER_KEY)
     if isinstance(cached, Caller):
         return cached  # AuthenticatedRoute already checked it, before reading the body
-    caller = await _caller(token, signer, platform)
+    caller = await _caller(token, signer, platform.db)
     request.scope[_CALLER_KEY] = caller
     return caller
 
 
-async def _caller(token: str | None, signer: AccessTokens, platform: Platform) -> Caller:
+async def _caller(token: str | None, signer: AccessTokens, db: Database) -> Caller:
     if not token:
         raise Unauthorized("a bearer token is required")
     try:
@@ -74,7 +74,7 @@ async def _caller(token: str | None, signer: AccessTokens, platform: Platform) -
         # One message for every reason: a client cannot act differently on them, and telling
         # an attacker which check failed helps nobody else.
         raise Unauthorized(INVALID, bad_token=True) from None
-    async with platform.db.read_session() as session:
+    async with db.read_session() as session:
         user = await session.get(User, claims.user_id)
         client = (
             await session.get(ApiClient, claims.client_id) if claims.client_id is not None else None
@@ -117,7 +117,9 @@ class AuthenticatedRoute(APIRoute):
         async def authenticate_first(request: Request) -> Response:
             token = await oauth2_scheme(request)
             state = request.app.state
-            request.scope[_CALLER_KEY] = await _caller(token, state.access_tokens, state.platform)
+            request.scope[_CALLER_KEY] = await _caller(
+                token, state.access_tokens, state.platform.db
+            )
             return await handler(request)
 
         return authenticate_first

@@ -16,13 +16,14 @@ from sqlmodel import col
 from openpitrix.crypto import SecretBox, SecretError
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
-from openpitrix.indexer import helm
+from openpitrix.fetch import FetchError
 from openpitrix.indexer.sync import SyncCounts, storable, sync_catalog
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
+from openpitrix.repos import helm
 from openpitrix.repos.models import Repo
-from openpitrix.repos.schemas import RepoStatus, RepoValidate, RepoValidation
+from openpitrix.repos.schemas import RepoStatus
 from openpitrix.settings import IndexerSettings
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def _parse(body: bytes, url: str, *, force: bool) -> helm.ParsedIndex:
             f"index lists no storable chart versions ({len(parsed.skipped)} entries skipped, "
             f"first: {parsed.skipped[0]})"
         )
-        raise helm.IndexFetchError(helm.INDEX_EMPTY, message[:200])
+        raise FetchError(helm.INDEX_EMPTY, message[:200])
     return parsed
 
 
@@ -172,7 +173,7 @@ async def run_index_job(
         parsed = None
         if not fetched.not_modified:
             parsed = await asyncio.to_thread(_parse, fetched.body, snap.url, force=force)
-    except helm.IndexFetchError as exc:
+    except FetchError as exc:
         await fail_index_job(db, job_id, ErrorInfo(code=exc.code, message=exc.message))
         return
 
@@ -253,23 +254,3 @@ async def run_index_job(
         message = "index unchanged" if parsed is None else "index synced"
         jobs.finish_job(session, job, JobStatus.SUCCESSFUL, message=message, result=result)
         _release_repo(repo, job, "successful", None)
-
-
-async def validate_repo(
-    http: httpx.AsyncClient, settings: IndexerSettings, data: RepoValidate
-) -> RepoValidation:
-    """Fetch and parse the index without storing anything."""
-    try:
-        fetched = await helm.fetch_index(
-            http,
-            data.url,
-            credential=data.credential.to_storage() if data.credential else None,
-            max_bytes=settings.max_index_bytes,
-            timeout=settings.fetch_timeout_seconds,
-        )
-        parsed = await asyncio.to_thread(helm.parse_index, fetched.body, data.url)
-    except helm.IndexFetchError as exc:
-        return RepoValidation(ok=False, error=ErrorInfo(code=exc.code, message=exc.message))
-    return RepoValidation(
-        ok=True, chart_count=len(parsed.charts), version_count=parsed.version_count
-    )

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openpitrix import ids
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.db.types import utcnow
-from openpitrix.indexer.helm import ChartVersion, ParsedIndex, version_sort_key
+from openpitrix.repos.helm import ChartVersion, ParsedIndex, version_sort_key
 
 DELETED = "deleted"
 CHUNK = 2000

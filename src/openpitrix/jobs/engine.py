@@ -39,9 +39,9 @@ from openpitrix.jobs.commands import (
     task_end_id,
 )
 from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
 from openpitrix.outbox.writer import enqueue
-from openpitrix.providers.base import PlannedTask, ProviderError
 from openpitrix.workers.service import (
     Command,
     Delivery,
@@ -165,7 +165,7 @@ async def advance(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -
         if not tasks:
             try:
                 layers = await adapter.plan(session, job)
-            except ProviderError as exc:
+            except TaskError as exc:
                 await _end(
                     ctx,
                     session,
@@ -346,7 +346,7 @@ async def _run_claimed(
     except _Cancelled:
         await _settle(ctx, job_id, task_id, JobStatus.CANCELLED)
         return
-    except ProviderError as exc:
+    except TaskError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
             delay = min(2 ** (task.attempts - 1) * ctx.settings.worker.task_retry_base_seconds, 60)
             async with ctx.db.transaction() as s:

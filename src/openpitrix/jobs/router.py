@@ -16,7 +16,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
-from openpitrix.events.router import (
+from openpitrix.feed.router import (
     SSE_RESPONSES,
     After,
     StreamSlot,

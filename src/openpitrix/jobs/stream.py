@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import col
 
 from openpitrix.bus.topology import event_subject
-from openpitrix.events.sse import is_terminal, stream_events
+from openpitrix.db.engine import Database
+from openpitrix.events.schemas import EventType
+from openpitrix.events.sse import stream_events
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES
-from openpitrix.outbox.models import OutboxMessage
-from openpitrix.platform import Platform
+from openpitrix.outbox.relay import unsent_count
 from openpitrix.settings import Settings
 
 
+class StreamResources(Protocol):
+    """What a job's stream reads: the database and JetStream (the process platform has both)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def js(self) -> JetStreamContext: ...
+
+
 def job_event_stream(
-    platform: Platform, settings: Settings, job: Job, after_seq: int | None
+    platform: StreamResources, settings: Settings, job: Job, after_seq: int | None
 ) -> AsyncIterator[bytes]:
     subject = event_subject(job.owner, job.resource_kind, job.resource_id, job.job_id)
     stream = settings.bus.events_stream
@@ -33,14 +45,7 @@ def job_event_stream(
             ).scalar_one()
             if status not in TERMINAL_STATUSES:
                 return False
-            unsent = (
-                await session.execute(
-                    select(func.count()).where(
-                        col(OutboxMessage.subject) == subject,
-                        col(OutboxMessage.sent_at).is_(None),
-                    )
-                )
-            ).scalar_one()
+            unsent = await unsent_count(session, subject)
         if unsent:
             return False
         try:
@@ -56,7 +61,13 @@ def job_event_stream(
         after_seq=after_seq,
         keepalive_seconds=settings.sse_keepalive_seconds,
         done=done,
-        ends=lambda event: is_terminal(event) and _run_of(event.get("data")) == run,
+        ends=lambda event: _is_terminal(event) and _run_of(event.get("data")) == run,
+    )
+
+
+def _is_terminal(event: dict[str, Any]) -> bool:
+    return bool(
+        event.get("type") == EventType.JOB_STATUS and event.get("status") in TERMINAL_STATUSES
     )
 
 

@@ -86,6 +86,14 @@ async def parked_messages(
     return int(total), latest
 
 
+async def unsent_count(session: AsyncSession, subject: str) -> int:
+    """How many rows for `subject` are committed but not yet published (parked ones too)."""
+    query = select(func.count()).where(
+        col(OutboxMessage.subject) == subject, col(OutboxMessage.sent_at).is_(None)
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
 class OutboxRelay:
     def __init__(
         self,

@@ -14,18 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.netguard import AddressPolicy
 
 
-class ProviderError(Exception):
-    """A provider's refusal, with a stable code. `retryable` marks transient failures (API 5xx,
-    connection resets, throttling) that a later attempt may get past."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
+class ProviderError(TaskError):
+    """A provider's refusal, with a stable code; the job engine fails (or, when `retryable`,
+    retries) the task that met it."""
 
 
 class CredentialInvalid(ProviderError):
@@ -60,16 +55,6 @@ class Capabilities:
     zone_kind: str  # what a zone is called here: "namespace", "zone", "region"
     credential_format: str  # what the credential content is, for UIs
     cluster_actions: frozenset[str]
-
-
-@dataclass(frozen=True)
-class PlannedTask:
-    """One task of a job plan; tasks of one layer may run in parallel."""
-
-    action: str
-    params: dict[str, Any] = field(default_factory=dict)
-    failure_allowed: bool = False
-    timeout_seconds: float | None = None  # None: the worker's default
 
 
 @dataclass(frozen=True)

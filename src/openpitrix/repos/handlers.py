@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.bus.topology import REPO_MANAGER
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.commands import JobCommand
 from openpitrix.jobs.schemas import ErrorInfo, JobStatus
 from openpitrix.repos.models import Repo
 from openpitrix.workers.service import Command, Delivery, Manager, WorkerContext
 
+# Marks a repo's apps and versions deleted, returning (apps, versions) changed. The catalog is
+# the indexer's; the composition root hands its deleter in, so repos never imports the indexer.
+CatalogDeleter = Callable[[AsyncSession, str], Awaitable[tuple[int, int]]]
 
-async def handle_delete(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
+
+async def handle_delete(
+    delete_catalog: CatalogDeleter, ctx: WorkerContext, delivery: Delivery, command: JobCommand
+) -> None:
     job_id = command.job_id
     async with ctx.db.transaction() as session:
         job = await jobs.start_job(session, job_id, ctx.executor)
@@ -65,9 +74,9 @@ async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: st
             )
 
 
-def repo_manager() -> Manager:
+def repo_manager(delete_catalog: CatalogDeleter) -> Manager:
     return Manager(
         name=REPO_MANAGER,
-        commands={"delete": Command(JobCommand, handle_delete)},
+        commands={"delete": Command(JobCommand, partial(handle_delete, delete_catalog))},
         on_give_up=give_up,
     )

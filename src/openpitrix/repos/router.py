@@ -17,7 +17,6 @@ from openpitrix.api.deps import (
 )
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRepos, CanWriteRepos
-from openpitrix.indexer.service import validate_repo
 from openpitrix.repos import service
 from openpitrix.repos.schemas import (
     IndexRequest,
@@ -34,6 +33,7 @@ from openpitrix.repos.schemas import (
     RepoValidation,
     Visibility,
 )
+from openpitrix.repos.service import validate_repo
 
 router = APIRouter(
     prefix="/v1/repos", tags=["repos"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,10 +21,12 @@ from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict
+from openpitrix.fetch import FetchError
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.repos import helm
 from openpitrix.repos.models import Repo, RepoLabel
 from openpitrix.repos.schemas import (
     KeyValue,
@@ -30,9 +34,11 @@ from openpitrix.repos.schemas import (
     RepoRead,
     RepoStatus,
     RepoUpdate,
+    RepoValidate,
+    RepoValidation,
     parse_label_filter,
 )
-from openpitrix.settings import Settings
+from openpitrix.settings import IndexerSettings, Settings
 
 INDEX_ACTION = "index_repo"
 DELETE_ACTION = "delete_repo"
@@ -415,3 +421,23 @@ async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tu
     )
     await session.flush()
     return repo, job
+
+
+async def validate_repo(
+    http: httpx.AsyncClient, settings: IndexerSettings, data: RepoValidate
+) -> RepoValidation:
+    """Fetch and parse the index without storing anything."""
+    try:
+        fetched = await helm.fetch_index(
+            http,
+            data.url,
+            credential=data.credential.to_storage() if data.credential else None,
+            max_bytes=settings.max_index_bytes,
+            timeout=settings.fetch_timeout_seconds,
+        )
+        parsed = await asyncio.to_thread(helm.parse_index, fetched.body, data.url)
+    except FetchError as exc:
+        return RepoValidation(ok=False, error=ErrorInfo(code=exc.code, message=exc.message))
+    return RepoValidation(
+        ok=True, chart_count=len(parsed.charts), version_count=parsed.version_count
+    )

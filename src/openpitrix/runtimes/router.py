@@ -17,7 +17,6 @@ from openpitrix.api.deps import (
     SessionDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
-from openpitrix.clusters.service import delete_clusters
 from openpitrix.iam.access import Op
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRuntimes, CanWriteRuntimes
 from openpitrix.providers.registry import registered
@@ -40,6 +39,7 @@ from openpitrix.runtimes.schemas import (
     RuntimeUpdate,
     Zones,
 )
+from openpitrix.runtimes.service import delete_clusters
 
 router = APIRouter(responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 credentials = APIRouter(

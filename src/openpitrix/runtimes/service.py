@@ -19,7 +19,6 @@ from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.apps.service import get_version
-from openpitrix.clusters.models import Cluster
 from openpitrix.crypto import SecretBox, SecretError
 from openpitrix.db.engine import Database
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
@@ -481,16 +480,41 @@ async def update_runtime(
     return row
 
 
-LIVE_CLUSTER = ("pending", "active", "stopped")
+# What runs on a runtime is for the clusters package to know, and clusters import runtimes, so
+# runtimes ask through these two hooks, which the composition root (api/app.py) hands in.
+LiveClusters = Callable[[AsyncSession, str], Awaitable[list[str]]]
+DeleteClusters = Callable[[AsyncSession, list[str], Access], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class ClusterHooks:
+    live: LiveClusters  # the live clusters on a runtime
+    delete: DeleteClusters  # start a delete job for each; returns the job ids
+
+
+_cluster_hooks: ClusterHooks | None = None
+
+
+def use_clusters(hooks: ClusterHooks) -> None:
+    global _cluster_hooks
+    _cluster_hooks = hooks
+
+
+def _clusters() -> ClusterHooks:
+    if _cluster_hooks is None:
+        raise RuntimeError("runtimes.use_clusters was not called (the composition root does)")
+    return _cluster_hooks
 
 
 async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
-    rows = await session.execute(
-        select(col(Cluster.cluster_id)).where(
-            col(Cluster.runtime_id) == runtime_id, col(Cluster.status).in_(LIVE_CLUSTER)
-        )
-    )
-    return [r for (r,) in rows.all()]
+    return await _clusters().live(session, runtime_id)
+
+
+async def delete_clusters(
+    session: AsyncSession, cluster_ids: list[str], access: Access
+) -> list[str]:
+    """Start a delete job for each cluster (a runtime's forced delete); returns the job ids."""
+    return await _clusters().delete(session, cluster_ids, access)
 
 
 async def delete_runtime(

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from openpitrix.providers.registry import close_providers
 from openpitrix.workers.consumer import Consumer
 from openpitrix.workers.service import Manager, Periodic, WorkerContext
 
@@ -77,5 +76,7 @@ class WorkerGroup:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await close_providers()
+        # Once per hook, however many of the group's managers share it.
+        for on_stop in dict.fromkeys(m.on_stop for m in self._managers if m.on_stop):
+            await on_stop()
         log.info("workers stopped")

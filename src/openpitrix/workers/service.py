@@ -92,6 +92,9 @@ class Manager:
     periodic: list[Periodic] = field(default_factory=list)
     # Commands handled at once by default (else worker.concurrency).
     concurrency: Callable[[Settings], int] | None = None
+    # Let go of what the manager's work pooled (provider connections) when its group stops;
+    # the composition root hands it in, so workers/ knows no provider.
+    on_stop: Callable[[], Awaitable[None]] | None = None
 
     def default_concurrency(self, settings: Settings) -> int:
         if self.concurrency is not None:

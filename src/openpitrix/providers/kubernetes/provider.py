@@ -11,13 +11,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
+from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
     CredentialInvalid,
     EndpointRefused,
-    PlannedTask,
     Provider,
     ProviderError,
     Release,

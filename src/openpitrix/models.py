@@ -1,4 +1,4 @@
-"""Imports every table model so `SQLModel.metadata` is complete (alembic, tests)."""
+"""Every table model, so `SQLModel.metadata` is complete (alembic, tests); db/ imports none."""
 
 from sqlmodel import SQLModel
 
