@@ -1,4 +1,5 @@
-"""Job and task state machines: guarded UPDATEs make a redelivered command harmless."""
+"""Job and task state machines (guarded UPDATEs make a redelivered command harmless), and the
+cancel and retry the API asks for."""
 
 from __future__ import annotations
 
