@@ -19,6 +19,8 @@ from starlette.staticfiles import StaticFiles
 from openpitrix import demo as demo_repo
 from openpitrix import secrets_rotation
 from openpitrix.api.app import create_app
+from openpitrix.bus.topology import MANAGERS
+from openpitrix.composition import build_registry
 from openpitrix.crypto import load_secret_box
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
@@ -28,7 +30,6 @@ from openpitrix.iam import service as iam_service
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.schemas import Email, GroupPath, Role, UserName
 from openpitrix.logs import setup_logging
-from openpitrix.managers import MANAGER_FACTORIES, build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
@@ -195,9 +196,7 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
 def worker(
     manager: Annotated[
         list[str] | None,
-        typer.Option(
-            help=f"Manager to run (repeatable; default all): {', '.join(MANAGER_FACTORIES)}."
-        ),
+        typer.Option(help=f"Manager to run (repeatable; default all): {', '.join(MANAGERS)}."),
     ] = None,
     concurrency: Annotated[
         int | None,
@@ -209,9 +208,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run manager workers until SIGTERM/SIGINT, then drain in-flight commands."""
+    # Here and not at the top: the gateway's commands never load the workers' engine.
+    from openpitrix.managers import build_managers
+
     settings = _settings()
     try:
-        managers = build_managers(manager)
+        managers = build_managers(manager, build_registry())
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     asyncio.run(_run_worker(settings, managers, concurrency))

@@ -30,7 +30,20 @@ DOMAINS: dict[str, set[str]] = {
     "feed": {"iam"},
 }
 # The composition root builds the processes and may import anything.
-ROOT = {"api.app", "platform", "managers", "cli", "models", "demo", "secrets_rotation"}
+ROOT = {
+    "api.app",
+    "platform",
+    "composition",
+    "managers",
+    "cli",
+    "models",
+    "demo",
+    "secrets_rotation",
+}
+# The job engine's worker roles: only the managers' registry builds them, so a gateway (which
+# asks jobs.service to cancel or retry) never loads them.
+WORKER_ENGINE = {"openpitrix.jobs.manager", "openpitrix.jobs.tasks"}
+WORKER_ENGINE_IMPORTERS = {"openpitrix.managers"}
 # The edge reads the Platform (the process resources) off the app state: the one import of the
 # composition root below it, in api/deps.py.
 EDGE_MAY_IMPORT_ROOT = {("api.deps", "platform")}
@@ -163,6 +176,17 @@ def test_imports_run_one_way() -> None:
     assert list(SRC.rglob("*.py")), "no module found"
     found = _violations()
     assert found == [], "imports against the layers:\n" + "\n".join(found)
+
+
+def test_only_the_managers_import_the_workers_engine() -> None:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        importer = _module_name(path)
+        if importer in WORKER_ENGINE_IMPORTERS | WORKER_ENGINE:
+            continue
+        found += [f"{importer}: {m}" for m in sorted(_imports(path) & WORKER_ENGINE)]
+    assert all(_existing(m) for m in WORKER_ENGINE)
+    assert found == []
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from openpitrix.api.params import reject_unknown_query
 from openpitrix.api.responses import document_platform_responses
 from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
-from openpitrix.clusters import service as clusters
 from openpitrix.clusters.router import router as clusters_router
+from openpitrix.composition import build_registry
 from openpitrix.events.sse import StreamCounter
 from openpitrix.feed.router import router as events_router
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
@@ -27,10 +27,8 @@ from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
-from openpitrix.managers import build_managers
 from openpitrix.platform import Platform, executor_name
 from openpitrix.repos.router import router as repos_router
-from openpitrix.runtimes import service as runtimes
 from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
 from openpitrix.workers.runner import WorkerGroup
@@ -53,11 +51,7 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. With `run_workers`, the named managers (all when None) run in-process."""
     settings = settings or Settings()
-    # A runtime's delete asks the clusters on it; clusters sit above runtimes, so the answer is
-    # handed in here.
-    runtimes.use_clusters(
-        runtimes.ClusterHooks(live=clusters.live_clusters, delete=clusters.delete_clusters)
-    )
+    registry = build_registry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +83,10 @@ def create_app(
                 http=platform.http,
                 executor=executor_name(),
             )
-            group = WorkerGroup(ctx, build_managers(managers))
+            # Here and not at the top: a gateway alone never loads the workers' engine.
+            from openpitrix.managers import build_managers
+
+            group = WorkerGroup(ctx, build_managers(managers, registry))
             group.start()
         try:
             yield
@@ -110,6 +107,9 @@ def create_app(
     )
     install_docs(app)
     app.state.settings = settings
+    # The routes that cancel or retry jobs, or delete a runtime's clusters, ask these.
+    app.state.job_adapters = registry.job_adapters
+    app.state.cluster_hooks = registry.cluster_hooks
     app.state.sse_streams = StreamCounter(
         per_caller=settings.http.sse_streams_per_caller,
         per_process=settings.http.sse_streams_per_process,

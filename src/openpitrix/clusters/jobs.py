@@ -19,7 +19,7 @@ from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.fetch import INDEX_TOO_LARGE, INDEX_TRUNCATED, REPO_TIMEOUT, FetchError, fetch
-from openpitrix.jobs.engine import Reporter
+from openpitrix.jobs.adapter import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+ADVANCE = "advance"  # the job-manager's verb
+
 
 class JobCommand(BaseModel):
     """A command about one job: what starts every job, and the job-manager's `advance`."""

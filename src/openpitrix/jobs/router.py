@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from openpitrix.api.deps import (
@@ -24,9 +24,19 @@ from openpitrix.feed.router import (
     sse_response,
 )
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadJobs, CanWriteJobs
-from openpitrix.jobs import engine, service
+from openpitrix.jobs import service
+from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.schemas import JobPage, JobRead, JobStatus, TaskPage
 from openpitrix.jobs.stream import job_event_stream
+
+
+def job_adapters(request: Request) -> JobAdapters:
+    """The adapters the composition root built (`api.app` puts them on the app's state)."""
+    adapters: JobAdapters = request.app.state.job_adapters
+    return adapters
+
+
+AdaptersDep = Annotated[JobAdapters, Depends(job_adapters)]
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
@@ -101,16 +111,20 @@ async def stream_job_events(
 
 
 @router.post("/v1/jobs/{job_id}/actions/cancel", status_code=202, operation_id="cancel_job")
-async def cancel_job(job_id: str, access: CanWriteJobs, session: SessionDep) -> JobRead:
+async def cancel_job(
+    job_id: str, access: CanWriteJobs, session: SessionDep, adapters: AdaptersDep
+) -> JobRead:
     """Stop a running cluster job: pending tasks are cancelled; a running task finishes first,
     then the job ends as `cancelled` and the cluster's lock is released."""
-    job = await engine.cancel_job(session, job_id, access)
+    job = await service.cancel_job(session, job_id, access, adapters)
     return service.job_read(job)
 
 
 @router.post("/v1/jobs/{job_id}/actions/retry", status_code=202, operation_id="retry_job")
-async def retry_job(job_id: str, access: CanWriteJobs, session: SessionDep) -> JobRead:
+async def retry_job(
+    job_id: str, access: CanWriteJobs, session: SessionDep, adapters: AdaptersDep
+) -> JobRead:
     """Run a failed or cancelled cluster job again, resuming from the task that failed
     (tasks that succeeded are not run again)."""
-    job = await engine.retry_job(session, job_id, access)
+    job = await service.retry_job(session, job_id, access, adapters)
     return service.job_read(job)

@@ -1,8 +1,9 @@
-"""Job and task state machines: guarded UPDATEs make a redelivered command harmless."""
+"""Job and task state machines (guarded UPDATEs make a redelivered command harmless), and the
+cancel and retry the API asks for."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,14 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix import ids
-from openpitrix.bus.topology import command_subject
+from openpitrix.bus.topology import JOB_MANAGER, command_subject
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.types import utcnow
-from openpitrix.errors import NotFound
+from openpitrix.errors import Conflict, NotFound
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.iam.access import Access, Scope
-from openpitrix.jobs.commands import JobCommand, created_id
+from openpitrix.jobs.adapter import JobAdapter
+from openpitrix.jobs.commands import ADVANCE, JobCommand, cancel_id, created_id, retry_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobRead, JobStatus, TaskRead
 from openpitrix.outbox.writer import enqueue
@@ -361,3 +363,94 @@ async def list_tasks(
         stmt = stmt.where(col(Task.status).in_(status))
     total, rows = await paginate(session, stmt, TASK_LIST, query)
     return total, [task_read(t) for t in rows]
+
+
+# --- the job engine's shared steps, and the cancel and retry the API asks for -----------------
+
+
+def request_advance(session: AsyncSession, job_id: str, *, msg_id: str) -> None:
+    """Ask the job-manager to look at the job again (in the caller's transaction). `msg_id`
+    names the cause (`jobs.commands`): a redelivered cause does not multiply advances."""
+    enqueue(
+        session,
+        command_subject(JOB_MANAGER, ADVANCE),
+        JobCommand(job_id=job_id).model_dump(),
+        msg_id=msg_id,
+    )
+
+
+async def lock_job(session: AsyncSession, job_id: str) -> Job | None:
+    # FOR UPDATE on PostgreSQL: two advances of one job (two replicas) queue here. SQLite's
+    # writers are serialized already.
+    result = await session.execute(
+        select(Job)
+        .where(col(Job.job_id) == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+def _engine_job(adapters: Mapping[str, JobAdapter], job: Job) -> JobAdapter:
+    adapter = adapters.get(job.resource_kind)
+    if adapter is None:
+        raise Conflict(
+            f"{job.action} jobs cannot be cancelled or retried", code="job_not_controllable"
+        )
+    return adapter
+
+
+async def cancel_job(
+    session: AsyncSession, job_id: str, access: Access, adapters: Mapping[str, JobAdapter]
+) -> Job:
+    """Ask a running job to stop: pending tasks are cancelled, a running task finishes first."""
+    job = await get_visible_job(session, job_id, access)
+    _engine_job(adapters, job)
+    locked = await lock_job(session, job_id)
+    assert locked is not None
+    job = locked
+    if job.status in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} already ended ({job.status})", code="job_ended")
+    if job.cancel_requested:
+        return job  # asked already in this run: its advance is on its way, or done
+    job.cancel_requested = True
+    request_advance(session, job_id, msg_id=cancel_id(job_id, job.run))
+    return job
+
+
+async def retry_job(
+    session: AsyncSession, job_id: str, access: Access, adapters: Mapping[str, JobAdapter]
+) -> Job:
+    """Run a failed or cancelled job again from its unfinished tasks (successful ones stay)."""
+    job = await get_visible_job(session, job_id, access)
+    adapter = _engine_job(adapters, job)
+    # Two retries at once: the second waits here and finds the job pending.
+    locked = await lock_job(session, job_id)
+    assert locked is not None
+    job = locked
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict(
+            f"only failed or cancelled jobs can be retried; this one is {job.status}",
+            code="job_not_retryable",
+        )
+    if not await adapter.relock(session, job):
+        raise Conflict(
+            f"{job.resource_kind} {job.resource_id} is busy with another job",
+            code=f"{job.resource_kind}_busy",
+        )
+    for task in await tasks_of(session, job_id):
+        if task.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            task.status = JobStatus.PENDING
+            task.slot = ""
+            task.error_code = task.error_message = None
+            task.end_time = None
+    job.run += 1
+    job.status = JobStatus.PENDING
+    job.cancel_requested = False
+    job.error_code = job.error_message = None
+    job.end_time = None
+    # The job's event stream tells runs apart by this count (jobs.stream).
+    job.result = {"retries": job.run}
+    announce(session, job, JobStatus.PENDING, f"retry {job.run} requested")
+    request_advance(session, job_id, msg_id=retry_id(job_id, job.run))
+    return job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.api.deps import (
@@ -39,7 +39,7 @@ from openpitrix.runtimes.schemas import (
     RuntimeUpdate,
     Zones,
 )
-from openpitrix.runtimes.service import delete_clusters
+from openpitrix.runtimes.service import ClusterHooks
 
 router = APIRouter(responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 credentials = APIRouter(
@@ -218,11 +218,18 @@ async def update_runtime(
     return service.runtime_read(await service.update_runtime(session, runtime_id, data, access))
 
 
+def cluster_hooks(request: Request) -> ClusterHooks:
+    """How a runtime's delete asks the clusters on it (`api.app` puts them on the app's state)."""
+    hooks: ClusterHooks = request.app.state.cluster_hooks
+    return hooks
+
+
 @runtimes.delete("/{runtime_id}", operation_id="delete_runtime")
 async def delete_runtime(
     runtime_id: str,
     access: CanWriteRuntimes,
     platform: PlatformDep,
+    clusters: Annotated[ClusterHooks, Depends(cluster_hooks)],
     force: Annotated[
         bool, Query(description="Also delete its live clusters, each through a delete job.")
     ] = False,
@@ -232,7 +239,7 @@ async def delete_runtime(
     cluster_access = access.caller.access(Op.CLUSTER_WRITE)
 
     async def delete_its_clusters(session: AsyncSession, cluster_ids: list[str]) -> list[str]:
-        return await delete_clusters(session, cluster_ids, cluster_access)
+        return await clusters.delete(session, cluster_ids, cluster_access)
 
     row, job_ids = await service.delete_runtime(
         platform.db,
@@ -240,6 +247,7 @@ async def delete_runtime(
         access,
         platform.secrets,
         platform.address_policy,
+        clusters=clusters,
         before_delete=delete_its_clusters if force else None,
     )
     return RuntimeDeleted(runtime_id=row.runtime_id, status=row.status, cluster_job_ids=job_ids)

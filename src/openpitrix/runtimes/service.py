@@ -481,7 +481,8 @@ async def update_runtime(
 
 
 # What runs on a runtime is for the clusters package to know, and clusters import runtimes, so
-# runtimes ask through these two hooks, which the composition root (api/app.py) hands in.
+# runtimes ask through these two hooks, which the composition root (composition.py) builds and
+# the gateway hands in.
 LiveClusters = Callable[[AsyncSession, str], Awaitable[list[str]]]
 DeleteClusters = Callable[[AsyncSession, list[str], Access], Awaitable[list[str]]]
 
@@ -492,31 +493,6 @@ class ClusterHooks:
     delete: DeleteClusters  # start a delete job for each; returns the job ids
 
 
-_cluster_hooks: ClusterHooks | None = None
-
-
-def use_clusters(hooks: ClusterHooks) -> None:
-    global _cluster_hooks
-    _cluster_hooks = hooks
-
-
-def _clusters() -> ClusterHooks:
-    if _cluster_hooks is None:
-        raise RuntimeError("runtimes.use_clusters was not called (the composition root does)")
-    return _cluster_hooks
-
-
-async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
-    return await _clusters().live(session, runtime_id)
-
-
-async def delete_clusters(
-    session: AsyncSession, cluster_ids: list[str], access: Access
-) -> list[str]:
-    """Start a delete job for each cluster (a runtime's forced delete); returns the job ids."""
-    return await _clusters().delete(session, cluster_ids, access)
-
-
 async def delete_runtime(
     db: Database,
     runtime_id: str,
@@ -524,24 +500,25 @@ async def delete_runtime(
     secrets: SecretBox,
     policy: AddressPolicy,
     *,
+    clusters: ClusterHooks,
     before_delete: Callable[[AsyncSession, list[str]], Awaitable[list[str]]] | None = None,
 ) -> tuple[Runtime, list[str]]:
-    """Soft-delete the runtime and drop its mark on the zone. Live clusters on it make this a
-    409 unless `before_delete` (the force option) takes care of them in the same transaction;
-    it returns the ids of the jobs it started."""
+    """Soft-delete the runtime and drop its mark on the zone. Live clusters on it (asked through
+    `clusters`) make this a 409 unless `before_delete` (the force option) takes care of them in
+    the same transaction; it returns the ids of the jobs it started."""
     jobs: list[str] = []
     async with db.transaction() as session:
         row = await get_writable_runtime(session, runtime_id, access)
-        clusters = await live_clusters(session, runtime_id)
-        if clusters and before_delete is None:
+        live = await clusters.live(session, runtime_id)
+        if live and before_delete is None:
             raise Conflict(
-                f"runtime {runtime_id!r} has {len(clusters)} live cluster(s); delete them first "
+                f"runtime {runtime_id!r} has {len(live)} live cluster(s); delete them first "
                 "or pass force=true to delete them through jobs",
                 code="runtime_in_use",
-                details={"cluster_ids": clusters[:20]},
+                details={"cluster_ids": live[:20]},
             )
-        if clusters and before_delete is not None:
-            jobs = await before_delete(session, clusters)
+        if live and before_delete is not None:
+            jobs = await before_delete(session, live)
         now = utcnow()
         row.status = DELETED
         row.status_time = row.update_time = now

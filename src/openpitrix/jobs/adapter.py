@@ -1,0 +1,68 @@
+"""What the job engine asks of a resource kind whose jobs it runs, and the registry of those
+adapters that the composition root builds and hands to the gateway and the workers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import PlannedTask, TaskError
+from openpitrix.jobs.schemas import JobStatus
+from openpitrix.workers.service import WorkerContext
+
+__all__ = ["JobAdapter", "JobAdapters", "PlannedTask", "Reporter", "TaskError"]
+
+Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
+
+
+class JobAdapter(Protocol):
+    """What the engine needs from a resource kind whose jobs it runs (clusters today)."""
+
+    resource_kind: str
+
+    async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]: ...
+
+    async def target(self, session: AsyncSession, job: Job) -> str | None:
+        """What the job's tasks act on that other jobs share (a runtime), for the cap."""
+        ...
+
+    def run_task(
+        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
+    ) -> Awaitable[dict[str, Any]]: ...
+
+    async def task_succeeded(
+        self, session: AsyncSession, job: Job, task: Task, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Persist what the task produced; returns the result to show on the task."""
+        ...
+
+    async def job_ended(self, session: AsyncSession, job: Job, status: JobStatus) -> None:
+        """Release the resource's lock and record the outcome on it."""
+        ...
+
+    async def relock(self, session: AsyncSession, job: Job) -> bool:
+        """Take the resource's lock again for a retried job; False when another job holds it."""
+        ...
+
+
+class JobAdapters(Mapping[str, JobAdapter]):
+    """The adapters by resource kind: fixed when built, one per kind."""
+
+    def __init__(self, adapters: Iterable[JobAdapter] = ()) -> None:
+        self._by_kind: dict[str, JobAdapter] = {}
+        for adapter in adapters:
+            if adapter.resource_kind in self._by_kind:
+                raise ValueError(f"two job adapters for {adapter.resource_kind!r} jobs")
+            self._by_kind[adapter.resource_kind] = adapter
+
+    def __getitem__(self, kind: str) -> JobAdapter:
+        return self._by_kind[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_kind)
+
+    def __len__(self) -> int:
+        return len(self._by_kind)

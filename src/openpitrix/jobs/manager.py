@@ -1,0 +1,205 @@
+"""The job-manager: plans a job through its resource's adapter, dispatches the pending tasks of
+its first unfinished layer, and ends it (a failed task, a cancel request, or all layers done).
+
+`job-manager.advance {job_id}` is its one command. All state is in the database and every step
+is a guarded transition, so an advance delivered twice, or redelivered after a worker died,
+converges on the same outcome. Each message has an id naming its cause, distinct for the job's
+whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped across all
+task-managers: see `jobs.slots`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openpitrix import ids
+from openpitrix.bus.topology import JOB_MANAGER
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs import slots
+from openpitrix.jobs.adapter import JobAdapter, JobAdapters
+from openpitrix.jobs.commands import ADVANCE, JobCommand
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import PlannedTask, TaskError
+from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.workers.service import (
+    Command,
+    Delivery,
+    Manager,
+    PermanentError,
+    WorkerContext,
+)
+
+DONE_OK = (JobStatus.SUCCESSFUL.value,)
+
+
+def _layers(tasks: Sequence[Task]) -> list[list[Task]]:
+    by_layer: dict[int, list[Task]] = {}
+    for task in tasks:
+        by_layer.setdefault(task.layer, []).append(task)
+    return [by_layer[k] for k in sorted(by_layer)]
+
+
+def _settled(task: Task) -> bool:
+    return task.status in DONE_OK or (task.status == JobStatus.FAILED and task.failure_allowed)
+
+
+async def _end(
+    ctx: WorkerContext,
+    session: AsyncSession,
+    adapter: JobAdapter,
+    job: Job,
+    status: JobStatus,
+    message: str,
+    error: ErrorInfo | None = None,
+) -> None:
+    # The resource's own change comes first, so the job's stream (which ends at the job's
+    # terminal event) carries it too.
+    await adapter.job_ended(session, job, status)
+    jobs.finish_job(session, job, status, message=message, error=error)
+    await slots.release(ctx, session, job.job_id)
+
+
+async def advance(
+    ctx: WorkerContext, delivery: Delivery, command: JobCommand, *, adapters: JobAdapters
+) -> None:
+    job_id = command.job_id
+    async with ctx.db.transaction() as session:
+        await slots.lock_target_of(ctx, session, job_id)
+        job = await jobs.lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        adapter = adapters.get(job.resource_kind)
+        if adapter is None:
+            raise PermanentError("no_engine", f"no job engine for {job.resource_kind!r} jobs")
+        tasks = await jobs.tasks_of(session, job_id)
+        if not tasks:
+            try:
+                layers = await adapter.plan(session, job)
+            except TaskError as exc:
+                await _end(
+                    ctx,
+                    session,
+                    adapter,
+                    job,
+                    JobStatus.FAILED,
+                    exc.message,
+                    ErrorInfo(code=exc.code, message=exc.message),
+                )
+                return
+            target = await adapter.target(session, job)
+            if target is not None and slots.cap(ctx):
+                # After the job's row here: no one else can hold a new job's row and wait on
+                # the target's lock.
+                await slots.lock_target(session, target)
+            tasks = _insert_tasks(session, job, layers, target)
+            await session.flush()
+        if job.status == JobStatus.PENDING:
+            started = await jobs.start_job(session, job_id, ctx.executor)
+            if started is None:
+                return
+            job = started
+        if job.cancel_requested:
+            await _cancel(ctx, session, adapter, job, tasks)
+            return
+        failed = next(
+            (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
+        )
+        if failed is not None:
+            await _end(
+                ctx,
+                session,
+                adapter,
+                job,
+                JobStatus.FAILED,
+                f"task {failed.action} failed: {failed.error_message}",
+                ErrorInfo(
+                    code=failed.error_code or "task_failed", message=failed.error_message or ""
+                ),
+            )
+            return
+        task_layers = _layers(tasks)
+        for number, layer in enumerate(task_layers):
+            if all(_settled(t) for t in layer):
+                continue
+            job.progress = int(100 * number / len(task_layers))
+            room: int | None = None
+            for task in layer:
+                if task.status != JobStatus.PENDING or task.slot:
+                    continue  # running, ended, dispatched, or queued for a free slot
+                capped = task.target is not None and slots.cap(ctx) > 0
+                if capped:
+                    assert task.target is not None
+                    if room is None:
+                        room = await slots.room(ctx, session, task.target)
+                    if room <= 0:
+                        slots.queue(ctx, session, job, task)
+                        continue
+                    room -= 1
+                slots.dispatch(session, task, held=capped)
+            return
+        await _end(ctx, session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
+
+
+def _insert_tasks(
+    session: AsyncSession, job: Job, layers: list[list[PlannedTask]], target: str | None
+) -> list[Task]:
+    tasks = []
+    for number, layer in enumerate(layers):
+        for plan in layer:
+            task = Task(
+                task_id=ids.new_id(ids.TASK),
+                job_id=job.job_id,
+                layer=number,
+                action=plan.action,
+                params=plan.params,
+                failure_allowed=plan.failure_allowed,
+                timeout_seconds=plan.timeout_seconds,
+                target=target,
+            )
+            session.add(task)
+            tasks.append(task)
+    return tasks
+
+
+async def _cancel(
+    ctx: WorkerContext, session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
+) -> None:
+    # Pending tasks give their slots and queue places back before they are cancelled.
+    await slots.release(ctx, session, job.job_id)
+    for task in tasks:
+        if task.status == JobStatus.PENDING:
+            jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+    if any(t.status == JobStatus.WORKING for t in tasks):
+        return  # the running task ends first; its report asks for another advance
+    await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
+
+
+async def give_up_job(
+    ctx: WorkerContext, delivery: Delivery, code: str, message: str, *, adapters: JobAdapters
+) -> None:
+    if not isinstance(delivery.payload, JobCommand):
+        return
+    job_id = delivery.payload.job_id
+    async with ctx.db.transaction() as session:
+        await slots.lock_target_of(ctx, session, job_id)
+        job = await jobs.lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        adapter = adapters.get(job.resource_kind)
+        error = ErrorInfo(code=code, message=message)
+        if adapter is None:
+            jobs.finish_job(session, job, JobStatus.FAILED, message=message, error=error)
+        else:
+            await _end(ctx, session, adapter, job, JobStatus.FAILED, message, error)
+
+
+def job_manager(adapters: JobAdapters) -> Manager:
+    """The job-manager, running the jobs of the resource kinds in `adapters`."""
+    return Manager(
+        name=JOB_MANAGER,
+        commands={ADVANCE: Command(JobCommand, partial(advance, adapters=adapters))},
+        on_give_up=partial(give_up_job, adapters=adapters),
+    )

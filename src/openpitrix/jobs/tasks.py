@@ -1,0 +1,255 @@
+"""The task-manager: runs one task at a time through its job's resource adapter (which calls the
+provider), with heartbeats, a timeout and cancel polling, records the outcome and asks the
+job-manager to advance.
+
+`task-manager.run {job_id, task_id, dispatch}` is its one command: claim the task, run it,
+settle it. A run delivered twice, or redelivered after a worker died, runs the task once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from openpitrix.bus.topology import TASK_MANAGER
+from openpitrix.jobs import service as jobs
+from openpitrix.jobs import slots
+from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter
+from openpitrix.jobs.commands import RunTask, task_end_id
+from openpitrix.jobs.models import Job, Task
+from openpitrix.jobs.plan import TaskError
+from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.jobs.service import request_advance
+from openpitrix.workers.service import (
+    Command,
+    Delivery,
+    Manager,
+    Periodic,
+    RetryableError,
+    WorkerContext,
+)
+
+log = logging.getLogger(__name__)
+
+RUN = slots.RUN  # the task-manager's verb
+CANCEL_POLL_SECONDS = 1.0
+# Tasks this process is running: a command redelivered to the process still running it (its
+# heartbeats stalled past the ack wait) must not start the task a second time alongside.
+_RUNNING: set[str] = set()
+
+
+async def run_task(
+    ctx: WorkerContext, delivery: Delivery, command: RunTask, *, adapters: JobAdapters
+) -> None:
+    job_id, task_id = command.job_id, command.task_id
+    async with ctx.db.transaction() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        task = await session.get(Task, task_id, populate_existing=True)
+        if job is None or task is None or job.status in TERMINAL_STATUSES:
+            return
+        if task.status in TERMINAL_STATUSES:
+            return
+        if 0 < command.dispatch < task.dispatches:
+            # A later dispatch (the task was cancelled before this one reached a worker, then
+            # retried) supersedes this copy: the task runs from that one, once.
+            log.info("task=%s dispatch %d superseded; ignored", task_id, command.dispatch)
+            return
+        if task_id in _RUNNING:
+            # Come back once the run here has ended (then the task is settled and this is a
+            # no-op), or, should this process die meanwhile, to resume it elsewhere.
+            raise RetryableError(
+                f"task {task_id} is still running in this worker",
+                delay=ctx.settings.bus.ack_wait_seconds,
+            )
+        if job.cancel_requested:
+            target = task.target if slots.cap(ctx) else None
+            if target is not None:
+                await slots.lock_target(session, target)
+            jobs.finish_task(session, job, task, JobStatus.CANCELLED)
+            request_advance(
+                session,
+                job_id,
+                msg_id=task_end_id(task_id, task.dispatches, JobStatus.CANCELLED),
+            )
+            if target is not None:
+                await session.flush()
+                await slots.wake(ctx, session, target)
+            return
+        # A task already working was claimed by an earlier delivery. If this is that message
+        # coming back (its worker died or timed out), resume; a second copy of a fresh
+        # dispatch must not run the task twice at once.
+        if task.status == JobStatus.WORKING and delivery.num_delivered == 1:
+            return
+        # A dispatched or resumed task holds its slot already; any other needs a free one.
+        if task.status == JobStatus.PENDING and not await slots.may_start(ctx, session, job, task):
+            return
+        claimed = await session.execute(
+            update(Task)
+            .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
+            .values(status=JobStatus.WORKING, slot=slots.HELD if task.target else "")
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return
+        await session.refresh(task)
+        await jobs.start_task(session, job, task, ctx.executor)
+    adapter = adapters[job.resource_kind]
+    running_job, running_task = job, task
+
+    async def report(message: str, progress: int | None, data: dict[str, Any]) -> None:
+        async with ctx.db.transaction() as s:
+            jobs.report_progress(
+                s, running_job, running_task, message, progress=progress, data=data
+            )
+
+    _RUNNING.add(task_id)
+    try:
+        await _run_claimed(ctx, adapter, job, task, report)
+    finally:
+        _RUNNING.discard(task_id)
+
+
+async def _run_claimed(
+    ctx: WorkerContext, adapter: JobAdapter, job: Job, task: Task, report: Reporter
+) -> None:
+    job_id, task_id = job.job_id, task.task_id
+    timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
+    try:
+        # The consumer keeps the command ours with in_progress beats while this runs.
+        result = await _until_cancelled(
+            ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
+        )
+    except _Cancelled:
+        await _settle(ctx, job_id, task_id, JobStatus.CANCELLED)
+        return
+    except TaskError as exc:
+        if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
+            delay = min(2 ** (task.attempts - 1) * ctx.settings.worker.task_retry_base_seconds, 60)
+            async with ctx.db.transaction() as s:
+                jobs.report_progress(
+                    s,
+                    job,
+                    task,
+                    f"{exc.message}; retrying in {delay:.0f} s",
+                    data={},
+                )
+            raise RetryableError(exc.message, delay=delay) from None
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
+        return
+    except TimeoutError:
+        error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
+        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
+        return
+    await _settle(ctx, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter)
+
+
+class _Cancelled(Exception):
+    """The job was asked to cancel while its task ran."""
+
+
+async def _until_cancelled(
+    ctx: WorkerContext, job_id: str, work: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    """Run the task, stopping it when its job is asked to cancel (checked every
+    CANCEL_POLL_SECONDS), so a cancel does not wait for a long readiness wait to time out."""
+    runner = asyncio.ensure_future(work)
+
+    async def cancelled() -> None:
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            async with ctx.db.read_session() as session:
+                flag = (
+                    await session.execute(
+                        select(col(Job.cancel_requested)).where(col(Job.job_id) == job_id)
+                    )
+                ).scalar()
+            if flag:
+                return
+
+    watcher = asyncio.ensure_future(cancelled())
+    try:
+        done, _ = await asyncio.wait({runner, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (runner, watcher):
+            if not pending.done():
+                pending.cancel()
+    if runner in done:
+        await asyncio.gather(watcher, return_exceptions=True)
+        return runner.result()
+    await asyncio.gather(runner, return_exceptions=True)
+    raise _Cancelled
+
+
+async def _settle(
+    ctx: WorkerContext,
+    job_id: str,
+    task_id: str,
+    status: JobStatus,
+    *,
+    error: ErrorInfo | None = None,
+    result: dict[str, Any] | None = None,
+    adapter: JobAdapter | None = None,
+    dispatch: int = 0,
+) -> None:
+    """Record a task's outcome and ask the job-manager to advance, in one transaction. A task
+    that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`, is
+    left alone."""
+    async with ctx.db.transaction() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        task = await session.get(Task, task_id, populate_existing=True)
+        if job is None or task is None or task.status in TERMINAL_STATUSES:
+            return
+        if 0 < dispatch < task.dispatches:
+            return
+        if task.target is not None:
+            # The target's lock before any row lock, in the order claims take them: a claim
+            # holding it may be waiting for this job's row.
+            await slots.lock_target(session, task.target)
+        if result is not None and adapter is not None:
+            # What the task produced is persisted by its adapter; the task shows a summary.
+            result = await adapter.task_succeeded(session, job, task, result)
+        jobs.finish_task(session, job, task, status, result=result, error=error)
+        # One end per dispatch: a task ends again only after a retry dispatched it anew.
+        request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
+        if task.target is not None:
+            await session.flush()
+            await slots.wake(ctx, session, task.target)
+
+
+async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
+    """The task's command ran out of deliveries: the task fails and the job moves on."""
+    if isinstance(delivery.payload, RunTask):
+        error = ErrorInfo(code=code, message=message)
+        command = delivery.payload
+        await _settle(
+            ctx,
+            command.job_id,
+            command.task_id,
+            JobStatus.FAILED,
+            error=error,
+            dispatch=command.dispatch,
+        )
+
+
+def task_manager(adapters: JobAdapters) -> Manager:
+    """The task-manager, running the tasks of the resource kinds in `adapters`."""
+    return Manager(
+        name=TASK_MANAGER,
+        commands={RUN: Command(RunTask, partial(run_task, adapters=adapters))},
+        on_give_up=give_up_task,
+        concurrency=lambda settings: settings.worker.task_concurrency,
+        periodic=[
+            Periodic(
+                name="wake-waiting-tasks",
+                interval=lambda settings: settings.worker.waiting_sweep_seconds,
+                run=slots.sweep,
+            )
+        ],
+    )
