@@ -108,8 +108,9 @@ class PreviewRequest:
 
 
 class FieldChange(BaseModel):
-    """One field that would change: `path` in dotted form (`spec.template.spec.containers[0]
-    .image`); `before` is null for a field added, `after` null for a field removed."""
+    """One field that would change: `path` in dotted form, list items by index and keys with
+    dots quoted (`spec.template.spec.containers[0].image`, `metadata.labels["app.kubernetes.io
+    /version"]`); `before` is null for a field added, `after` null for a field removed."""
 
     path: str
     before: Any = None

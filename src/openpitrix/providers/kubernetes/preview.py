@@ -45,7 +45,7 @@ def field_diff(before: Any, after: Any, path: str = "") -> list[FieldChange]:
     if isinstance(before, dict) and isinstance(after, dict):
         out = []
         for key in sorted(set(before) | set(after), key=str):
-            sub = f"{path}.{key}" if path else str(key)
+            sub = _join(path, str(key))
             out += field_diff(before.get(key), after.get(key), sub)
         return out
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
@@ -54,6 +54,13 @@ def field_diff(before: Any, after: Any, path: str = "") -> list[FieldChange]:
             out += field_diff(b, a, f"{path}[{i}]")
         return out
     return [FieldChange(path=path, before=before, after=after)]
+
+
+def _join(path: str, key: str) -> str:
+    # Keys with dots (labels like app.kubernetes.io/name) are quoted, so paths stay readable.
+    if "." in key or "[" in key:
+        return f'{path}["{key}"]'
+    return f"{path}.{key}" if path else key
 
 
 def redacted(obj: dict[str, Any], diff: list[FieldChange]) -> list[FieldChange]:
