@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from openpitrix.providers.base import Provider
 from openpitrix.providers.kubernetes.preview import field_diff
+from openpitrix.providers.kubernetes.provider import KubernetesProvider
 from tests.helpers import assert_error, wait_job
 from tests.support.charts import REQUIRED_SECRET, ChartSpec, write_index
 from tests.support.deployments import deploy, owned, prepare_runtime
@@ -200,3 +202,23 @@ def test_field_paths_quote_keys_with_dots() -> None:
         ('metadata.labels["app.kubernetes.io/version"]', "1", "2"),
         ("spec.a[1]", 2, 3),
     ]
+
+
+async def test_a_provider_without_preview_answers_409(
+    client: httpx.AsyncClient, web: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plugin that does not implement `preview` inherits the base class's refusal.
+    monkeypatch.setattr(KubernetesProvider, "preview", Provider.preview)
+    before = await counts(client)
+    resp = await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": web["versions"]["web@1.0.0"],
+            "runtime_id": web["runtime"]["runtime_id"],
+            "name": "preview",
+            "dry_run": True,
+        },
+    )
+    body = assert_error(resp, 409, "preview_unsupported")
+    assert "kubernetes clusters cannot preview create" in body["message"]
+    assert await counts(client) == before
