@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix import idempotency
 from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
-from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.clusters import service
 from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
@@ -80,6 +80,10 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`preview_unsupported` when the provider cannot tell).",
     },
     status.HTTP_202_ACCEPTED: {"description": "The action's job was started."},
+    status.HTTP_502_BAD_GATEWAY: {
+        "model": ErrorBody,
+        "description": "With `dry_run`: the provider could not be reached; retry later",
+    },
 }
 
 

@@ -521,8 +521,8 @@ _INVALID = frozenset({"render_failed", "apply_failed", "invalid_manifest"})
 
 
 def _preview_failed(exc: ProviderError) -> PreviewFailed:
-    if exc.retryable:
-        return PreviewFailed(503, exc.code, exc.message)
+    if exc.retryable:  # the provider could not be reached: 502, as the runtime routes answer
+        return PreviewFailed(502, exc.code, exc.message)
     return PreviewFailed(422 if exc.code in _INVALID else 409, exc.code, exc.message)
 
 

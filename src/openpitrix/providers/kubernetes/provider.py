@@ -399,8 +399,13 @@ class KubernetesProvider(Provider):
             )
             keep = {deploy.object_key(o) for o in objects}
             kinds += [(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects]
-            found = await deploy.labelled_objects(
-                dyn, kinds, namespace=request.zone, cluster_id=request.cluster_id
+            # A cluster still to be created has nothing to prune.
+            found = (
+                await deploy.labelled_objects(
+                    dyn, kinds, namespace=request.zone, cluster_id=request.cluster_id
+                )
+                if request.action != "create"
+                else []
             )
         changes += previews.deletions(found, keep)
         if request.deployed is not None:
