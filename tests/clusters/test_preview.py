@@ -195,6 +195,25 @@ async def test_preview_fails_as_the_action_would(
     assert_error(await client.post(f"/v1/clusters/{cid}/actions/cease"), 409, "cluster_state")
 
 
+async def test_preview_checks_the_namespace_quota_as_the_job_does(
+    client: httpx.AsyncClient, kube: FakeKube, web: dict[str, Any]
+) -> None:
+    ns = web["runtime"]["zone"]
+    kube.set_quota(ns, "team", hard={"pods": "2"}, used={"pods": "1"})
+    resp = await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": web["versions"]["web@1.0.0"],
+            "runtime_id": web["runtime"]["runtime_id"],
+            "name": "big",
+            "values": {"replicaCount": 2},
+            "dry_run": True,
+        },
+    )
+    body = assert_error(resp, 409, "insufficient_resources")
+    assert "quota team: pods would be 3 of 2 (1 used, 2 more asked)" in body["message"]
+
+
 def test_field_paths_quote_keys_with_dots() -> None:
     before = {"metadata": {"labels": {"app.kubernetes.io/version": "1"}}, "spec": {"a": [1, 2]}}
     after = {"metadata": {"labels": {"app.kubernetes.io/version": "2"}}, "spec": {"a": [1, 3]}}
@@ -222,3 +241,17 @@ async def test_a_provider_without_preview_answers_409(
     body = assert_error(resp, 409, "preview_unsupported")
     assert "kubernetes clusters cannot preview create" in body["message"]
     assert await counts(client) == before
+
+
+async def test_preview_of_a_busy_cluster_is_refused_like_the_action(
+    client: httpx.AsyncClient, kube: FakeKube, web: dict[str, Any]
+) -> None:
+    kube.auto_ready = False  # the create's job waits, holding the cluster's lock
+    made = await deploy(client, web, "web@1.0.0", values={"password": "x"})
+    cid = made["cluster_id"]
+    dry = await client.delete(f"/v1/clusters/{cid}", params={"dry_run": "true"})
+    assert_error(dry, 409, "cluster_busy")
+    assert_error(await client.delete(f"/v1/clusters/{cid}"), 409, "cluster_busy")
+    cancel = await client.post(f"/v1/jobs/{made['job_id']}/actions/cancel")
+    assert cancel.status_code == 202, cancel.text
+    assert (await wait_job(client, made["job_id"]))["status"] == "cancelled"
