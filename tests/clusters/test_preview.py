@@ -161,6 +161,17 @@ async def test_previews_of_a_deployed_cluster(
     assert (await client.get(f"/v1/clusters/{cid}/releases")).json()["total_count"] == 1
     assert {kind: owned(kube, kind, ns, cid) for kind in KINDS} == live
 
+    # Rollback: back to revision 1's values after a real update-env.
+    env = await client.post(
+        f"/v1/clusters/{cid}/actions/update-env", json={"values": {"replicaCount": 2}}
+    )
+    assert (await wait_job(client, env.json()["job_id"]))["status"] == "successful"
+    back = await client.post(f"/v1/clusters/{cid}/actions/rollback", json={"dry_run": True})
+    assert back.status_code == 200, back.text
+    changes = by_kind(back.json())
+    assert changes["Deployment"]["diff"] == [{"path": "spec.replicas", "before": 2, "after": 1}]
+    assert (await client.get(f"/v1/clusters/{cid}")).json()["revision"] == 2
+
 
 async def test_preview_fails_as_the_action_would(
     client: httpx.AsyncClient, web: dict[str, Any]
