@@ -28,6 +28,7 @@ from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
 from openpitrix.platform import Platform, executor_name
+from openpitrix.providers.registry import close_providers
 from openpitrix.repos.router import router as repos_router
 from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
@@ -93,6 +94,8 @@ def create_app(
         finally:
             if group is not None:
                 await group.stop()
+            # Previews lease provider clients in the gateway too: close them with the process.
+            await close_providers()
             await platform.stop()
 
     app = FastAPI(

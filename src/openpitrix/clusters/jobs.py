@@ -5,27 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
+from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.schemas import ClusterStatus, Transition
 from openpitrix.clusters.service import DEPLOYS, RESOURCE_KIND, TRANSITIONS, releases_of
-from openpitrix.crypto import SecretError
 from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.fetch import INDEX_TOO_LARGE, INDEX_TRUNCATED, REPO_TIMEOUT, FetchError, fetch
 from openpitrix.jobs.adapter import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
-from openpitrix.netguard import ADDRESS_NOT_ALLOWED, AddressPolicy
+from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
-    EndpointRefused,
     ProviderError,
     Release,
     TaskRun,
@@ -35,8 +32,6 @@ from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
 from openpitrix.runtimes.service import open_credential
 from openpitrix.workers.service import WorkerContext
-
-MAX_CHART_BYTES = 10 * 1024 * 1024
 
 
 def _release(
@@ -205,39 +200,6 @@ async def _fetch_chart(ctx: WorkerContext, version_id: str) -> bytes:
     async with ctx.db.read_session() as session:
         version = await session.get(AppVersion, version_id)
         repo = await session.get(Repo, version.repo_id) if version else None
-    if version is None or repo is None or not version.package_url:
+    if version is None or repo is None:
         raise ProviderError("chart_unavailable", f"app version {version_id} has no package")
-    try:
-        secret = ctx.secrets.open(repo.credential_secret) if repo.credential_secret else None
-    except SecretError:
-        raise ProviderError(
-            "secret_unreadable", "the repo credential cannot be decrypted"
-        ) from None
-    url = version.package_url
-    try:
-        fetched = await fetch(
-            ctx.http, url, credential=secret, max_bytes=MAX_CHART_BYTES, timeout=60
-        )
-    except FetchError as exc:
-        raise _chart_error(exc) from None
-    if fetched.status != 200:
-        raise ProviderError("chart_unavailable", f"GET {url}: HTTP {fetched.status}")
-    return fetched.body
-
-
-def _chart_error(exc: FetchError) -> ProviderError:
-    if exc.code == ADDRESS_NOT_ALLOWED:
-        # The worker's client is guarded like every other: a package URL that leads to an
-        # internal address is refused, and trying again would not change that.
-        return EndpointRefused(ADDRESS_NOT_ALLOWED, exc.message)
-    if exc.status is not None:
-        transient = exc.status >= 500 or exc.status == 429
-        return ProviderError("chart_unavailable", exc.message, retryable=transient)
-    if exc.code == INDEX_TOO_LARGE:
-        return ProviderError("chart_unavailable", f"chart package is over {MAX_CHART_BYTES} bytes")
-    # Network trouble (a reset, a timeout, a body cut short) may pass; a credential that no
-    # header can carry, or a URL that cannot be requested, will not.
-    transient = exc.code in (REPO_TIMEOUT, INDEX_TRUNCATED) or isinstance(
-        exc.__cause__, httpx.HTTPError
-    )
-    return ProviderError("chart_unavailable", exc.message, retryable=transient)
+    return await chart_package(ctx.http, ctx.secrets, version, repo)

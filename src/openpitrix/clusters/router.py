@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix import idempotency
-from openpitrix.api.deps import Filter, ListDep, ReadSessionDep, SessionDep
-from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
+from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.clusters import service
 from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
+    DRY_RUN_DESCRIPTION,
+    ActionOptions,
     ClusterCreate,
     ClusterJobAccepted,
     ClusterPage,
@@ -29,9 +32,11 @@ from openpitrix.clusters.schemas import (
     UpdateEnvRequest,
     UpgradeRequest,
 )
+from openpitrix.db.engine import Database
 from openpitrix.iam.access import Access
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadClusters, CanWriteClusters
 from openpitrix.jobs.models import Job
+from openpitrix.providers.base import Preview
 
 router = APIRouter(
     prefix="/v1/clusters",
@@ -65,6 +70,54 @@ def idempotency_of(
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency_of)]
 
+# Every action answers 202 with its job, or with `dry_run` 200 with the preview.
+ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status.HTTP_200_OK: {
+        "model": Preview,
+        "description": "With `dry_run`: what the action would do; nothing was done or written. "
+        "It fails as the action would (409 `cluster_busy`, `cluster_state`, "
+        "`insufficient_resources`; 422 `render_failed`, `apply_failed`; 409 "
+        "`preview_unsupported` when the provider cannot tell).",
+    },
+    status.HTTP_202_ACCEPTED: {"description": "The action's job was started."},
+    status.HTTP_502_BAD_GATEWAY: {
+        "model": ErrorBody,
+        "description": "With `dry_run`: the provider could not be reached; retry later",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What an action route opens itself: a write transaction for the action, a read session
+    and the preview tools for a preview (no SessionDep: a preview must not hold the write
+    lock while it talks to the provider)."""
+
+    db: Database
+    tools: service.PreviewTools
+
+
+def actions_of(platform: PlatformDep) -> Actions:
+    return Actions(
+        db=platform.db,
+        tools=service.PreviewTools(
+            http=platform.http, secrets=platform.secrets, policy=platform.address_policy
+        ),
+    )
+
+
+ActionsDep = Annotated[Actions, Depends(actions_of)]
+
+
+async def _preview(
+    platform: Actions, act: Callable[[AsyncSession, service.PreviewTools], Awaitable[Preview]]
+) -> JSONResponse:
+    """Run a preview on a read session: it writes nothing."""
+    tools = platform.tools
+    async with platform.db.read_session() as session:
+        preview = await act(session, tools)
+    return JSONResponse(preview.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+
 
 def _accepted(response: Response, cluster_id: str, job_id: str) -> ClusterJobAccepted:
     response.headers["Location"] = f"/v1/jobs/{job_id}"
@@ -94,25 +147,37 @@ async def _once(
     return result
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, operation_id="create_cluster")
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="create_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
+)
 async def create_cluster(
     data: ClusterCreate,
     access: CanWriteClusters,
-    session: SessionDep,
+    platform: ActionsDep,
     response: Response,
     idem: IdempotencyDep,
-) -> ClusterJobAccepted:
+) -> ClusterJobAccepted | JSONResponse:
     """Deploy an app version onto a runtime. The runtime must be eligible (its provider among
     the repo's providers, its labels matching the repo's selectors: 409 `runtime_not_eligible`
-    otherwise). Follow the job at `/v1/jobs/{job_id}/events`."""
-    return await _once(
-        session,
-        access,
-        idem,
-        data,
-        response,
-        lambda: service.create_cluster(session, data, access),
-    )
+    otherwise). Follow the job at `/v1/jobs/{job_id}/events`. With `dry_run`, 200 with what
+    would be created."""
+    if data.dry_run:
+        return await _preview(
+            platform, lambda session, tools: service.preview_create(session, data, access, tools)
+        )
+    async with platform.db.transaction() as session:
+        return await _once(
+            session,
+            access,
+            idem,
+            data,
+            response,
+            lambda: service.create_cluster(session, data, access),
+        )
 
 
 @router.get("", operation_id="list_clusters")
@@ -182,39 +247,94 @@ async def update_cluster(
     return service.cluster_read(await service.update_cluster(session, cluster_id, data, access))
 
 
-@router.delete("/{cluster_id}", status_code=status.HTTP_202_ACCEPTED, operation_id="delete_cluster")
+@router.delete(
+    "/{cluster_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="delete_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
+)
 async def delete_cluster(
-    cluster_id: str, access: CanWriteClusters, session: SessionDep, response: Response
-) -> ClusterJobAccepted:
-    """Delete every object of the cluster (a job); the record stays as `deleted` until ceased."""
-    cluster, job = await service.start_action(session, cluster_id, "delete", access)
-    return _accepted(response, cluster.cluster_id, job.job_id)
+    cluster_id: str,
+    access: CanWriteClusters,
+    platform: ActionsDep,
+    response: Response,
+    dry_run: Annotated[bool, Query(description=DRY_RUN_DESCRIPTION)] = False,
+) -> ClusterJobAccepted | JSONResponse:
+    """Delete every object of the cluster (a job); the record stays as `deleted` until ceased.
+    With `?dry_run=true`, 200 with the objects that would be deleted."""
+    if dry_run:
+        return await _preview(
+            platform,
+            lambda session, tools: service.preview_action(
+                session, cluster_id, "delete", access, tools
+            ),
+        )
+    async with platform.db.transaction() as session:
+        cluster, job = await service.start_action(session, cluster_id, "delete", access)
+        return _accepted(response, cluster.cluster_id, job.job_id)
+
+
+async def _act(
+    platform: Actions,
+    access: Access,
+    idem: Idempotency,
+    body: BaseModel | None,
+    response: Response,
+    cluster_id: str,
+    action: str,
+    *,
+    dry_run: bool,
+    **params: Any,
+) -> ClusterJobAccepted | JSONResponse:
+    """Start `action`, or with `dry_run` preview it (no idempotency record: a preview is
+    safe to repeat and the key stays free for the action itself)."""
+    if dry_run:
+        return await _preview(
+            platform,
+            lambda session, tools: service.preview_action(
+                session, cluster_id, action, access, tools, **params
+            ),
+        )
+    async with platform.db.transaction() as session:
+        return await _once(
+            session,
+            access,
+            idem,
+            body,
+            response,
+            lambda: service.start_action(session, cluster_id, action, access, **params),
+        )
 
 
 @router.post(
     "/{cluster_id}/actions/upgrade",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="upgrade_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
 )
 async def upgrade(
     cluster_id: str,
     data: UpgradeRequest,
     access: CanWriteClusters,
-    session: SessionDep,
+    platform: ActionsDep,
     response: Response,
     idem: IdempotencyDep,
-) -> ClusterJobAccepted:
+) -> ClusterJobAccepted | JSONResponse:
     """Deploy another version of the same app as a new revision; objects that left the chart
     are pruned."""
-    return await _once(
-        session,
+    return await _act(
+        platform,
         access,
         idem,
         data,
         response,
-        lambda: service.start_action(
-            session, cluster_id, "upgrade", access, version_id=data.version_id, values=data.values
-        ),
+        cluster_id,
+        "upgrade",
+        dry_run=data.dry_run,
+        version_id=data.version_id,
+        values=data.values,
     )
 
 
@@ -222,25 +342,28 @@ async def upgrade(
     "/{cluster_id}/actions/rollback",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="rollback_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
 )
 async def rollback(
     cluster_id: str,
     data: RollbackRequest,
     access: CanWriteClusters,
-    session: SessionDep,
+    platform: ActionsDep,
     response: Response,
     idem: IdempotencyDep,
-) -> ClusterJobAccepted:
+) -> ClusterJobAccepted | JSONResponse:
     """Re-deploy an earlier revision (default: the one before) as a new revision."""
-    return await _once(
-        session,
+    return await _act(
+        platform,
         access,
         idem,
         data,
         response,
-        lambda: service.start_action(
-            session, cluster_id, "rollback", access, revision=data.revision
-        ),
+        cluster_id,
+        "rollback",
+        dry_run=data.dry_run,
+        revision=data.revision,
     )
 
 
@@ -248,31 +371,30 @@ async def rollback(
     "/{cluster_id}/actions/update-env",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="update_cluster_env",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
 )
 async def update_env(
     cluster_id: str,
     data: UpdateEnvRequest,
     access: CanWriteClusters,
-    session: SessionDep,
+    platform: ActionsDep,
     response: Response,
     idem: IdempotencyDep,
-) -> ClusterJobAccepted:
+) -> ClusterJobAccepted | JSONResponse:
     """Deploy the same version with changed values as a new revision: `values` merge over the
     deployed revision's (Helm's `--reuse-values`), or replace them with `reset_values`."""
-    return await _once(
-        session,
+    return await _act(
+        platform,
         access,
         idem,
         data,
         response,
-        lambda: service.start_action(
-            session,
-            cluster_id,
-            "update_env",
-            access,
-            values=data.values,
-            reset_values=data.reset_values,
-        ),
+        cluster_id,
+        "update_env",
+        dry_run=data.dry_run,
+        values=data.values,
+        reset_values=data.reset_values,
     )
 
 
@@ -280,22 +402,27 @@ async def update_env(
     "/{cluster_id}/actions/cease",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="cease_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
 )
 async def cease(
     cluster_id: str,
     access: CanWriteClusters,
-    session: SessionDep,
+    platform: ActionsDep,
     response: Response,
     idem: IdempotencyDep,
-) -> ClusterJobAccepted:
+    data: Annotated[ActionOptions | None, Body()] = None,
+) -> ClusterJobAccepted | JSONResponse:
     """Purge what a deleted cluster left behind and retire its record."""
-    return await _once(
-        session,
+    return await _act(
+        platform,
         access,
         idem,
         None,
         response,
-        lambda: service.start_action(session, cluster_id, "cease", access),
+        cluster_id,
+        "cease",
+        dry_run=data is not None and data.dry_run,
     )
 
 

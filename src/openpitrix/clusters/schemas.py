@@ -48,6 +48,16 @@ def _storable(values: dict[str, Any]) -> dict[str, Any]:
 Values = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
+DRY_RUN_DESCRIPTION = (
+    "Answer 200 with what the action would do (objects to create, change with a field-level "
+    "diff, and delete) instead of doing it: no job, no lock, nothing written."
+)
+
+
+def dry_run_field() -> Any:
+    return Field(False, description=DRY_RUN_DESCRIPTION)
+
+
 class ValuesMode(StrEnum):
     """How a revision's values were made."""
 
@@ -78,6 +88,7 @@ class ClusterCreate(BaseModel):
     values: Values = Field(
         default_factory=dict, description="Merged over the chart's default values."
     )
+    dry_run: bool = dry_run_field()
 
 
 class ClusterUpdate(BaseModel):
@@ -92,6 +103,7 @@ class UpgradeRequest(BaseModel):
 
     version_id: str = Field(max_length=40, description="Another version of the same app.")
     values: Values | None = Field(None, description="New values; default: keep the current.")
+    dry_run: bool = dry_run_field()
 
 
 class RollbackRequest(BaseModel):
@@ -105,6 +117,7 @@ class RollbackRequest(BaseModel):
         le=MAX_REVISION,
         description="The revision to return to; default: the one before.",
     )
+    dry_run: bool = dry_run_field()
 
 
 class UpdateEnvRequest(BaseModel):
@@ -123,6 +136,15 @@ class UpdateEnvRequest(BaseModel):
         description="Start from the chart's defaults: earlier overrides are dropped and only "
         "`values` apply (like Helm's `--reset-values`).",
     )
+    dry_run: bool = dry_run_field()
+
+
+class ActionOptions(BaseModel):
+    """The body of an action that takes no parameters (cease); it may be left out."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dry_run": True}]})
+
+    dry_run: bool = dry_run_field()
 
 
 class ClusterRead(BaseModel):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import httpx
 import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from openpitrix import ids
 from openpitrix.apps.models import AppVersion
 from openpitrix.apps.service import get_version
 from openpitrix.bus.topology import JOB_MANAGER
+from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.schemas import (
     MAX_VALUES_BYTES,
@@ -32,17 +34,20 @@ from openpitrix.clusters.schemas import (
     Transition,
     ValuesMode,
 )
+from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
-from openpitrix.errors import BadRequest, Conflict, NotFound
+from openpitrix.errors import AppError, BadRequest, Conflict, NotFound
 from openpitrix.iam.access import Access, Op
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
+from openpitrix.netguard import AddressPolicy
+from openpitrix.providers.base import Preview, PreviewRequest, ProviderError, Release
 from openpitrix.providers.registry import get_provider
 from openpitrix.repos.models import Repo
-from openpitrix.runtimes.models import Runtime
-from openpitrix.runtimes.service import get_writable_runtime, ineligibility
+from openpitrix.runtimes.models import Runtime, RuntimeCredential
+from openpitrix.runtimes.service import get_writable_runtime, ineligibility, open_credential
 
 RESOURCE_KIND = "cluster"
 TRANSITIONS = {
@@ -144,9 +149,9 @@ async def _start_job(
     )
 
 
-async def create_cluster(
+async def _create_checks(
     session: AsyncSession, data: ClusterCreate, access: Access
-) -> tuple[Cluster, Job]:
+) -> tuple[AppVersion, Repo, Runtime]:
     _check_values(data.values)
     version, repo = await _deployable_version(session, data.version_id, access)
     runtime = await get_writable_runtime(
@@ -154,6 +159,13 @@ async def create_cluster(
     )
     _check_eligible(runtime, repo)
     _check_supported(runtime.provider, "create")
+    return version, repo, runtime
+
+
+async def create_cluster(
+    session: AsyncSession, data: ClusterCreate, access: Access
+) -> tuple[Cluster, Job]:
+    version, _, runtime = await _create_checks(session, data, access)
     now = utcnow()
     cluster = Cluster(
         cluster_id=ids.new_id(ids.CLUSTER),
@@ -290,21 +302,11 @@ async def start_action(
     """Start upgrade, rollback, update_env, delete or cease.
 
     update_env merges `values` over the deployed revision's unless `reset_values`."""
-    cluster = await get_writable_cluster(session, cluster_id, access)
-    _check_supported(cluster.provider, action)
-    if cluster.status not in FROM_STATUS[action]:
-        raise Conflict(
-            f"cannot {action.replace('_', '-')} a cluster that is {cluster.status}",
-            code="cluster_state",
-        )
+    cluster, inputs = await _checked_action(
+        session, cluster_id, action, access, version_id, values, reset_values, revision
+    )
     release_revision = None
     release: ClusterRelease | None = None
-    inputs = None
-    if action in DEPLOYS:
-        inputs = await _release_inputs(
-            session, cluster, action, access, version_id, values, revision, reset_values
-        )
-        _check_values(inputs[1])
     await lock(session, cluster, action)
     if inputs is not None:
         release_revision = await _next_revision(session, cluster_id)
@@ -324,6 +326,34 @@ async def start_action(
         release.job_id = job.job_id
     await session.flush()
     return cluster, job
+
+
+async def _checked_action(
+    session: AsyncSession,
+    cluster_id: str,
+    action: str,
+    access: Access,
+    version_id: str | None,
+    values: dict[str, Any] | None,
+    reset_values: bool,
+    revision: int | None,
+) -> tuple[Cluster, tuple[str, dict[str, Any], ValuesMode] | None]:
+    """Everything an action checks before it takes the lock; for a deploy, what it deploys
+    (version, values and how they were made)."""
+    cluster = await get_writable_cluster(session, cluster_id, access)
+    _check_supported(cluster.provider, action)
+    if cluster.status not in FROM_STATUS[action]:
+        raise Conflict(
+            f"cannot {action.replace('_', '-')} a cluster that is {cluster.status}",
+            code="cluster_state",
+        )
+    inputs = None
+    if action in DEPLOYS:
+        inputs = await _release_inputs(
+            session, cluster, action, access, version_id, values, revision, reset_values
+        )
+        _check_values(inputs[1])
+    return cluster, inputs
 
 
 async def _release_inputs(
@@ -462,3 +492,158 @@ async def delete_clusters(
         _, job = await start_action(session, cluster_id, "delete", access)
         started.append(job.job_id)
     return started
+
+
+# --- previews (`"dry_run": true`) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewTools:
+    """The process resources a preview uses: the guarded HTTP client for chart packages, the
+    secret box for credentials, and where provider connections may go."""
+
+    http: httpx.AsyncClient
+    secrets: SecretBox
+    policy: AddressPolicy
+
+
+class PreviewFailed(AppError):
+    """The preview met what would fail the action's job (a chart that does not render, a
+    quota too small, an object the server refuses), with the job's error code."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status_code
+
+
+# The request's own content is at fault: the same body will fail again.
+_INVALID = frozenset({"render_failed", "apply_failed", "invalid_manifest"})
+
+
+def _preview_failed(exc: ProviderError) -> PreviewFailed:
+    if exc.retryable:  # the provider could not be reached: 502, as the runtime routes answer
+        return PreviewFailed(502, exc.code, exc.message)
+    return PreviewFailed(422 if exc.code in _INVALID else 409, exc.code, exc.message)
+
+
+async def preview_create(
+    session: AsyncSession, data: ClusterCreate, access: Access, tools: PreviewTools
+) -> Preview:
+    """What create would do, after the checks create makes; nothing is written."""
+    version, repo, runtime = await _create_checks(session, data, access)
+    # The cluster does not exist: objects are named after a cluster id that only this
+    # preview uses (create picks its own).
+    cluster_id = ids.new_id(ids.CLUSTER)
+    release = Release(revision=1, version_id=version.version_id, values=data.values, objects=None)
+    preview = await _preview(
+        session, tools, "create", cluster_id, runtime, release, [], version, repo
+    )
+    preview.notes.append(
+        "object names derived from the cluster id use a stand-in id; the create picks its own"
+    )
+    return preview
+
+
+async def preview_action(
+    session: AsyncSession,
+    cluster_id: str,
+    action: str,
+    access: Access,
+    tools: PreviewTools,
+    *,
+    version_id: str | None = None,
+    values: dict[str, Any] | None = None,
+    reset_values: bool = False,
+    revision: int | None = None,
+) -> Preview:
+    """What upgrade, rollback, update_env, delete or cease would do, after the same checks
+    (a busy cluster included); no lock is taken and nothing is written."""
+    cluster, inputs = await _checked_action(
+        session, cluster_id, action, access, version_id, values, reset_values, revision
+    )
+    if cluster.transition_status != Transition.NONE:
+        raise Conflict(
+            f"cluster {cluster.cluster_id!r} is busy ({cluster.transition_status}); wait for "
+            f"job {cluster.job_id} to end",
+            code="cluster_busy",
+            details={"job_id": cluster.job_id},
+        )
+    history = await releases_of(session, cluster.cluster_id)
+    rendered = {r.revision: orjson.loads(r.manifest) for r in history if r.status != "pending"}
+    kinds = sorted(
+        {(str(o.get("apiVersion")), str(o.get("kind"))) for objs in rendered.values() for o in objs}
+    )
+    deployed = next(
+        (
+            Release(r.revision, r.version_id, r.values, rendered.get(r.revision))
+            for r in history
+            if r.revision == cluster.revision and r.status == "deployed"
+        ),
+        None,
+    )
+    runtime = await session.get(Runtime, cluster.runtime_id)
+    if runtime is None:
+        raise Conflict(f"the runtime of cluster {cluster_id!r} is gone", code="runtime_missing")
+    release = None
+    version = repo = None
+    if inputs is not None:
+        version = await session.get(AppVersion, inputs[0])
+        repo = await session.get(Repo, version.repo_id) if version else None
+        if version is None or repo is None:
+            raise NotFound("app version", inputs[0])
+        next_revision = max((r.revision for r in history), default=0) + 1
+        release = Release(next_revision, inputs[0], inputs[1], None)
+    return await _preview(
+        session,
+        tools,
+        action,
+        cluster.cluster_id,
+        runtime,
+        release,
+        kinds,
+        version,
+        repo,
+        deployed=deployed,
+    )
+
+
+async def _preview(
+    session: AsyncSession,
+    tools: PreviewTools,
+    action: str,
+    cluster_id: str,
+    runtime: Runtime,
+    release: Release | None,
+    kinds: list[tuple[str, str]],
+    version: AppVersion | None,
+    repo: Repo | None,
+    *,
+    deployed: Release | None = None,
+) -> Preview:
+    row = await session.get(RuntimeCredential, runtime.credential_id)
+    if row is None:
+        raise Conflict(
+            f"the credential of runtime {runtime.runtime_id} is gone", code="runtime_missing"
+        )
+    credential = open_credential(row, tools.secrets)
+
+    async def fetch_chart() -> bytes:
+        if version is None or repo is None:
+            raise ProviderError("render_failed", "nothing to render: the action deploys nothing")
+        return await chart_package(tools.http, tools.secrets, version, repo)
+
+    request = PreviewRequest(
+        action=action,
+        cluster_id=cluster_id,
+        zone=runtime.zone,
+        credential=credential,
+        release=release,
+        deployed=deployed,
+        known_kinds=kinds,
+        fetch_chart=fetch_chart,
+        policy=tools.policy,
+    )
+    try:
+        return await get_provider(runtime.provider).preview(request)
+    except ProviderError as exc:
+        raise _preview_failed(exc) from None

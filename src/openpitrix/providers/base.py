@@ -12,7 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field
 
 from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.netguard import AddressPolicy
@@ -90,6 +92,60 @@ class TaskRun:
     policy: AddressPolicy  # where the task may connect (the server's network setting)
 
 
+@dataclass(frozen=True)
+class PreviewRequest:
+    """A cluster action to preview: what the job's tasks would get, without a job."""
+
+    action: str
+    cluster_id: str
+    zone: str
+    credential: Credential
+    release: Release | None  # the revision the action would deploy (None for delete, cease)
+    deployed: Release | None  # the revision deployed now, if any
+    known_kinds: list[tuple[str, str]]  # (apiVersion, kind) the cluster ever had
+    fetch_chart: ChartFetcher
+    policy: AddressPolicy
+
+
+class FieldChange(BaseModel):
+    """One field that would change: `path` in dotted form, list items by index and keys with
+    dots quoted (`spec.template.spec.containers[0].image`, `metadata.labels["app.kubernetes.io
+    /version"]`); `before` is null for a field added, `after` null for a field removed."""
+
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class Change(BaseModel):
+    """What would happen to one resource: a Kubernetes object (`apps/v1 Deployment web`), or
+    for a VM provider a node or volume (`node db-1`, `volume db-1/data`)."""
+
+    kind: Literal["create", "update", "delete", "unchanged"]
+    resource: str
+    diff: list[FieldChange] = Field(
+        default_factory=list,
+        description="For an update, the fields that would change (secret values redacted).",
+    )
+
+
+class Preview(BaseModel):
+    """What a cluster action would do, found without doing it."""
+
+    action: str
+    changes: list[Change]
+    notes: list[str] = Field(
+        default_factory=list, description="What the preview could not tell, or left out."
+    )
+
+
+class PreviewUnsupported(ProviderError):
+    """The provider cannot preview this action."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("preview_unsupported", message)
+
+
 class Provider(ABC):
     """One runtime provider. One instance per process, shared by every request and task: it
     keeps no per-cluster state beyond caches (connections)."""
@@ -157,6 +213,13 @@ class Provider(ABC):
         self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
     ) -> dict[str, Any]:
         """The cluster as it is now: `{"roles": [...], "nodes": [...]}` rebuilt from reality."""
+
+    async def preview(self, request: PreviewRequest) -> Preview:
+        """What `request.action` would create, change and delete, found without changing
+        anything (a Kubernetes server-side-apply dry run; a VM provider's planned nodes and
+        volumes). Raise ProviderError as the action's tasks would (a chart that does not
+        render, a quota too small); a provider that cannot tell raises PreviewUnsupported."""
+        raise PreviewUnsupported(f"{self.name} clusters cannot preview {request.action}")
 
     async def close(self) -> None:  # noqa: B027  optional hook, nothing to do by default
         """Release what the provider keeps between tasks (pooled connections); called when

@@ -106,7 +106,7 @@ def stamp(obj: dict[str, Any], cluster_id: str, revision: int) -> dict[str, Any]
     return out
 
 
-async def _resource(dyn: DynamicClient, obj: dict[str, Any]) -> Resource:
+async def resource_of(dyn: DynamicClient, obj: dict[str, Any]) -> Resource:
     try:
         return await dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     except ResourceNotFoundError:
@@ -117,7 +117,7 @@ async def _resource(dyn: DynamicClient, obj: dict[str, Any]) -> Resource:
         raise api_failure(exc, f"discover {obj['kind']}") from None
 
 
-def _placed(obj: dict[str, Any], resource: Resource, namespace: str) -> dict[str, Any]:
+def placed(obj: dict[str, Any], resource: Resource, namespace: str) -> dict[str, Any]:
     if not resource.namespaced:
         return obj
     meta = obj["metadata"]
@@ -146,8 +146,8 @@ async def apply_objects(
     applied = []
     for i, raw in enumerate(objects):
         obj = stamp(raw, cluster_id, revision)
-        resource = await _resource(dyn, obj)
-        obj = _placed(obj, resource, namespace)
+        resource = await resource_of(dyn, obj)
+        obj = placed(obj, resource, namespace)
         what = f"apply {readiness.ref(obj)}"
         try:
             # force: this release owns its objects; another manager's edits to the same
@@ -229,7 +229,7 @@ async def wait_ready(
         states: list[readiness.Readiness] = []
         slow: list[str] = []
         for obj in tracked:
-            resource = await _resource(dyn, obj)
+            resource = await resource_of(dyn, obj)
             try:
                 current = await checked(
                     dyn.get(
@@ -294,7 +294,7 @@ async def delete_objects(
     """Delete the given objects (missing ones are fine); returns how many were there."""
     deleted = 0
     for obj in objects:
-        resource = await _resource(dyn, obj)
+        resource = await resource_of(dyn, obj)
         try:
             await checked(
                 dyn.delete(
@@ -318,7 +318,7 @@ async def labelled_objects(
     """Every object of these kinds carrying the cluster's label. Kinds are resolved one by
     one (a miss makes the discovery cache refresh, which must not run twice at once), then
     listed all at once."""
-    resources = [r for av, kind in sorted(set(kinds)) if (r := await _served(dyn, av, kind))]
+    resources = [r for av, kind in sorted(set(kinds)) if (r := await served(dyn, av, kind))]
     selector = f"{CLUSTER_LABEL}={cluster_id}"
     lists = await asyncio.gather(
         *(_list(dyn, r, namespace=namespace, label_selector=selector) for r in resources)
@@ -328,11 +328,11 @@ async def labelled_objects(
 
 async def resource_quotas(dyn: DynamicClient, *, namespace: str) -> list[dict[str, Any]]:
     """The namespace's ResourceQuotas (none when the cluster serves no such kind)."""
-    resource = await _served(dyn, "v1", "ResourceQuota")
+    resource = await served(dyn, "v1", "ResourceQuota")
     return await _list(dyn, resource, namespace=namespace) if resource else []
 
 
-async def _served(dyn: DynamicClient, api_version: str, kind: str) -> Resource | None:
+async def served(dyn: DynamicClient, api_version: str, kind: str) -> Resource | None:
     """The kind's resource, or None when the cluster does not serve it (e.g. a CRD removed
     meanwhile: nothing of that kind can exist)."""
     try:

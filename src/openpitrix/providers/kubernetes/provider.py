@@ -15,9 +15,13 @@ from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Capabilities,
+    Change,
+    ChartFetcher,
     Credential,
     CredentialInvalid,
     EndpointRefused,
+    Preview,
+    PreviewRequest,
     Provider,
     ProviderError,
     Release,
@@ -25,9 +29,10 @@ from openpitrix.providers.base import (
     ZoneUnavailable,
 )
 from openpitrix.providers.kubernetes import deploy, quota, readiness
+from openpitrix.providers.kubernetes import preview as previews
 from openpitrix.providers.kubernetes.clients import ClientPool
 from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
-from openpitrix.providers.kubernetes.render import RenderError, render_chart
+from openpitrix.providers.kubernetes.render import RenderedRelease, RenderError, render_chart
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -325,15 +330,7 @@ class KubernetesProvider(Provider):
         doc, _ = parse_kubeconfig(run.credential.content)
         async with self._clients.lease(doc, run.policy) as (_, dyn):
             quotas = await deploy.resource_quotas(dyn, namespace=run.zone)
-        try:
-            problems = quota.shortfalls(quotas, wanted, replaced)
-        except quota.QuantityError as exc:
-            raise ProviderError("invalid_manifest", f"check: {exc}") from None
-        if problems:
-            raise ProviderError(
-                "insufficient_resources",
-                f"namespace {run.zone} has no room for this release: " + "; ".join(problems),
-            )
+        _check_quotas(quotas, wanted, replaced, run.zone)
         message = (
             f"fits the {len(quotas)} quotas of namespace {run.zone}"
             if quotas
@@ -345,18 +342,13 @@ class KubernetesProvider(Provider):
     async def _render(self, run: TaskRun) -> dict[str, Any]:
         if run.release is None:
             raise ProviderError("render_failed", "nothing to render: the job has no release")
-        chart = await run.fetch_chart()
-        try:
-            rendered = await render_chart(
-                chart,
-                release_name=run.cluster_id[:RELEASE_NAME_MAX],
-                namespace=run.zone,
-                values=run.release.values,
-                revision=run.release.revision,
-                is_upgrade=run.previous is not None,
-            )
-        except RenderError as exc:
-            raise ProviderError("render_failed", str(exc)) from None
+        rendered = await _render_release(
+            run.fetch_chart,
+            run.cluster_id,
+            run.zone,
+            run.release,
+            is_upgrade=run.previous is not None,
+        )
         objects = [*rendered.crds, *rendered.manifests]
         await run.report(
             f"rendered {rendered.chart_name} {rendered.chart_version}: {len(objects)} objects",
@@ -368,6 +360,60 @@ class KubernetesProvider(Provider):
             "chart_version": rendered.chart_version,
             "notes": rendered.notes,
         }
+
+    async def preview(self, request: PreviewRequest) -> Preview:
+        """Deploys: render as the render task would, check the quotas as the check task
+        would, dry-run apply every object and list what the prune would delete. Delete and
+        cease: every object of the cluster goes."""
+        if request.action not in PLANS:
+            return await super().preview(request)
+        doc, _ = parse_kubeconfig(request.credential.content)
+        kinds = [*request.known_kinds, *COMMON_KINDS]
+        if request.release is None:
+            async with self._clients.lease(doc, request.policy) as (_, dyn):
+                found = await deploy.labelled_objects(
+                    dyn, kinds, namespace=request.zone, cluster_id=request.cluster_id
+                )
+            return Preview(
+                action=request.action,
+                changes=[Change(kind="delete", resource=previews.ref(o)) for o in found],
+            )
+        rendered = await _render_release(
+            request.fetch_chart,
+            request.cluster_id,
+            request.zone,
+            request.release,
+            is_upgrade=request.deployed is not None,
+        )
+        objects = [*rendered.crds, *rendered.manifests]
+        replaced = request.deployed.objects if request.deployed and request.deployed.objects else []
+        async with self._clients.lease(doc, request.policy) as (_, dyn):
+            quotas = await deploy.resource_quotas(dyn, namespace=request.zone)
+            _check_quotas(quotas, objects, replaced, request.zone)
+            changes, notes = await previews.object_changes(
+                dyn,
+                objects,
+                namespace=request.zone,
+                cluster_id=request.cluster_id,
+                revision=request.release.revision,
+            )
+            keep = {deploy.object_key(o) for o in objects}
+            kinds += [(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects]
+            # A cluster still to be created has nothing to prune.
+            found = (
+                await deploy.labelled_objects(
+                    dyn, kinds, namespace=request.zone, cluster_id=request.cluster_id
+                )
+                if request.action != "create"
+                else []
+            )
+        changes += previews.deletions(found, keep)
+        if request.deployed is not None:
+            notes.append(
+                f"every object's {deploy.REVISION_LABEL} label becomes "
+                f"{request.release.revision}; not listed in the diffs"
+            )
+        return Preview(action=request.action, changes=changes, notes=notes)
 
     async def _wait_deleted(self, dyn: DynamicClient, run: TaskRun) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + run.timeout_seconds - WAIT_MARGIN_SECONDS
@@ -423,6 +469,40 @@ class KubernetesProvider(Provider):
                     }
                 )
         return {"roles": roles, "nodes": nodes}
+
+
+async def _render_release(
+    fetch_chart: ChartFetcher, cluster_id: str, zone: str, release: Release, *, is_upgrade: bool
+) -> RenderedRelease:
+    chart = await fetch_chart()
+    try:
+        return await render_chart(
+            chart,
+            release_name=cluster_id[:RELEASE_NAME_MAX],
+            namespace=zone,
+            values=release.values,
+            revision=release.revision,
+            is_upgrade=is_upgrade,
+        )
+    except RenderError as exc:
+        raise ProviderError("render_failed", str(exc)) from None
+
+
+def _check_quotas(
+    quotas: list[dict[str, Any]],
+    wanted: list[dict[str, Any]],
+    replaced: list[dict[str, Any]],
+    zone: str,
+) -> None:
+    try:
+        problems = quota.shortfalls(quotas, wanted, replaced)
+    except quota.QuantityError as exc:
+        raise ProviderError("invalid_manifest", f"check: {exc}") from None
+    if problems:
+        raise ProviderError(
+            "insufficient_resources",
+            f"namespace {zone} has no room for this release: " + "; ".join(problems),
+        )
 
 
 def _context_namespace(doc: dict[str, Any]) -> str | None:
