@@ -3,7 +3,7 @@
 from sqlmodel import SQLModel
 
 from openpitrix.apps.models import App, AppVersion
-from openpitrix.clusters.models import Cluster, ClusterRelease
+from openpitrix.clusters.models import Cluster, ClusterNode, ClusterRelease, ClusterRole
 from openpitrix.iam.models import ApiClient, RefreshToken, User
 from openpitrix.idempotency.models import IdempotentRequest
 from openpitrix.jobs.models import Job, Task
@@ -18,7 +18,9 @@ __all__ = [
     "App",
     "AppVersion",
     "Cluster",
+    "ClusterNode",
     "ClusterRelease",
+    "ClusterRole",
     "IdempotentRequest",
     "Job",
     "OutboxMessage",

@@ -6,13 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
 from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.models import Cluster, ClusterRelease
+from openpitrix.clusters.nodes import replace_state, state_of
 from openpitrix.clusters.schemas import ClusterStatus, Transition
-from openpitrix.clusters.service import DEPLOYS, RESOURCE_KIND, TRANSITIONS, releases_of
+from openpitrix.clusters.service import (
+    DEPLOYS,
+    RESOURCE_KIND,
+    TRANSITIONS,
+    release_of,
+    releases_of,
+)
 from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
@@ -23,8 +31,11 @@ from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
+    ClusterState,
+    PlanRequest,
+    Produces,
     ProviderError,
-    Release,
+    RenderedManifest,
     TaskRun,
 )
 from openpitrix.providers.registry import get_provider
@@ -34,27 +45,40 @@ from openpitrix.runtimes.service import open_credential
 from openpitrix.workers.service import WorkerContext
 
 
-def _release(
-    row: ClusterRelease | None, objects: dict[int, list[dict[str, Any]]]
-) -> Release | None:
-    if row is None:
-        return None
-    return Release(
-        revision=row.revision,
-        version_id=row.version_id,
-        values=row.values,
-        objects=objects.get(row.revision),
-    )
-
-
 class ClusterJobs:
+    """Cluster jobs, planned and run by the cluster's provider. The adapter knows no task
+    name: what a task's result carries for the cluster follows from its kind's declared
+    `produces` (a release's manifest, the cluster's roles and nodes)."""
+
     resource_kind = RESOURCE_KIND
 
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]:
         cluster = await session.get(Cluster, job.resource_id)
         if cluster is None:
             raise ProviderError("cluster_missing", f"cluster {job.resource_id} is gone")
-        return get_provider(cluster.provider).plan(str(job.params["action"]))
+        provider = get_provider(cluster.provider)
+        action = str(job.params["action"])
+        if action not in provider.capabilities.cluster_actions:
+            raise ProviderError(
+                "action_unsupported",
+                f"{provider.name} clusters do not support {action.replace('_', '-')}",
+            )
+        request = PlanRequest(
+            action=action,
+            params=dict(job.params.get("params") or {}),
+            cluster_id=cluster.cluster_id,
+            zone=cluster.zone,
+            state=await state_of(session, cluster.cluster_id),
+        )
+        layers = provider.plan(request)
+        for layer in layers:
+            for task in layer:
+                if provider.capabilities.task_kind(task.action) is None:
+                    raise ProviderError(
+                        "plan_invalid",
+                        f"{provider.name} planned a task of undeclared kind {task.action!r}",
+                    )
+        return layers
 
     async def target(self, session: AsyncSession, job: Job) -> str | None:
         cluster = await session.get(Cluster, job.resource_id)
@@ -69,31 +93,25 @@ class ClusterJobs:
             cred = await session.get(RuntimeCredential, runtime.credential_id) if runtime else None
             if cluster is None or runtime is None or cred is None:
                 raise ProviderError("cluster_missing", "the cluster or its runtime is gone")
-            history = await releases_of(session, cluster.cluster_id)
+            rows = await releases_of(session, cluster.cluster_id)
+            state = await state_of(session, cluster.cluster_id)
         revision = job.params.get("revision")
-        this = next((r for r in history if r.revision == revision), None)
+        this = next((r for r in rows if r.revision == revision), None)
         # The revision to prune against: the deployed one this job replaces.
         before = next(
-            (r for r in history if r.revision == cluster.revision and r.revision != revision),
+            (r for r in rows if r.revision == cluster.revision and r.revision != revision),
             None,
         )
-        # A pending release has not been rendered yet: its objects are unknown, not empty.
-        objects = {r.revision: orjson.loads(r.manifest) for r in history if r.status != "pending"}
-        kinds = {
-            (str(obj.get("apiVersion")), str(obj.get("kind")))
-            for rendered in objects.values()
-            for obj in rendered
-        }
         try:
             credential = open_credential(cred, ctx.secrets)
         except AppError as exc:
             raise ProviderError(exc.code, exc.message) from None
         provider = get_provider(cluster.provider)
 
-        async def fetch_chart() -> bytes:
+        async def fetch_package() -> bytes:
             if this is None:
                 raise ProviderError("render_failed", "the job has no release to render")
-            return await _fetch_chart(ctx, this.version_id)
+            return await _fetch_package(ctx, this.version_id)
 
         run = TaskRun(
             action=task.action,
@@ -101,34 +119,55 @@ class ClusterJobs:
             cluster_id=cluster.cluster_id,
             zone=cluster.zone,
             credential=credential,
-            release=_release(this, objects),
-            previous=_release(before, objects),
-            known_kinds=sorted(kinds),
-            fetch_chart=fetch_chart,
+            release=release_of(this) if this is not None else None,
+            previous=release_of(before) if before is not None else None,
+            history=tuple(release_of(r) for r in rows if r.status != "pending"),
+            state=state,
+            fetch_package=fetch_package,
             report=report,
             timeout_seconds=task.timeout_seconds or ctx.settings.worker.task_timeout_seconds,
             policy=AddressPolicy.of(ctx.settings.network),
         )
-        return await provider.run_task(run)
+        result = await provider.run_task(run)
+        kind = provider.capabilities.task_kind(task.action)
+        produces = kind.produces if kind is not None else Produces.NOTHING
+        # A result that does not hold what its kind declares fails the task here, with the
+        # provider named, rather than the settle that would store it.
+        try:
+            if produces == Produces.MANIFEST:
+                RenderedManifest.model_validate(result)
+            elif produces == Produces.STATE:
+                ClusterState.model_validate(result)
+        except ValidationError as exc:
+            raise ProviderError(
+                "invalid_task_result",
+                f"{provider.name} task {task.action} returned no valid {produces.value}: "
+                f"{exc.errors()[0]['msg']}",
+            ) from None
+        return result
 
     async def task_succeeded(
         self, session: AsyncSession, job: Job, task: Task, result: dict[str, Any]
     ) -> dict[str, Any]:
-        if task.action == "render" and "objects" in result:
+        cluster = await session.get(Cluster, job.resource_id)
+        if cluster is None:
+            return result
+        kind = get_provider(cluster.provider).capabilities.task_kind(task.action)
+        if kind is not None and kind.produces == Produces.MANIFEST:
+            manifest = RenderedManifest.model_validate(result)
             release = await session.get(
                 ClusterRelease, (job.resource_id, job.params.get("revision"))
             )
             if release is not None:
-                release.manifest = orjson.dumps(result["objects"]).decode()
-                release.chart_version = str(result.get("chart_version") or release.chart_version)
+                release.manifest = orjson.dumps(manifest.objects).decode()
+                release.chart_version = manifest.chart_version or release.chart_version
                 release.status = "rendered"
             # The objects live in the release; the task shows a summary.
-            return {"objects": len(result["objects"]), "chart_version": result.get("chart_version")}
-        if task.action == "describe":
-            cluster = await session.get(Cluster, job.resource_id)
-            if cluster is not None:
-                cluster.resources = result
-            return {"roles": len(result.get("roles", [])), "nodes": len(result.get("nodes", []))}
+            return {"objects": len(manifest.objects), "chart_version": manifest.chart_version}
+        if kind is not None and kind.produces == Produces.STATE:
+            state = ClusterState.model_validate(result)
+            await replace_state(session, cluster.cluster_id, state)
+            return {"roles": len(state.roles), "nodes": len(state.nodes)}
         return result
 
     async def job_ended(self, session: AsyncSession, job: Job, status: JobStatus) -> None:
@@ -195,8 +234,8 @@ def _set_status(cluster: Cluster, status: ClusterStatus, now: Any) -> None:
         cluster.status_time = now
 
 
-async def _fetch_chart(ctx: WorkerContext, version_id: str) -> bytes:
-    """The chart package of a version, with the repo's credential, size-capped."""
+async def _fetch_package(ctx: WorkerContext, version_id: str) -> bytes:
+    """The package of a version (a chart), with the repo's credential, size-capped."""
     async with ctx.db.read_session() as session:
         version = await session.get(AppVersion, version_id)
         repo = await session.get(Repo, version.repo_id) if version else None

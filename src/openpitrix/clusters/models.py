@@ -1,4 +1,5 @@
-"""Cluster tables: the cluster row (state and lock) and its release history."""
+"""Cluster tables: the cluster row (state and lock), its release history, and its roles and
+nodes as the provider last found them."""
 
 from __future__ import annotations
 
@@ -36,8 +37,6 @@ class Cluster(Owned, Timestamps, table=True):
     values: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
     revision: int = Field(default=0, description="The release revision deployed now.")
     job_id: str | None = Field(default=None, max_length=40)
-    # What describe last saw: roles (workloads) and nodes (pods), with readiness.
-    resources: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
 
 
 class ClusterRelease(SQLModel, table=True):
@@ -60,3 +59,38 @@ class ClusterRelease(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16)
     job_id: str | None = Field(default=None, max_length=40)
     create_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ClusterRole(SQLModel, table=True):
+    """One role of a cluster as its provider last found it (a VM role, a Kubernetes
+    workload); `detail` holds the provider's own fields."""
+
+    __tablename__ = "cluster_roles"
+
+    cluster_id: str = Field(
+        primary_key=True, max_length=40, foreign_key="clusters.cluster_id", ondelete="CASCADE"
+    )
+    role: str = Field(primary_key=True, max_length=253)
+    position: int = Field(default=0)  # the provider's order
+    status: str = Field(default="", max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    update_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ClusterNode(SQLModel, table=True):
+    """One node of a cluster as its provider last found it (a VM instance, a Kubernetes pod);
+    `detail` holds the provider's own fields."""
+
+    __tablename__ = "cluster_nodes"
+
+    cluster_id: str = Field(
+        primary_key=True, max_length=40, foreign_key="clusters.cluster_id", ondelete="CASCADE"
+    )
+    node_id: str = Field(primary_key=True, max_length=253)
+    position: int = Field(default=0)  # the provider's order
+    role: str = Field(default="", max_length=253)
+    instance_id: str = Field(default="", max_length=253)
+    private_ip: str = Field(default="", max_length=64)
+    status: str = Field(default="", max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    update_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

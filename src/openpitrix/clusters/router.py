@@ -208,12 +208,16 @@ async def get_cluster(
     cluster_id: str, access: CanReadClusters, session: ReadSessionDep
 ) -> ClusterRead:
     """A cluster with its roles (workloads) and nodes (pods) as last described."""
-    return service.cluster_read(await service.get_cluster(session, cluster_id, access))
+    return await service.read_cluster(
+        session, await service.get_cluster(session, cluster_id, access)
+    )
 
 
 @router.get("/{cluster_id}/nodes", operation_id="list_cluster_nodes")
 async def list_nodes(cluster_id: str, access: CanReadClusters, session: ReadSessionDep) -> NodePage:
-    nodes = service.cluster_read(await service.get_cluster(session, cluster_id, access)).nodes
+    """The cluster's nodes as its provider last found them (VM instances; Kubernetes pods)."""
+    await service.get_cluster(session, cluster_id, access)
+    nodes = await service.cluster_nodes(session, cluster_id)
     return NodePage(total_count=len(nodes), items=nodes)
 
 
@@ -244,7 +248,8 @@ async def get_release(
 async def update_cluster(
     cluster_id: str, data: ClusterUpdate, access: CanWriteClusters, session: SessionDep
 ) -> ClusterRead:
-    return service.cluster_read(await service.update_cluster(session, cluster_id, data, access))
+    row = await service.update_cluster(session, cluster_id, data, access)
+    return await service.read_cluster(session, row)
 
 
 @router.delete(

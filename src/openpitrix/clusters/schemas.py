@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from openpitrix.providers.base import NodeState, RoleState
 from openpitrix.repos.schemas import Description
 from openpitrix.runtimes.schemas import Name
 
@@ -162,8 +163,12 @@ class ClusterRead(BaseModel):
     revision: int
     job_id: str | None
     owner: str
-    roles: list[dict[str, Any]] = Field(default_factory=list)
-    nodes: list[dict[str, Any]] = Field(default_factory=list)
+    roles: list[RoleState] = Field(
+        default_factory=list, description="Its roles as last found (VM roles; workloads)."
+    )
+    nodes: list[NodeState] = Field(
+        default_factory=list, description="Its nodes as last found (VM instances; pods)."
+    )
     create_time: datetime
     update_time: datetime
     status_time: datetime
@@ -181,7 +186,7 @@ class ClusterJobAccepted(BaseModel):
 
 class NodePage(BaseModel):
     total_count: int
-    items: list[dict[str, Any]]
+    items: list[NodeState]
 
 
 class ReleaseRead(BaseModel):

@@ -23,6 +23,7 @@ from openpitrix.apps.service import get_version
 from openpitrix.bus.topology import JOB_MANAGER
 from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.models import Cluster, ClusterRelease
+from openpitrix.clusters.nodes import state_of, states_of
 from openpitrix.clusters.schemas import (
     MAX_VALUES_BYTES,
     ClusterCreate,
@@ -43,7 +44,14 @@ from openpitrix.iam.access import Access, Op
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
 from openpitrix.netguard import AddressPolicy
-from openpitrix.providers.base import Preview, PreviewRequest, ProviderError, Release
+from openpitrix.providers.base import (
+    ClusterState,
+    NodeState,
+    Preview,
+    PreviewRequest,
+    ProviderError,
+    Release,
+)
 from openpitrix.providers.registry import get_provider
 from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
@@ -81,15 +89,19 @@ CLUSTER_LIST = ListSpec(
 )
 
 
-def cluster_read(row: Cluster) -> ClusterRead:
-    resources = row.resources or {}
+def cluster_read(row: Cluster, state: ClusterState) -> ClusterRead:
     return ClusterRead.model_validate(
-        {
-            **row.model_dump(),
-            "roles": resources.get("roles", []),
-            "nodes": resources.get("nodes", []),
-        }
+        {**row.model_dump(), "roles": state.roles, "nodes": state.nodes}
     )
+
+
+async def read_cluster(session: AsyncSession, row: Cluster) -> ClusterRead:
+    """The cluster with its roles and nodes."""
+    return cluster_read(row, await state_of(session, row.cluster_id))
+
+
+async def cluster_nodes(session: AsyncSession, cluster_id: str) -> list[NodeState]:
+    return (await state_of(session, cluster_id)).nodes
 
 
 def _check_values(values: dict[str, Any]) -> None:
@@ -242,7 +254,8 @@ async def list_clusters(
         else col(Cluster.status) != ClusterStatus.CEASED
     )
     total, rows = await paginate(session, stmt, CLUSTER_LIST, query)
-    return total, [cluster_read(r) for r in rows]
+    states = await states_of(session, [r.cluster_id for r in rows])
+    return total, [cluster_read(r, states[r.cluster_id]) for r in rows]
 
 
 async def update_cluster(
@@ -415,6 +428,15 @@ def merge_values(current: dict[str, Any], given: dict[str, Any]) -> dict[str, An
 REDACTED = "<redacted>"
 
 
+def release_of(row: ClusterRelease) -> Release:
+    """A revision as a provider sees it; a pending one has not been rendered yet, so its
+    manifest is unknown (None), not empty."""
+    manifest = orjson.loads(row.manifest) if row.status != "pending" else None
+    return Release(
+        revision=row.revision, version_id=row.version_id, values=row.values, manifest=manifest
+    )
+
+
 def release_read(row: ClusterRelease) -> ReleaseRead:
     return ReleaseRead(
         revision=row.revision,
@@ -534,10 +556,8 @@ async def preview_create(
     # The cluster does not exist: objects are named after a cluster id that only this
     # preview uses (create picks its own).
     cluster_id = ids.new_id(ids.CLUSTER)
-    release = Release(revision=1, version_id=version.version_id, values=data.values, objects=None)
-    preview = await _preview(
-        session, tools, "create", cluster_id, runtime, release, [], version, repo
-    )
+    release = Release(revision=1, version_id=version.version_id, values=data.values, manifest=None)
+    preview = await _preview(session, tools, "create", cluster_id, runtime, release, version, repo)
     preview.notes.append(
         "object names derived from the cluster id use a stand-in id; the create picks its own"
     )
@@ -569,13 +589,9 @@ async def preview_action(
             details={"job_id": cluster.job_id},
         )
     history = await releases_of(session, cluster.cluster_id)
-    rendered = {r.revision: orjson.loads(r.manifest) for r in history if r.status != "pending"}
-    kinds = sorted(
-        {(str(o.get("apiVersion")), str(o.get("kind"))) for objs in rendered.values() for o in objs}
-    )
     deployed = next(
         (
-            Release(r.revision, r.version_id, r.values, rendered.get(r.revision))
+            release_of(r)
             for r in history
             if r.revision == cluster.revision and r.status == "deployed"
         ),
@@ -600,10 +616,11 @@ async def preview_action(
         cluster.cluster_id,
         runtime,
         release,
-        kinds,
         version,
         repo,
         deployed=deployed,
+        history=tuple(release_of(r) for r in history if r.status != "pending"),
+        state=await state_of(session, cluster.cluster_id),
     )
 
 
@@ -614,11 +631,13 @@ async def _preview(
     cluster_id: str,
     runtime: Runtime,
     release: Release | None,
-    kinds: list[tuple[str, str]],
     version: AppVersion | None,
     repo: Repo | None,
     *,
     deployed: Release | None = None,
+    history: tuple[Release, ...] = (),
+    state: ClusterState | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Preview:
     row = await session.get(RuntimeCredential, runtime.credential_id)
     if row is None:
@@ -627,20 +646,22 @@ async def _preview(
         )
     credential = open_credential(row, tools.secrets)
 
-    async def fetch_chart() -> bytes:
+    async def fetch_package() -> bytes:
         if version is None or repo is None:
             raise ProviderError("render_failed", "nothing to render: the action deploys nothing")
         return await chart_package(tools.http, tools.secrets, version, repo)
 
     request = PreviewRequest(
         action=action,
+        params=params or {},
         cluster_id=cluster_id,
         zone=runtime.zone,
         credential=credential,
         release=release,
         deployed=deployed,
-        known_kinds=kinds,
-        fetch_chart=fetch_chart,
+        history=history,
+        state=state or ClusterState(),
+        fetch_package=fetch_package,
         policy=tools.policy,
     )
     try:

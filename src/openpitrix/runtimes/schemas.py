@@ -178,11 +178,24 @@ class RuntimeDeleted(BaseModel):
     )
 
 
+class TaskKindRead(BaseModel):
+    name: str
+    description: str
+    produces: str = Field(
+        description="What its result carries for the cluster: `manifest` (the release's "
+        "rendered form), `state` (its roles and nodes), or empty."
+    )
+
+
 class ProviderRead(BaseModel):
     name: str
     zone_kind: str
     credential_format: str
-    cluster_actions: list[str]
+    cluster_actions: list[str] = Field(
+        description="The cluster actions this provider supports; others answer 409 "
+        "`action_unsupported`."
+    )
+    task_kinds: list[TaskKindRead] = Field(description="The kinds of task its jobs run.")
 
 
 class ProviderList(BaseModel):

@@ -16,7 +16,7 @@ from openpitrix.netguard import (
     AddressPolicy,
     guarded_session,
 )
-from openpitrix.providers.base import Credential, ProviderError, TaskRun
+from openpitrix.providers.base import ClusterState, Credential, ProviderError, TaskRun
 from openpitrix.providers.kubernetes.provider import KubernetesProvider
 from tests.support.deployments import kubeconfig
 from tests.support.kube import FakeKube
@@ -77,8 +77,9 @@ def run_of(kube: FakeKube, action: str, policy: AddressPolicy) -> TaskRun:
         credential=Credential("kubernetes", kube.url, kubeconfig(kube)),
         release=None,
         previous=None,
-        known_kinds=[],
-        fetch_chart=no_chart,
+        history=(),
+        state=ClusterState(),
+        fetch_package=no_chart,
         report=report,
         timeout_seconds=30.0,
         policy=policy,

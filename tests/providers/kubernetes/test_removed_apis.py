@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from openpitrix.netguard import AddressPolicy
-from openpitrix.providers.base import Credential, ProviderError, Release, TaskRun
+from openpitrix.providers.base import ClusterState, Credential, ProviderError, Release, TaskRun
 from openpitrix.providers.kubernetes.provider import KubernetesProvider
 from openpitrix.providers.kubernetes.removed import REMOVED, not_served
 from tests.support.deployments import kubeconfig
@@ -46,10 +46,11 @@ async def apply(
             cluster_id="cl-removed",
             zone="default",
             credential=Credential("kubernetes", kube.url, kubeconfig(kube)),
-            release=Release(revision=1, version_id="appv-x", values={}, objects=objects),
+            release=Release(revision=1, version_id="appv-x", values={}, manifest=objects),
             previous=None,
-            known_kinds=[],
-            fetch_chart=no_chart,
+            history=(),
+            state=ClusterState(),
+            fetch_package=no_chart,
             report=report,
             timeout_seconds=30.0,
             policy=AddressPolicy(allow_private=True),

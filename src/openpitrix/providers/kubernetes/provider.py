@@ -16,15 +16,18 @@ from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Capabilities,
     Change,
-    ChartFetcher,
     Credential,
     CredentialInvalid,
     EndpointRefused,
+    PackageFetcher,
+    PlanRequest,
     Preview,
     PreviewRequest,
+    Produces,
     Provider,
     ProviderError,
     Release,
+    TaskKind,
     TaskRun,
     ZoneUnavailable,
 )
@@ -109,6 +112,21 @@ class KubernetesProvider(Provider):
         credential_format="kubeconfig (YAML) with inline certificates or a token",
         cluster_actions=frozenset(
             {"create", "upgrade", "rollback", "update_env", "delete", "cease"}
+        ),
+        task_kinds=(
+            TaskKind(
+                "render",
+                "render the chart with the release's values (Helm's engine)",
+                Produces.MANIFEST,
+            ),
+            TaskKind("check", "refuse a release the namespace's ResourceQuotas cannot hold"),
+            TaskKind("apply", "server-side apply every object of the release"),
+            TaskKind("wait", "wait until the release's workloads are ready"),
+            TaskKind("prune", "delete what the previous release had and this one does not"),
+            TaskKind("describe", "find the cluster's workloads and pods", Produces.STATE),
+            TaskKind("delete", "delete every object labelled with the cluster"),
+            TaskKind("wait_deleted", "wait until the cluster's objects are gone"),
+            TaskKind("purge", "delete whatever of the cluster is left"),
         ),
     )
 
@@ -264,11 +282,11 @@ class KubernetesProvider(Provider):
                 f"unlabel namespace {zone}",
             )
 
-    def plan(self, action: str) -> list[list[PlannedTask]]:
-        layers = PLANS.get(action)
+    def plan(self, request: PlanRequest) -> list[list[PlannedTask]]:
+        layers = PLANS.get(request.action)
         if layers is None:
             raise ProviderError(
-                "action_unsupported", f"kubernetes clusters do not support {action!r}"
+                "action_unsupported", f"kubernetes clusters do not support {request.action!r}"
             )
         return [[PlannedTask(action=name) for name in layer] for layer in layers]
 
@@ -303,7 +321,7 @@ class KubernetesProvider(Provider):
                 return {}
             if run.action == "prune":
                 keep = {deploy.object_key(o) for o in _objects_of(run.release, "prune")}
-                old = run.previous.objects if run.previous and run.previous.objects else []
+                old = run.previous.manifest if run.previous and run.previous.manifest else []
                 gone = [o for o in old if deploy.object_key(o) not in keep]
                 pruned = await deploy.delete_objects(dyn, gone, namespace=run.zone)
                 await run.report(f"pruned {pruned} objects", None, {"pruned": pruned})
@@ -311,7 +329,7 @@ class KubernetesProvider(Provider):
             if run.action in ("delete", "purge"):
                 found = await deploy.labelled_objects(
                     dyn,
-                    [*run.known_kinds, *COMMON_KINDS],
+                    [*known_kinds(run.history), *COMMON_KINDS],
                     namespace=run.zone,
                     cluster_id=run.cluster_id,
                 )
@@ -326,7 +344,7 @@ class KubernetesProvider(Provider):
         """Refuse a release the namespace's ResourceQuotas cannot hold, before applying any
         of it (Kubernetes would otherwise accept the Deployment and leave its pods unmade)."""
         wanted = _objects_of(run.release, "check")
-        replaced = run.previous.objects if run.previous and run.previous.objects else []
+        replaced = run.previous.manifest if run.previous and run.previous.manifest else []
         doc, _ = parse_kubeconfig(run.credential.content)
         async with self._clients.lease(doc, run.policy) as (_, dyn):
             quotas = await deploy.resource_quotas(dyn, namespace=run.zone)
@@ -343,7 +361,7 @@ class KubernetesProvider(Provider):
         if run.release is None:
             raise ProviderError("render_failed", "nothing to render: the job has no release")
         rendered = await _render_release(
-            run.fetch_chart,
+            run.fetch_package,
             run.cluster_id,
             run.zone,
             run.release,
@@ -368,7 +386,7 @@ class KubernetesProvider(Provider):
         if request.action not in PLANS:
             return await super().preview(request)
         doc, _ = parse_kubeconfig(request.credential.content)
-        kinds = [*request.known_kinds, *COMMON_KINDS]
+        kinds = [*known_kinds(request.history), *COMMON_KINDS]
         if request.release is None:
             async with self._clients.lease(doc, request.policy) as (_, dyn):
                 found = await deploy.labelled_objects(
@@ -379,14 +397,16 @@ class KubernetesProvider(Provider):
                 changes=[Change(kind="delete", resource=previews.ref(o)) for o in found],
             )
         rendered = await _render_release(
-            request.fetch_chart,
+            request.fetch_package,
             request.cluster_id,
             request.zone,
             request.release,
             is_upgrade=request.deployed is not None,
         )
         objects = [*rendered.crds, *rendered.manifests]
-        replaced = request.deployed.objects if request.deployed and request.deployed.objects else []
+        replaced = (
+            request.deployed.manifest if request.deployed and request.deployed.manifest else []
+        )
         async with self._clients.lease(doc, request.policy) as (_, dyn):
             quotas = await deploy.resource_quotas(dyn, namespace=request.zone)
             _check_quotas(quotas, objects, replaced, request.zone)
@@ -420,7 +440,7 @@ class KubernetesProvider(Provider):
         while True:
             left = await deploy.labelled_objects(
                 dyn,
-                [*run.known_kinds, *COMMON_KINDS],
+                [*known_kinds(run.history), *COMMON_KINDS],
                 namespace=run.zone,
                 cluster_id=run.cluster_id,
             )
@@ -449,9 +469,15 @@ class KubernetesProvider(Provider):
             if obj.get("kind") == "Pod":
                 status = obj.get("status") or {}
                 problem = readiness.pod_problem(obj)
+                meta = obj["metadata"]
                 nodes.append(
                     {
-                        "name": obj["metadata"]["name"],
+                        "node_id": meta["name"],
+                        "role": _workload_of(meta),
+                        "instance_id": meta.get("uid") or "",
+                        "private_ip": status.get("podIP") or "",
+                        "status": status.get("phase", "Unknown"),
+                        "name": meta["name"],
                         "phase": status.get("phase", "Unknown"),
                         "node": (obj.get("spec") or {}).get("nodeName"),
                         "ip": status.get("podIP"),
@@ -462,6 +488,8 @@ class KubernetesProvider(Provider):
                 state = readiness.assess(obj)
                 roles.append(
                     {
+                        "role": f"{str(obj['kind']).lower()}/{obj['metadata']['name']}",
+                        "status": "ready" if state.ready else "not ready",
                         "kind": obj["kind"],
                         "name": obj["metadata"]["name"],
                         "ready": state.ready,
@@ -472,9 +500,14 @@ class KubernetesProvider(Provider):
 
 
 async def _render_release(
-    fetch_chart: ChartFetcher, cluster_id: str, zone: str, release: Release, *, is_upgrade: bool
+    fetch_package: PackageFetcher,
+    cluster_id: str,
+    zone: str,
+    release: Release,
+    *,
+    is_upgrade: bool,
 ) -> RenderedRelease:
-    chart = await fetch_chart()
+    chart = await fetch_package()
     try:
         return await render_chart(
             chart,
@@ -503,6 +536,19 @@ def _check_quotas(
             "insufficient_resources",
             f"namespace {zone} has no room for this release: " + "; ".join(problems),
         )
+
+
+def _workload_of(meta: dict[str, Any]) -> str:
+    """The role (`<kind>/<name>`, as kubectl names objects) of the workload a pod belongs to:
+    its controller, or for a Deployment's pod (owned by a ReplicaSet named
+    `<deployment>-<hash>`) the Deployment."""
+    for owner in meta.get("ownerReferences") or []:
+        if isinstance(owner, dict) and owner.get("controller"):
+            kind, name = str(owner.get("kind") or ""), str(owner.get("name") or "")
+            if kind == "ReplicaSet" and "-" in name:
+                return f"deployment/{name.rsplit('-', 1)[0]}"
+            return f"{kind.lower()}/{name}"
+    return ""
 
 
 def _context_namespace(doc: dict[str, Any]) -> str | None:
@@ -548,9 +594,21 @@ WAIT_MARGIN_SECONDS = 5.0
 
 
 def _objects_of(release: Release | None, task: str) -> list[dict[str, Any]]:
-    if release is None or release.objects is None:
+    if release is None or release.manifest is None:
         raise ProviderError("task_out_of_order", f"{task}: the release has not been rendered")
-    return release.objects
+    return release.manifest
+
+
+def known_kinds(history: tuple[Release, ...]) -> list[tuple[str, str]]:
+    """Every (apiVersion, kind) the cluster's rendered releases ever had: what a delete looks
+    for, so an object of a kind a later release dropped is still found."""
+    return sorted(
+        {
+            (str(obj.get("apiVersion")), str(obj.get("kind")))
+            for release in history
+            for obj in release.manifest or ()
+        }
+    )
 
 
 def _revision(release: Release | None) -> int:
