@@ -11,7 +11,6 @@ from openpitrix.indexer.handlers import repo_indexer
 from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs.manager import job_manager
 from openpitrix.jobs.tasks import task_manager
-from openpitrix.providers.registry import close_providers
 from openpitrix.repos.handlers import repo_manager
 from openpitrix.workers.service import Manager
 
@@ -34,6 +33,5 @@ def build_managers(names: list[str] | None, registry: Registry | None = None) ->
         )
     registry = registry or build_registry()
     # A stopping worker lets every loaded provider release its pooled connections.
-    return [
-        dataclasses.replace(MANAGER_FACTORIES[n](registry), on_stop=close_providers) for n in chosen
-    ]
+    close = registry.providers.close
+    return [dataclasses.replace(MANAGER_FACTORIES[n](registry), on_stop=close) for n in chosen]

@@ -20,6 +20,7 @@ from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.commands import ADVANCE
 from openpitrix.jobs.models import Job
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
+from openpitrix.providers.registry import Providers
 from openpitrix.settings import BusSettings
 from tests.e2e.procs import Processes
 
@@ -118,4 +119,4 @@ def test_the_registry_holds_one_adapter_per_resource_kind() -> None:
     registry = build_registry()
     assert list(registry.job_adapters) == [RESOURCE_KIND]
     with pytest.raises(ValueError, match="two job adapters"):
-        JobAdapters([ClusterJobs(), ClusterJobs()])
+        JobAdapters([ClusterJobs(Providers()), ClusterJobs(Providers())])

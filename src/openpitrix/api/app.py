@@ -28,7 +28,6 @@ from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
 from openpitrix.platform import Platform, executor_name
-from openpitrix.providers.registry import close_providers
 from openpitrix.repos.router import router as repos_router
 from openpitrix.runtimes.router import router as runtimes_router
 from openpitrix.settings import Settings
@@ -95,7 +94,7 @@ def create_app(
             if group is not None:
                 await group.stop()
             # Previews lease provider clients in the gateway too: close them with the process.
-            await close_providers()
+            await registry.providers.close()
             await platform.stop()
 
     app = FastAPI(
@@ -110,9 +109,11 @@ def create_app(
     )
     install_docs(app)
     app.state.settings = settings
-    # The routes that cancel or retry jobs, or delete a runtime's clusters, ask these.
+    # The routes that cancel or retry jobs, delete a runtime's clusters or call a provider ask
+    # these.
     app.state.job_adapters = registry.job_adapters
     app.state.cluster_hooks = registry.cluster_hooks
+    app.state.providers = registry.providers
     app.state.sse_streams = StreamCounter(
         per_caller=settings.http.sse_streams_per_caller,
         per_process=settings.http.sse_streams_per_process,

@@ -38,7 +38,7 @@ from openpitrix.providers.base import (
     RenderedManifest,
     TaskRun,
 )
-from openpitrix.providers.registry import get_provider
+from openpitrix.providers.registry import Providers
 from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
 from openpitrix.runtimes.service import open_credential
@@ -52,11 +52,14 @@ class ClusterJobs:
 
     resource_kind = RESOURCE_KIND
 
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
+
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]:
         cluster = await session.get(Cluster, job.resource_id)
         if cluster is None:
             raise ProviderError("cluster_missing", f"cluster {job.resource_id} is gone")
-        provider = get_provider(cluster.provider)
+        provider = self.providers.named(cluster.provider)
         action = str(job.params["action"])
         if action not in provider.capabilities.cluster_actions:
             raise ProviderError(
@@ -106,7 +109,7 @@ class ClusterJobs:
             credential = open_credential(cred, ctx.secrets)
         except AppError as exc:
             raise ProviderError(exc.code, exc.message) from None
-        provider = get_provider(cluster.provider)
+        provider = self.providers.named(cluster.provider)
 
         async def fetch_package() -> bytes:
             if this is None:
@@ -152,7 +155,7 @@ class ClusterJobs:
         cluster = await session.get(Cluster, job.resource_id)
         if cluster is None:
             return result
-        kind = get_provider(cluster.provider).capabilities.task_kind(task.action)
+        kind = self.providers.named(cluster.provider).capabilities.task_kind(task.action)
         if kind is not None and kind.produces == Produces.MANIFEST:
             manifest = RenderedManifest.model_validate(result)
             release = await session.get(

@@ -37,6 +37,8 @@ from openpitrix.iam.access import Access
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadClusters, CanWriteClusters
 from openpitrix.jobs.models import Job
 from openpitrix.providers.base import Preview
+from openpitrix.providers.deps import ProvidersDep
+from openpitrix.providers.registry import Providers
 
 router = APIRouter(
     prefix="/v1/clusters",
@@ -96,12 +98,19 @@ class Actions:
     db: Database
     tools: service.PreviewTools
 
+    @property
+    def providers(self) -> Providers:
+        return self.tools.providers
 
-def actions_of(platform: PlatformDep) -> Actions:
+
+def actions_of(platform: PlatformDep, providers: ProvidersDep) -> Actions:
     return Actions(
         db=platform.db,
         tools=service.PreviewTools(
-            http=platform.http, secrets=platform.secrets, policy=platform.address_policy
+            http=platform.http,
+            secrets=platform.secrets,
+            policy=platform.address_policy,
+            providers=providers,
         ),
     )
 
@@ -176,7 +185,7 @@ async def create_cluster(
             idem,
             data,
             response,
-            lambda: service.create_cluster(session, data, access),
+            lambda: service.create_cluster(session, data, access, platform.providers),
         )
 
 
@@ -276,7 +285,9 @@ async def delete_cluster(
             ),
         )
     async with platform.db.transaction() as session:
-        cluster, job = await service.start_action(session, cluster_id, "delete", access)
+        cluster, job = await service.start_action(
+            session, cluster_id, "delete", access, providers=platform.providers
+        )
         return _accepted(response, cluster.cluster_id, job.job_id)
 
 
@@ -308,7 +319,9 @@ async def _act(
             idem,
             body,
             response,
-            lambda: service.start_action(session, cluster_id, action, access, **params),
+            lambda: service.start_action(
+                session, cluster_id, action, access, providers=platform.providers, **params
+            ),
         )
 
 
@@ -441,7 +454,8 @@ async def vm_action(
     action: Literal["stop", "start", "resize", "add-nodes", "delete-nodes"],
     access: CanWriteClusters,
     session: SessionDep,
+    providers: ProvidersDep,
 ) -> ClusterJobAccepted:
     """Actions of VM providers. A provider without them (kubernetes) answers 409
     `action_unsupported`."""
-    return await service.vm_action(session, cluster_id, action.replace("-", "_"), access)
+    return await service.vm_action(session, cluster_id, action.replace("-", "_"), access, providers)

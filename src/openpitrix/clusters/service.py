@@ -52,7 +52,7 @@ from openpitrix.providers.base import (
     ProviderError,
     Release,
 )
-from openpitrix.providers.registry import get_provider
+from openpitrix.providers.registry import Providers
 from openpitrix.repos.models import Repo
 from openpitrix.runtimes.models import Runtime, RuntimeCredential
 from openpitrix.runtimes.service import get_writable_runtime, ineligibility, open_credential
@@ -136,8 +136,8 @@ def _check_eligible(runtime: Runtime, repo: Repo) -> None:
         )
 
 
-def _check_supported(runtime_provider: str, action: str) -> None:
-    provider = get_provider(runtime_provider)
+def _check_supported(providers: Providers, runtime_provider: str, action: str) -> None:
+    provider = providers.named(runtime_provider)
     if action not in provider.capabilities.cluster_actions:
         raise Conflict(
             f"{runtime_provider} clusters do not support {action.replace('_', '-')}",
@@ -162,7 +162,7 @@ async def _start_job(
 
 
 async def _create_checks(
-    session: AsyncSession, data: ClusterCreate, access: Access
+    session: AsyncSession, data: ClusterCreate, access: Access, providers: Providers
 ) -> tuple[AppVersion, Repo, Runtime]:
     _check_values(data.values)
     version, repo = await _deployable_version(session, data.version_id, access)
@@ -170,14 +170,14 @@ async def _create_checks(
         session, data.runtime_id, access.caller.access(Op.RUNTIME_WRITE)
     )
     _check_eligible(runtime, repo)
-    _check_supported(runtime.provider, "create")
+    _check_supported(providers, runtime.provider, "create")
     return version, repo, runtime
 
 
 async def create_cluster(
-    session: AsyncSession, data: ClusterCreate, access: Access
+    session: AsyncSession, data: ClusterCreate, access: Access, providers: Providers
 ) -> tuple[Cluster, Job]:
-    version, _, runtime = await _create_checks(session, data, access)
+    version, _, runtime = await _create_checks(session, data, access, providers)
     now = utcnow()
     cluster = Cluster(
         cluster_id=ids.new_id(ids.CLUSTER),
@@ -307,6 +307,7 @@ async def start_action(
     action: str,
     access: Access,
     *,
+    providers: Providers,
     version_id: str | None = None,
     values: dict[str, Any] | None = None,
     reset_values: bool = False,
@@ -316,7 +317,7 @@ async def start_action(
 
     update_env merges `values` over the deployed revision's unless `reset_values`."""
     cluster, inputs = await _checked_action(
-        session, cluster_id, action, access, version_id, values, reset_values, revision
+        session, cluster_id, action, access, providers, version_id, values, reset_values, revision
     )
     release_revision = None
     release: ClusterRelease | None = None
@@ -346,6 +347,7 @@ async def _checked_action(
     cluster_id: str,
     action: str,
     access: Access,
+    providers: Providers,
     version_id: str | None,
     values: dict[str, Any] | None,
     reset_values: bool,
@@ -354,7 +356,7 @@ async def _checked_action(
     """Everything an action checks before it takes the lock; for a deploy, what it deploys
     (version, values and how they were made)."""
     cluster = await get_writable_cluster(session, cluster_id, access)
-    _check_supported(cluster.provider, action)
+    _check_supported(providers, cluster.provider, action)
     if cluster.status not in FROM_STATUS[action]:
         raise Conflict(
             f"cannot {action.replace('_', '-')} a cluster that is {cluster.status}",
@@ -481,12 +483,12 @@ async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRel
 
 
 async def vm_action(
-    session: AsyncSession, cluster_id: str, action: str, access: Access
+    session: AsyncSession, cluster_id: str, action: str, access: Access, providers: Providers
 ) -> NoReturn:
     """stop/start/resize/add/delete nodes: no provider installed offers them yet, so the
     provider's capabilities answer (kubernetes: 409 action_unsupported)."""
     cluster = await get_writable_cluster(session, cluster_id, access)
-    _check_supported(cluster.provider, action)
+    _check_supported(providers, cluster.provider, action)
     raise Conflict(f"{action.replace('_', '-')} is not available yet", code="action_unsupported")
 
 
@@ -505,13 +507,13 @@ async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
 
 
 async def delete_clusters(
-    session: AsyncSession, cluster_ids: list[str], access: Access
+    session: AsyncSession, cluster_ids: list[str], access: Access, *, providers: Providers
 ) -> list[str]:
     """Start a delete job for each cluster (a runtime's forced delete); returns the job ids.
     A cluster busy with another operation makes the whole request a 409."""
     started = []
     for cluster_id in cluster_ids:
-        _, job = await start_action(session, cluster_id, "delete", access)
+        _, job = await start_action(session, cluster_id, "delete", access, providers=providers)
         started.append(job.job_id)
     return started
 
@@ -522,11 +524,12 @@ async def delete_clusters(
 @dataclass(frozen=True)
 class PreviewTools:
     """The process resources a preview uses: the guarded HTTP client for chart packages, the
-    secret box for credentials, and where provider connections may go."""
+    secret box for credentials, where provider connections may go, and the providers."""
 
     http: httpx.AsyncClient
     secrets: SecretBox
     policy: AddressPolicy
+    providers: Providers
 
 
 class PreviewFailed(AppError):
@@ -552,7 +555,7 @@ async def preview_create(
     session: AsyncSession, data: ClusterCreate, access: Access, tools: PreviewTools
 ) -> Preview:
     """What create would do, after the checks create makes; nothing is written."""
-    version, repo, runtime = await _create_checks(session, data, access)
+    version, repo, runtime = await _create_checks(session, data, access, tools.providers)
     # The cluster does not exist: objects are named after a cluster id that only this
     # preview uses (create picks its own).
     cluster_id = ids.new_id(ids.CLUSTER)
@@ -579,7 +582,15 @@ async def preview_action(
     """What upgrade, rollback, update_env, delete or cease would do, after the same checks
     (a busy cluster included); no lock is taken and nothing is written."""
     cluster, inputs = await _checked_action(
-        session, cluster_id, action, access, version_id, values, reset_values, revision
+        session,
+        cluster_id,
+        action,
+        access,
+        tools.providers,
+        version_id,
+        values,
+        reset_values,
+        revision,
     )
     if cluster.transition_status != Transition.NONE:
         raise Conflict(
@@ -665,6 +676,6 @@ async def _preview(
         policy=tools.policy,
     )
     try:
-        return await get_provider(runtime.provider).preview(request)
+        return await tools.providers.named(runtime.provider).preview(request)
     except ProviderError as exc:
         raise _preview_failed(exc) from None

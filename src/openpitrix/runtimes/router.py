@@ -19,7 +19,7 @@ from openpitrix.api.deps import (
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.iam.access import Op
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRuntimes, CanWriteRuntimes
-from openpitrix.providers.registry import registered
+from openpitrix.providers.deps import ProvidersDep
 from openpitrix.runtimes import service
 from openpitrix.runtimes.schemas import (
     CredentialCreate,
@@ -56,10 +56,10 @@ PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/v1/providers", tags=["runtimes"], operation_id="list_providers")
-async def list_providers(_: CanReadRuntimes) -> ProviderList:
+async def list_providers(_: CanReadRuntimes, providers: ProvidersDep) -> ProviderList:
     """Installed provider plugins and what each supports."""
     return ProviderList(
-        items=[ProviderRead.model_validate(p.describe()) for p in registered().values()]
+        items=[ProviderRead.model_validate(p.describe()) for p in providers.values()]
     )
 
 
@@ -67,11 +67,11 @@ async def list_providers(_: CanReadRuntimes) -> ProviderList:
     "/validate", operation_id="validate_runtime_credential", responses=PROVIDER_RESPONSES
 )
 async def validate_credential(
-    data: CredentialValidate, _: CanWriteRuntimes, platform: PlatformDep
+    data: CredentialValidate, _: CanWriteRuntimes, platform: PlatformDep, providers: ProvidersDep
 ) -> CredentialValidation:
     """Check a credential against its provider (for kubernetes: reach the API server and
     authenticate) without storing it."""
-    return await service.validate_credential(data, platform.address_policy)
+    return await service.validate_credential(data, platform.address_policy, providers)
 
 
 @credentials.post(
@@ -81,13 +81,17 @@ async def validate_credential(
     responses=PROVIDER_RESPONSES,
 )
 async def create_credential(
-    data: CredentialCreate, access: CanWriteRuntimes, platform: PlatformDep, response: Response
+    data: CredentialCreate,
+    access: CanWriteRuntimes,
+    platform: PlatformDep,
+    providers: ProvidersDep,
+    response: Response,
 ) -> CredentialRead:
     """Store a credential after checking it with the provider. The content is encrypted and
     never returned. Kubeconfigs must be self-contained (inline certificates or a token; no
     `exec` plugins or file paths)."""
     row = await service.create_credential(
-        platform.db, data, access, platform.secrets, platform.address_policy
+        platform.db, data, access, platform.secrets, platform.address_policy, providers
     )
     response.headers["Location"] = f"/v1/runtime-credentials/{row.credential_id}"
     return service.credential_read(row)
@@ -118,11 +122,21 @@ async def get_credential(
     "/{credential_id}", operation_id="update_runtime_credential", responses=PROVIDER_RESPONSES
 )
 async def update_credential(
-    credential_id: str, data: CredentialUpdate, access: CanWriteRuntimes, platform: PlatformDep
+    credential_id: str,
+    data: CredentialUpdate,
+    access: CanWriteRuntimes,
+    platform: PlatformDep,
+    providers: ProvidersDep,
 ) -> CredentialRead:
     """Rename, or replace the content (checked with the provider first; same endpoint)."""
     row = await service.update_credential(
-        platform.db, credential_id, data, access, platform.secrets, platform.address_policy
+        platform.db,
+        credential_id,
+        data,
+        access,
+        platform.secrets,
+        platform.address_policy,
+        providers,
     )
     return service.credential_read(row)
 
@@ -143,10 +157,12 @@ async def delete_credential(
 @credentials.get(
     "/{credential_id}/zones", operation_id="list_runtime_zones", responses=PROVIDER_RESPONSES
 )
-async def list_zones(credential_id: str, access: CanReadRuntimes, platform: PlatformDep) -> Zones:
+async def list_zones(
+    credential_id: str, access: CanReadRuntimes, platform: PlatformDep, providers: ProvidersDep
+) -> Zones:
     """Zones the credential reaches (namespaces for kubernetes)."""
     return await service.describe_zones(
-        platform.db, credential_id, access, platform.secrets, platform.address_policy
+        platform.db, credential_id, access, platform.secrets, platform.address_policy, providers
     )
 
 
@@ -157,13 +173,17 @@ async def list_zones(credential_id: str, access: CanReadRuntimes, platform: Plat
     responses=PROVIDER_RESPONSES,
 )
 async def create_runtime(
-    data: RuntimeCreate, access: CanWriteRuntimes, platform: PlatformDep, response: Response
+    data: RuntimeCreate,
+    access: CanWriteRuntimes,
+    platform: PlatformDep,
+    providers: ProvidersDep,
+    response: Response,
 ) -> RuntimeRead:
     """Make a runtime: a zone (namespace) reached through one of your credentials. The zone is
     checked (created with `create_zone`) and marked as this runtime's; a zone another runtime
     holds is a 409 `zone_taken`."""
     row = await service.create_runtime(
-        platform.db, data, access, platform.secrets, platform.address_policy
+        platform.db, data, access, platform.secrets, platform.address_policy, providers
     )
     response.headers["Location"] = f"/v1/runtimes/{row.runtime_id}"
     return service.runtime_read(row)
@@ -229,6 +249,7 @@ async def delete_runtime(
     runtime_id: str,
     access: CanWriteRuntimes,
     platform: PlatformDep,
+    providers: ProvidersDep,
     clusters: Annotated[ClusterHooks, Depends(cluster_hooks)],
     force: Annotated[
         bool, Query(description="Also delete its live clusters, each through a delete job.")
@@ -247,6 +268,7 @@ async def delete_runtime(
         access,
         platform.secrets,
         platform.address_policy,
+        providers,
         clusters=clusters,
         before_delete=delete_its_clusters if force else None,
     )

@@ -36,7 +36,7 @@ from openpitrix.providers.base import (
     ProviderError,
     ZoneUnavailable,
 )
-from openpitrix.providers.registry import get_provider
+from openpitrix.providers.registry import Providers
 from openpitrix.repos.models import Repo
 from openpitrix.repos.schemas import KeyValue, parse_label_filter
 from openpitrix.runtimes.models import Runtime, RuntimeCredential, RuntimeLabel
@@ -119,10 +119,10 @@ async def _validate(provider: Provider, credential: Credential, policy: AddressP
 
 
 async def validate_credential(
-    data: CredentialValidate, policy: AddressPolicy
+    data: CredentialValidate, policy: AddressPolicy, providers: Providers
 ) -> CredentialValidation:
     """Check a credential against its provider without storing it."""
-    provider = get_provider(data.provider)
+    provider = providers.named(data.provider)
     try:
         credential = provider.parse_credential(
             data.content.get_secret_value(), data.endpoint_url or ""
@@ -139,8 +139,9 @@ async def create_credential(
     access: Access,
     secrets: SecretBox,
     policy: AddressPolicy,
+    providers: Providers,
 ) -> RuntimeCredential:
-    provider = get_provider(data.provider)
+    provider = providers.named(data.provider)
     credential = _parse(provider, data.content.get_secret_value(), data.endpoint_url)
     await _validate(provider, credential, policy)
     now = utcnow()
@@ -224,12 +225,13 @@ async def update_credential(
     access: Access,
     secrets: SecretBox,
     policy: AddressPolicy,
+    providers: Providers,
 ) -> RuntimeCredential:
     async with db.read_session() as session:
         row = await get_usable_credential(session, credential_id, access)
     sealed = None
     if data.content is not None:
-        provider = get_provider(row.provider)
+        provider = providers.named(row.provider)
         credential = _parse(provider, data.content.get_secret_value(), None)
         if credential.endpoint_url != row.endpoint_url:
             # Runtimes' zones were claimed on that endpoint: another cluster is another
@@ -274,11 +276,16 @@ async def delete_credential(session: AsyncSession, credential_id: str, access: A
 
 
 async def describe_zones(
-    db: Database, credential_id: str, access: Access, secrets: SecretBox, policy: AddressPolicy
+    db: Database,
+    credential_id: str,
+    access: Access,
+    secrets: SecretBox,
+    policy: AddressPolicy,
+    providers: Providers,
 ) -> Zones:
     async with db.read_session() as session:
         row = await get_credential(session, credential_id, access)
-    provider = get_provider(row.provider)
+    provider = providers.named(row.provider)
     try:
         zones = await provider.describe_zones(open_credential(row, secrets), policy)
     except ProviderError as exc:
@@ -303,14 +310,19 @@ def _label_rows(runtime_id: str, labels: Sequence[KeyValue]) -> list[RuntimeLabe
 
 
 async def create_runtime(
-    db: Database, data: RuntimeCreate, access: Access, secrets: SecretBox, policy: AddressPolicy
+    db: Database,
+    data: RuntimeCreate,
+    access: Access,
+    secrets: SecretBox,
+    policy: AddressPolicy,
+    providers: Providers,
 ) -> Runtime:
     """Claim the zone through the provider, then record the runtime. A zone already claimed
     by another runtime is a 409."""
     async with db.read_session() as session:
         cred_row = await get_usable_credential(session, data.credential_id, access)
     credential = open_credential(cred_row, secrets)
-    provider = get_provider(cred_row.provider)
+    provider = providers.named(cred_row.provider)
     runtime_id = ids.new_id(ids.RUNTIME)
     try:
         await provider.claim_zone(
@@ -499,6 +511,7 @@ async def delete_runtime(
     access: Access,
     secrets: SecretBox,
     policy: AddressPolicy,
+    providers: Providers,
     *,
     clusters: ClusterHooks,
     before_delete: Callable[[AsyncSession, list[str]], Awaitable[list[str]]] | None = None,
@@ -525,7 +538,7 @@ async def delete_runtime(
         cred_row = await get_or_404(
             session, RuntimeCredential, row.credential_id, "runtime credential"
         )
-    provider = get_provider(row.provider)
+    provider = providers.named(row.provider)
     # The runtime is gone either way; a stale mark only makes a later claim of the zone fail
     # until it is removed, which the 409 message explains.
     with contextlib.suppress(ProviderError, AppError):
