@@ -17,10 +17,10 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from openpitrix.api.app import create_app
 from openpitrix.bus.embedded import EmbeddedNats
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
+from openpitrix.gateway import create_app
 from openpitrix.iam.schemas import Role
 from openpitrix.settings import (
     AuthSettings,

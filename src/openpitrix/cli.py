@@ -18,13 +18,13 @@ from starlette.staticfiles import StaticFiles
 
 from openpitrix import demo as demo_repo
 from openpitrix import secrets_rotation
-from openpitrix.api.app import create_app
 from openpitrix.bus.topology import MANAGERS
 from openpitrix.composition import build_registry
 from openpitrix.crypto import load_secret_box
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
 from openpitrix.errors import AppError
+from openpitrix.gateway import create_app
 from openpitrix.iam import passwords
 from openpitrix.iam import service as iam_service
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin

@@ -15,7 +15,7 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from openpitrix.api.app import create_app
+from openpitrix.gateway import create_app
 from openpitrix.iam.access import PERMISSIONS, Op, scope_of
 from openpitrix.iam.deps import Authorize
 from openpitrix.iam.schemas import Role

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from openpitrix.api.app import create_app
+from openpitrix.gateway import create_app
 from openpitrix.settings import Settings
 
 

@@ -29,7 +29,7 @@ from tests.e2e.procs import Processes
 GATEWAY = """
 import asyncio, json, os, sys
 import httpx
-from openpitrix.api.app import create_app
+from openpitrix.gateway import create_app
 from openpitrix.settings import Settings
 
 async def main():

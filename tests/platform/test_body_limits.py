@@ -174,7 +174,7 @@ async def test_every_protected_route_with_a_body_checks_the_token_before_reading
 def test_every_route_with_a_token_and_a_body_is_an_authenticated_route(
     gateway_settings: Settings,
 ) -> None:
-    from openpitrix.api.app import create_app
+    from openpitrix.gateway import create_app
 
     app = create_app(gateway_settings)
     routes = [

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from openpitrix.api.app import create_app
+from openpitrix.gateway import create_app
 from openpitrix.iam.schemas import Role
 from openpitrix.settings import Settings
 from tests.conftest import LiveServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from openpitrix.api.app import create_app
+from openpitrix.gateway import create_app
 from openpitrix.settings import Settings
 
 EXPORT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"

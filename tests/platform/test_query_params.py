@@ -10,10 +10,10 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from openpitrix.api.app import create_app
 from openpitrix.api.params import declared_query_names
 from openpitrix.db.listing import MAX_OFFSET
 from openpitrix.events.sse import MAX_SEQUENCE
+from openpitrix.gateway import create_app
 from openpitrix.settings import Settings
 from tests.conftest import LiveServer, make_settings
 from tests.helpers import assert_error

@@ -1,1 +1,1 @@
-"""HTTP gateway: app factory, lifespan, dependencies, error rendering, health."""
+"""The HTTP edge every router uses: dependencies, error rendering, limits, health, docs."""

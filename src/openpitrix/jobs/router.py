@@ -31,7 +31,7 @@ from openpitrix.jobs.stream import job_event_stream
 
 
 def job_adapters(request: Request) -> JobAdapters:
-    """The adapters the composition root built (`api.app` puts them on the app's state)."""
+    """The adapters the composition root built (`gateway` puts them on the app's state)."""
     adapters: JobAdapters = request.app.state.job_adapters
     return adapters
 

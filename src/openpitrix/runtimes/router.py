@@ -239,7 +239,7 @@ async def update_runtime(
 
 
 def cluster_hooks(request: Request) -> ClusterHooks:
-    """How a runtime's delete asks the clusters on it (`api.app` puts them on the app's state)."""
+    """How a runtime's delete asks the clusters on it (`gateway` puts them on the app's state)."""
     hooks: ClusterHooks = request.app.state.cluster_hooks
     return hooks
 
