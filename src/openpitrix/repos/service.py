@@ -20,12 +20,13 @@ from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
-from openpitrix.errors import BadRequest, Conflict
+from openpitrix.errors import BadRequest, Conflict, InvalidParameter
 from openpitrix.fetch import FetchError
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.providers.registry import get_provider
 from openpitrix.repos import helm
 from openpitrix.repos.models import Repo, RepoLabel
 from openpitrix.repos.schemas import (
@@ -152,7 +153,7 @@ async def create_repo(
         description=data.description,
         type=data.type,
         url=data.url,
-        providers=[p.value for p in data.providers],
+        providers=installed_providers(data.providers),
         labels=[i.model_dump() for i in data.labels],
         selectors=[i.model_dump() for i in data.selectors],
         visibility=data.visibility,
@@ -192,6 +193,14 @@ class RepoFilters:
     label: Sequence[str] = ()
     selector: Sequence[str] = ()
     owner: Sequence[str] = ()
+
+
+def installed_providers(names: Sequence[str]) -> list[str]:
+    """The names, each of an installed provider (400 `unknown_provider` otherwise): a repo's
+    apps are for the runtimes of these providers."""
+    for name in names:
+        get_provider(name)
+    return list(names)
 
 
 def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[ColumnElement[bool]]:
@@ -234,6 +243,10 @@ async def list_repos(
     statuses = list(filters.status) or [RepoStatus.ACTIVE.value]
     stmt = stmt.where(col(Repo.status).in_(statuses))
     if filters.provider:
+        try:
+            installed_providers(filters.provider)
+        except BadRequest as exc:  # a provider no repo can name is a mistake
+            raise InvalidParameter("provider", exc.message) from None
         stmt = stmt.where(*_attr_match(PROVIDER, {"provider": list(filters.provider)}))
     stmt = stmt.where(*_attr_match(LABEL, labels), *_attr_match(SELECTOR, selectors))
     total, rows = await paginate(session, stmt, REPO_LIST, query)
@@ -304,7 +317,7 @@ async def update_repo(
             setattr(repo, name, value)
             changed.add(name)
     if data.providers is not None:
-        providers = [p.value for p in data.providers]
+        providers = installed_providers(data.providers)
         if providers != repo.providers:
             repo.providers = providers
             changed.add("providers")
