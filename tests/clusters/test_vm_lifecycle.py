@@ -108,7 +108,24 @@ async def test_a_vm_cluster_goes_through_its_whole_lifecycle(
     ]
     zone = vm["runtime"]["zone"]
 
-    # Create: the nodes of the values, launched in the cloud and found there.
+    # Create: the nodes of the values (a preview lists them), launched in the cloud and
+    # found there.
+    preview = await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": vm["versions"]["shop@1.0.0"],
+            "runtime_id": vm["runtime"]["runtime_id"],
+            "name": "preview",
+            "values": VALUES,
+            "dry_run": True,
+        },
+    )
+    assert preview.status_code == 200, preview.text
+    assert [(c["kind"], c["resource"]) for c in preview.json()["changes"]] == [
+        ("create", "node web-1"),
+        ("create", "node web-2"),
+        ("create", "node db-1"),
+    ]
     made = await deploy(client, vm, "shop@1.0.0", values=VALUES)
     cid = made["cluster_id"]
     jobs = Jobs(client)
