@@ -79,6 +79,7 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": Preview,
         "description": "With `dry_run`: what the action would do; nothing was done or written. "
         "It fails as the action would (409 `cluster_busy`, `cluster_state`, "
+        "`action_unsupported`, `no_such_role`, `no_such_node`, `last_nodes`, "
         "`insufficient_resources`; 422 `render_failed`, `apply_failed`; 409 "
         "`preview_unsupported` when the provider cannot tell).",
     },
