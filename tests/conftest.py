@@ -30,12 +30,26 @@ from openpitrix.settings import (
     Settings,
     WorkerSettings,
 )
+from tests.support import plugins
 from tests.support.auth import TEST_JWT_SECRET, headers_for
 from tests.support.charts import SHOP_CHARTS, ChartSpec, write_index
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
 PG_ENV = "OPENPITRIX_TEST_DATABASE_URL"
+PLUGINS = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test cloud provider, installed as a third-party plugin would be, before anything
+    # reads the provider registry (tests/support/plugins.py).
+    config.stash[PLUGINS] = plugins.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    site = config.stash.get(PLUGINS, None)
+    if site is not None:
+        plugins.uninstall(site)
 
 
 @pytest.fixture(scope="session")

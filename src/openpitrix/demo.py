@@ -21,6 +21,7 @@ from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL
 from openpitrix.iam.models import User
 from openpitrix.iam.schemas import Role, UserStatus
 from openpitrix.iam.service import find_live_user
+from openpitrix.providers.registry import installed_names
 from openpitrix.repos import service as repos
 from openpitrix.repos.models import Repo
 from openpitrix.repos.schemas import RepoCreate, RepoStatus, RepoUpdate
@@ -251,7 +252,12 @@ async def ensure_demo_repo(db: Database, settings: Settings) -> str | None:
                 }
             )
             repo, job = await repos.create_repo(
-                session, data, access=writer, settings=settings, secrets=secrets
+                session,
+                data,
+                access=writer,
+                settings=settings,
+                secrets=secrets,
+                installed=installed_names(),
             )
             log.info("demo repo added repo=%s url=%s index_job=%s", repo.repo_id, url, job.job_id)
         elif repo.url != url:
@@ -262,6 +268,7 @@ async def ensure_demo_repo(db: Database, settings: Settings) -> str | None:
                 access=writer,
                 settings=settings,
                 secrets=secrets,
+                installed=installed_names(),
             )
             log.info("demo repo moved repo=%s url=%s", repo.repo_id, url)
         return repo.repo_id

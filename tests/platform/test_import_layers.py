@@ -22,7 +22,7 @@ DOMAINS: dict[str, set[str]] = {
     "iam": set(),
     "jobs": {"iam", "feed"},
     "providers": {"jobs"},
-    "repos": {"iam", "jobs"},
+    "repos": {"iam", "jobs", "providers"},
     "apps": {"iam", "repos"},
     "indexer": {"jobs", "repos", "apps"},
     "runtimes": {"iam", "jobs", "providers", "repos", "apps"},

@@ -245,8 +245,8 @@ INVALID_CREATE_BODIES = [
     ("relative url", _base(url="/charts/index.yaml")),
     ("credentials in url", _base(url="http://u:p@127.0.0.1:9/charts")),
     ("empty providers", _base(providers=[])),
-    ("unknown provider", _base(providers=["azure"])),
-    ("duplicate provider", _base(providers=["aws", "aws"])),
+    ("malformed provider name", _base(providers=["Kube rnetes"])),
+    ("duplicate provider", _base(providers=["kubernetes", "kubernetes"])),
     (
         "duplicate label pair",
         _base(labels=[{"key": "env", "value": "prod"}, {"key": "env", "value": "prod"}]),
@@ -283,6 +283,26 @@ async def test_invalid_create_body_is_422_validation_error(
     if "name" in body and isinstance(body["name"], str) and body["name"].strip():
         listed = await client.get("/v1/repos", params={"name": body["name"]})
         assert listed.json()["total_count"] == 0
+
+
+async def test_a_provider_not_installed_is_400_naming_the_installed_ones(
+    client: httpx.AsyncClient, chart_repo: RepoServer
+) -> None:
+    # Providers are plugins: a repo may name any installed one (here the test cloud, installed
+    # through an entry point like a third-party package), and no other.
+    made = await client.post(
+        "/v1/repos", json=repo_body(unique(), chart_repo.url, providers=["testcloud"])
+    )
+    assert made.status_code == 201, made.text
+    resp = await client.post(
+        "/v1/repos", json=repo_body(unique(), chart_repo.url, providers=["azure"])
+    )
+    body = assert_error(resp, 400, "unknown_provider")
+    assert "azure" in body["message"] and "kubernetes" in body["message"]
+    patch = await client.patch(f"/v1/repos/{made.json()['repo_id']}", json={"providers": ["aws"]})
+    assert_error(patch, 400, "unknown_provider")
+    after = await client.get(f"/v1/repos/{made.json()['repo_id']}")
+    assert after.json()["providers"] == ["testcloud"]
 
 
 async def test_malformed_json_body_is_400_invalid_json(client: httpx.AsyncClient) -> None:
@@ -376,7 +396,7 @@ async def test_patch_of_description_does_not_start_an_index_job(
     "change",
     [
         pytest.param(lambda url: {"url": f"{url}/index.yaml"}, id="url"),
-        pytest.param(lambda url: {"providers": ["kubernetes", "aws"]}, id="providers"),
+        pytest.param(lambda url: {"providers": ["kubernetes", "testcloud"]}, id="providers"),
         pytest.param(lambda url: {"visibility": "public"}, id="visibility"),
         pytest.param(lambda url: {"credential": {"token": "t0ken"}}, id="credential"),
     ],
@@ -445,7 +465,7 @@ async def test_patch_of_providers_while_indexing_answers_with_the_running_job(
     started = await read_sse(client, f"/v1/jobs/{repo['index_job_id']}/events", max_events=2)
     assert started[-1]["data"]["status"] == "working", started
     # Providers do not change what is fetched: the running job stays valid.
-    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"providers": ["aws"]})
+    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"providers": ["testcloud"]})
     assert resp.status_code == 200, resp.text
     assert resp.json()["index_job_id"] == repo["index_job_id"]
     job = await wait_job(client, repo["index_job_id"])

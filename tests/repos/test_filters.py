@@ -247,19 +247,23 @@ async def test_owner_filter(client: httpx.AsyncClient) -> None:
 async def test_provider_filter_matches_any_given_provider(client: httpx.AsyncClient) -> None:
     word = unique("prov")
     await make(client, f"{word}-k8s", providers=["kubernetes"])
-    await make(client, f"{word}-aws", providers=["aws"])
-    await make(client, f"{word}-mix", providers=["kubernetes", "qingcloud"])
+    await make(client, f"{word}-tc", providers=["testcloud"])
+    await make(client, f"{word}-mix", providers=["kubernetes", "testcloud"])
     base: Params = [("search_word", word), ("sort_key", "name"), ("reverse", "false")]
-    assert await names(client, [*base, ("provider", "aws")]) == [f"{word}-aws"]
+    assert await names(client, [*base, ("provider", "testcloud")]) == [
+        f"{word}-mix",
+        f"{word}-tc",
+    ]
     assert await names(client, [*base, ("provider", "kubernetes")]) == [
         f"{word}-k8s",
         f"{word}-mix",
     ]
-    assert await names(client, [*base, ("provider", "aws"), ("provider", "qingcloud")]) == [
-        f"{word}-aws",
+    assert await names(client, [*base, ("provider", "kubernetes"), ("provider", "testcloud")]) == [
+        f"{word}-k8s",
         f"{word}-mix",
+        f"{word}-tc",
     ]
-    # A provider no repo can name is a mistake, not an empty filter.
+    # A provider not installed (no repo can name it) is a mistake, not an empty filter.
     resp = await client.get("/v1/repos", params=[*base, ("provider", "azure")])
     assert assert_error(resp, 400, "invalid_parameter")["details"]["parameter"] == "provider"
 
@@ -267,10 +271,10 @@ async def test_provider_filter_matches_any_given_provider(client: httpx.AsyncCli
 async def test_provider_filter_follows_a_providers_change(client: httpx.AsyncClient) -> None:
     word = unique("provchg")
     repo = await make(client, f"{word}-r", providers=["kubernetes"])
-    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"providers": ["aws"]})
+    resp = await client.patch(f"/v1/repos/{repo['repo_id']}", json={"providers": ["testcloud"]})
     assert resp.status_code == 200, resp.text
     base: Params = [("search_word", word)]
-    assert await names(client, [*base, ("provider", "aws")]) == [f"{word}-r"]
+    assert await names(client, [*base, ("provider", "testcloud")]) == [f"{word}-r"]
     assert await names(client, [*base, ("provider", "kubernetes")]) == []
 
 
@@ -337,12 +341,12 @@ async def test_label_and_selector_filters_do_not_see_each_other(
     word = unique("kinds")
     await make(client, f"{word}-l", labels=kv("env=prod"))
     await make(client, f"{word}-s", selectors=kv("env=prod"))
-    await make(client, f"{word}-p", providers=["aws"])
+    await make(client, f"{word}-p", providers=["testcloud"])
     base: Params = [("search_word", word)]
     assert await names(client, [*base, ("label", "env=prod")]) == [f"{word}-l"]
     assert await names(client, [*base, ("selector", "env=prod")]) == [f"{word}-s"]
     # Providers live next to labels internally; they must not answer a label filter.
-    assert await names(client, [*base, ("label", "provider=aws")]) == []
+    assert await names(client, [*base, ("label", "provider=testcloud")]) == []
 
 
 async def test_label_filter_follows_a_labels_change(client: httpx.AsyncClient) -> None:

@@ -205,8 +205,8 @@ async def test_eligible_runtimes_follow_the_repos_providers_and_selectors(
     ]
     repo = await create_repo(client, unique(), chart_repo.url, selectors=selectors)
     assert (await wait_job(client, repo["index_job_id"]))["status"] == "successful"
-    aws_repo = await create_repo(client, unique(), chart_repo.url, providers=["aws"])
-    assert (await wait_job(client, aws_repo["index_job_id"]))["status"] == "successful"
+    vm_repo = await create_repo(client, unique(), chart_repo.url, providers=["testcloud"])
+    assert (await wait_job(client, vm_repo["index_job_id"]))["status"] == "successful"
 
     cred = await make_credential(client, kube)
     made = {}
@@ -234,7 +234,7 @@ async def test_eligible_runtimes_follow_the_repos_providers_and_selectors(
         return {made[r["runtime_id"]] for r in resp.json()["items"] if r["runtime_id"] in made}
 
     assert await eligible(await _version_of(client, repo["repo_id"])) == {"prod-web", "staging-web"}
-    assert await eligible(await _version_of(client, aws_repo["repo_id"])) == set()
+    assert await eligible(await _version_of(client, vm_repo["repo_id"])) == set()
     missing = await client.get("/v1/runtimes", params={"eligible_for_version": "appv-nope"})
     assert_error(missing, 404, "not_found")
 

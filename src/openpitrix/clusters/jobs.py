@@ -11,16 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
 from openpitrix.clusters.charts import chart_package
+from openpitrix.clusters.lifecycle import rule_of
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.nodes import replace_state, state_of
 from openpitrix.clusters.schemas import ClusterStatus, Transition
-from openpitrix.clusters.service import (
-    DEPLOYS,
-    RESOURCE_KIND,
-    TRANSITIONS,
-    release_of,
-    releases_of,
-)
+from openpitrix.clusters.service import RESOURCE_KIND, release_of, releases_of
 from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
@@ -185,8 +180,9 @@ class ClusterJobs:
             else None
         )
         now = utcnow()
+        rule = rule_of(action)
         if status == JobStatus.SUCCESSFUL:
-            if action in DEPLOYS and release is not None:
+            if rule.deploys and release is not None:
                 for row in await releases_of(session, cluster.cluster_id):
                     if row.status == "deployed":
                         row.status = "superseded"
@@ -197,11 +193,8 @@ class ClusterJobs:
                 version = await session.get(AppVersion, release.version_id)
                 if version is not None:
                     cluster.app_id = version.app_id
-                _set_status(cluster, ClusterStatus.ACTIVE, now)
-            elif action == "delete":
-                _set_status(cluster, ClusterStatus.DELETED, now)
-            elif action == "cease":
-                _set_status(cluster, ClusterStatus.CEASED, now)
+            if rule.leaves is not None:
+                _set_status(cluster, rule.leaves, now)
         elif release is not None and release.status != "deployed":
             release.status = "failed"
         # Whatever the outcome, the lock goes: a failed create leaves a pending cluster the
@@ -226,7 +219,7 @@ class ClusterJobs:
         cluster = await session.get(Cluster, job.resource_id, populate_existing=True)
         if cluster is None or cluster.transition_status != Transition.NONE:
             return False
-        cluster.transition_status = TRANSITIONS[str(job.params.get("action"))]
+        cluster.transition_status = rule_of(str(job.params.get("action"))).transition
         cluster.job_id = job.job_id
         return True
 

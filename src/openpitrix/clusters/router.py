@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -19,15 +19,18 @@ from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
     DRY_RUN_DESCRIPTION,
     ActionOptions,
+    AddNodesRequest,
     ClusterCreate,
     ClusterJobAccepted,
     ClusterPage,
     ClusterRead,
     ClusterStatus,
     ClusterUpdate,
+    DeleteNodesRequest,
     NodePage,
     ReleaseDetail,
     ReleasePage,
+    ResizeRequest,
     RollbackRequest,
     UpdateEnvRequest,
     UpgradeRequest,
@@ -78,6 +81,7 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": Preview,
         "description": "With `dry_run`: what the action would do; nothing was done or written. "
         "It fails as the action would (409 `cluster_busy`, `cluster_state`, "
+        "`action_unsupported`, `no_such_role`, `no_such_node`, `last_nodes`, "
         "`insufficient_resources`; 422 `render_failed`, `apply_failed`; 409 "
         "`preview_unsupported` when the provider cannot tell).",
     },
@@ -444,18 +448,153 @@ async def cease(
     )
 
 
-@router.post(
-    "/{cluster_id}/actions/{action}",
-    status_code=status.HTTP_202_ACCEPTED,
-    operation_id="vm_cluster_action",
+def _params(data: BaseModel) -> dict[str, Any]:
+    """A node action's parameters: its body less `dry_run` and the fields left out."""
+    return data.model_dump(mode="json", exclude={"dry_run"}, exclude_none=True)
+
+
+def _simple_action(action: str, operation_id: str, doc: str) -> None:
+    """Register the route of an action without parameters (its body, optional, may ask for a
+    dry run): stop, start, recover."""
+    path = action.replace("_", "-")
+
+    async def act(
+        cluster_id: str,
+        access: CanWriteClusters,
+        platform: ActionsDep,
+        response: Response,
+        idem: IdempotencyDep,
+        data: Annotated[ActionOptions | None, Body()] = None,
+    ) -> ClusterJobAccepted | JSONResponse:
+        return await _act(
+            platform,
+            access,
+            idem,
+            None,
+            response,
+            cluster_id,
+            action,
+            dry_run=data is not None and data.dry_run,
+        )
+
+    act.__doc__ = doc
+    act.__name__ = operation_id
+    router.post(
+        f"/{{cluster_id}}/actions/{path}",
+        status_code=status.HTTP_202_ACCEPTED,
+        operation_id=operation_id,
+        response_model=ClusterJobAccepted,
+        responses=ACTION_RESPONSES,
+    )(act)
+
+
+_simple_action(
+    "stop",
+    "stop_cluster",
+    "Stop every node of an active cluster (VM providers: instances stopped, disks kept); "
+    "the cluster becomes `stopped`.",
 )
-async def vm_action(
+_simple_action(
+    "start",
+    "start_cluster",
+    "Start every node of a stopped cluster again; the cluster becomes `active`.",
+)
+
+
+@router.post(
+    "/{cluster_id}/actions/resize",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="resize_cluster",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
+)
+async def resize(
     cluster_id: str,
-    action: Literal["stop", "start", "resize", "add-nodes", "delete-nodes"],
+    data: ResizeRequest,
     access: CanWriteClusters,
-    session: SessionDep,
-    providers: ProvidersDep,
-) -> ClusterJobAccepted:
-    """Actions of VM providers. A provider without them (kubernetes) answers 409
-    `action_unsupported`."""
-    return await service.vm_action(session, cluster_id, action.replace("-", "_"), access, providers)
+    platform: ActionsDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> ClusterJobAccepted | JSONResponse:
+    """Resize every node of one role (cpu, memory, data volume) of an active or stopped
+    cluster. A role the cluster does not have is a 409 `no_such_role`."""
+    return await _act(
+        platform,
+        access,
+        idem,
+        data,
+        response,
+        cluster_id,
+        "resize",
+        dry_run=data.dry_run,
+        params=_params(data),
+    )
+
+
+@router.post(
+    "/{cluster_id}/actions/add-nodes",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="add_cluster_nodes",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
+)
+async def add_nodes(
+    cluster_id: str,
+    data: AddNodesRequest,
+    access: CanWriteClusters,
+    platform: ActionsDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> ClusterJobAccepted | JSONResponse:
+    """Add nodes to one role of an active cluster, made like the role's others. A role the
+    cluster does not have is a 409 `no_such_role`."""
+    return await _act(
+        platform,
+        access,
+        idem,
+        data,
+        response,
+        cluster_id,
+        "add_nodes",
+        dry_run=data.dry_run,
+        params=_params(data),
+    )
+
+
+@router.post(
+    "/{cluster_id}/actions/delete-nodes",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="delete_cluster_nodes",
+    response_model=ClusterJobAccepted,
+    responses=ACTION_RESPONSES,
+)
+async def delete_nodes(
+    cluster_id: str,
+    data: DeleteNodesRequest,
+    access: CanWriteClusters,
+    platform: ActionsDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> ClusterJobAccepted | JSONResponse:
+    """Remove nodes (by `node_id`, as GET /nodes lists them) from an active cluster. A node it
+    does not have is a 409 `no_such_node`; removing every node is a 409 `last_nodes` (delete
+    the cluster instead)."""
+    return await _act(
+        platform,
+        access,
+        idem,
+        data,
+        response,
+        cluster_id,
+        "delete_nodes",
+        dry_run=data.dry_run,
+        params=_params(data),
+    )
+
+
+_simple_action(
+    "recover",
+    "recover_cluster",
+    "Bring a deleted cluster back from what its delete kept (VM providers: the instances it "
+    "set aside); the cluster becomes `active`. Ceased clusters cannot be recovered.",
+)

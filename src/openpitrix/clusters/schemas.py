@@ -9,7 +9,13 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from openpitrix.providers.base import NodeState, RoleState
+from openpitrix.providers.base import (
+    AddNodesParams,
+    DeleteNodesParams,
+    NodeState,
+    ResizeParams,
+    RoleState,
+)
 from openpitrix.repos.schemas import Description
 from openpitrix.runtimes.schemas import Name
 
@@ -31,7 +37,13 @@ class Transition(StrEnum):
     UPGRADING = "upgrading"
     ROLLING_BACK = "rolling-back"
     UPDATING = "updating"
+    STOPPING = "stopping"
+    STARTING = "starting"
+    RESIZING = "resizing"
+    ADDING_NODES = "adding-nodes"
+    DELETING_NODES = "deleting-nodes"
     DELETING = "deleting"
+    RECOVERING = "recovering"
     CEASING = "ceasing"
 
 
@@ -141,9 +153,34 @@ class UpdateEnvRequest(BaseModel):
 
 
 class ActionOptions(BaseModel):
-    """The body of an action that takes no parameters (cease); it may be left out."""
+    """The body of an action that takes no parameters (stop, start, recover, cease); it may be
+    left out."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dry_run": True}]})
+
+    dry_run: bool = dry_run_field()
+
+
+class ResizeRequest(ResizeParams):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "db", "cpu": 4, "memory": 8192}]}
+    )
+
+    dry_run: bool = dry_run_field()
+
+
+class AddNodesRequest(AddNodesParams):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "web", "count": 2}]}
+    )
+
+    dry_run: bool = dry_run_field()
+
+
+class DeleteNodesRequest(DeleteNodesParams):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"node_ids": ["web-3"]}]}
+    )
 
     dry_run: bool = dry_run_field()
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -22,6 +23,7 @@ from openpitrix.apps.models import AppVersion
 from openpitrix.apps.service import get_version
 from openpitrix.bus.topology import JOB_MANAGER
 from openpitrix.clusters.charts import chart_package
+from openpitrix.clusters.lifecycle import LIVE, rule_of
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.nodes import state_of, states_of
 from openpitrix.clusters.schemas import (
@@ -58,23 +60,6 @@ from openpitrix.runtimes.models import Runtime, RuntimeCredential
 from openpitrix.runtimes.service import get_writable_runtime, ineligibility, open_credential
 
 RESOURCE_KIND = "cluster"
-TRANSITIONS = {
-    "create": Transition.CREATING,
-    "upgrade": Transition.UPGRADING,
-    "rollback": Transition.ROLLING_BACK,
-    "update_env": Transition.UPDATING,
-    "delete": Transition.DELETING,
-    "cease": Transition.CEASING,
-}
-DEPLOYS = frozenset({"create", "upgrade", "rollback", "update_env"})
-# Which cluster statuses each action starts from.
-FROM_STATUS: dict[str, tuple[str, ...]] = {
-    "upgrade": (ClusterStatus.ACTIVE,),
-    "rollback": (ClusterStatus.ACTIVE,),
-    "update_env": (ClusterStatus.ACTIVE,),
-    "delete": (ClusterStatus.PENDING, ClusterStatus.ACTIVE, ClusterStatus.STOPPED),
-    "cease": (ClusterStatus.DELETED,),
-}
 
 CLUSTER_LIST = ListSpec(
     sort_keys={
@@ -146,7 +131,11 @@ def _check_supported(providers: Providers, runtime_provider: str, action: str) -
 
 
 async def _start_job(
-    session: AsyncSession, cluster: Cluster, action: str, revision: int | None
+    session: AsyncSession,
+    cluster: Cluster,
+    action: str,
+    revision: int | None,
+    params: dict[str, Any] | None = None,
 ) -> Job:
     return await jobs.create_job(
         session,
@@ -157,7 +146,9 @@ async def _start_job(
         owner_path=cluster.owner_path,
         manager=JOB_MANAGER,
         verb="advance",
-        params={"action": action, "revision": revision},
+        # `params` are the action's own (a resize's role and sizes); the provider plans
+        # from them (ClusterJobs.plan).
+        params={"action": action, "revision": revision, "params": params or {}},
     )
 
 
@@ -278,7 +269,7 @@ async def lock(session: AsyncSession, cluster: Cluster, action: str) -> None:
             col(Cluster.cluster_id) == cluster.cluster_id,
             col(Cluster.transition_status) == Transition.NONE,
         )
-        .values(transition_status=TRANSITIONS[action], update_time=utcnow())
+        .values(transition_status=rule_of(action).transition, update_time=utcnow())
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -312,12 +303,23 @@ async def start_action(
     values: dict[str, Any] | None = None,
     reset_values: bool = False,
     revision: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Cluster, Job]:
-    """Start upgrade, rollback, update_env, delete or cease.
+    """Start any action but create (see clusters.lifecycle): its job, holding the lock.
 
-    update_env merges `values` over the deployed revision's unless `reset_values`."""
+    update_env merges `values` over the deployed revision's unless `reset_values`; `params`
+    are a node action's parameters (ResizeParams, ... as a dict)."""
     cluster, inputs = await _checked_action(
-        session, cluster_id, action, access, providers, version_id, values, reset_values, revision
+        session,
+        cluster_id,
+        action,
+        access,
+        providers,
+        version_id,
+        values,
+        reset_values,
+        revision,
+        params,
     )
     release_revision = None
     release: ClusterRelease | None = None
@@ -334,7 +336,7 @@ async def start_action(
             values_mode=inputs[2],
         )
         session.add(release)
-    job = await _start_job(session, cluster, action, release_revision)
+    job = await _start_job(session, cluster, action, release_revision, params)
     cluster.job_id = job.job_id
     if release is not None:
         release.job_id = job.job_id
@@ -352,18 +354,22 @@ async def _checked_action(
     values: dict[str, Any] | None,
     reset_values: bool,
     revision: int | None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Cluster, tuple[str, dict[str, Any], ValuesMode] | None]:
     """Everything an action checks before it takes the lock; for a deploy, what it deploys
     (version, values and how they were made)."""
     cluster = await get_writable_cluster(session, cluster_id, access)
     _check_supported(providers, cluster.provider, action)
-    if cluster.status not in FROM_STATUS[action]:
+    rule = rule_of(action)
+    if cluster.status not in rule.starts_from:
         raise Conflict(
             f"cannot {action.replace('_', '-')} a cluster that is {cluster.status}",
             code="cluster_state",
         )
+    if rule.params is not None:
+        await _check_params(session, cluster, action, params or {})
     inputs = None
-    if action in DEPLOYS:
+    if rule.deploys:
         inputs = await _release_inputs(
             session, cluster, action, access, version_id, values, revision, reset_values
         )
@@ -482,20 +488,48 @@ async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRel
     return list(rows.scalars().all())
 
 
-async def vm_action(
-    session: AsyncSession, cluster_id: str, action: str, access: Access, providers: Providers
-) -> NoReturn:
-    """stop/start/resize/add/delete nodes: no provider installed offers them yet, so the
-    provider's capabilities answer (kubernetes: 409 action_unsupported)."""
-    cluster = await get_writable_cluster(session, cluster_id, access)
-    _check_supported(providers, cluster.provider, action)
-    raise Conflict(f"{action.replace('_', '-')} is not available yet", code="action_unsupported")
+async def _check_params(
+    session: AsyncSession, cluster: Cluster, action: str, params: dict[str, Any]
+) -> None:
+    """A node action's parameters against the cluster's roles and nodes as last found: a
+    role or node it does not have is refused here, not by a failing job."""
+    model = rule_of(action).params
+    assert model is not None
+    try:
+        model.model_validate(params)
+    except ValidationError as exc:
+        raise BadRequest(
+            f"invalid {action.replace('_', '-')} parameters: {exc.errors()[0]['msg']}",
+            code="invalid_params",
+        ) from None
+    state = await state_of(session, cluster.cluster_id)
+    role = params.get("role")
+    if role is not None and role not in {r.role for r in state.roles}:
+        raise Conflict(
+            f"cluster {cluster.cluster_id!r} has no role {role!r}; its roles: "
+            f"{sorted(r.role for r in state.roles)}",
+            code="no_such_role",
+            details={"role": role},
+        )
+    node_ids = params.get("node_ids")
+    if node_ids is not None:
+        have = {n.node_id for n in state.nodes}
+        unknown = [n for n in node_ids if n not in have]
+        if unknown:
+            raise Conflict(
+                f"cluster {cluster.cluster_id!r} has no node {', '.join(map(repr, unknown))}",
+                code="no_such_node",
+                details={"node_ids": unknown},
+            )
+        if have <= set(node_ids):
+            raise Conflict(
+                f"deleting {len(node_ids)} nodes would leave cluster {cluster.cluster_id!r} "
+                "with none; delete the cluster instead",
+                code="last_nodes",
+            )
 
 
-# A runtime with any of these is in use (the statuses a delete job may start from).
-LIVE = (ClusterStatus.PENDING, ClusterStatus.ACTIVE, ClusterStatus.STOPPED)
-
-
+# A runtime with clusters in any of these statuses is in use.
 async def live_clusters(session: AsyncSession, runtime_id: str) -> list[str]:
     """The ids of the live clusters on a runtime (a runtime's delete asks)."""
     rows = await session.execute(
@@ -578,9 +612,10 @@ async def preview_action(
     values: dict[str, Any] | None = None,
     reset_values: bool = False,
     revision: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Preview:
-    """What upgrade, rollback, update_env, delete or cease would do, after the same checks
-    (a busy cluster included); no lock is taken and nothing is written."""
+    """What an action but create would do, after the same checks (a busy cluster included);
+    no lock is taken and nothing is written."""
     cluster, inputs = await _checked_action(
         session,
         cluster_id,
@@ -591,6 +626,7 @@ async def preview_action(
         values,
         reset_values,
         revision,
+        params,
     )
     if cluster.transition_status != Transition.NONE:
         raise Conflict(
@@ -632,6 +668,7 @@ async def preview_action(
         deployed=deployed,
         history=tuple(release_of(r) for r in history if r.status != "pending"),
         state=await state_of(session, cluster.cluster_id),
+        params=params,
     )
 
 

@@ -71,3 +71,8 @@ def load_providers() -> Providers:
             continue
         found.append(provider)
     return Providers(found)
+
+
+def installed_names() -> list[str]:
+    """The names of the installed providers, without loading them."""
+    return sorted({ep.name for ep in entry_points(group=GROUP)})

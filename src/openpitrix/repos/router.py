@@ -17,6 +17,7 @@ from openpitrix.api.deps import (
 )
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRepos, CanWriteRepos
+from openpitrix.providers.deps import ProvidersDep
 from openpitrix.repos import service
 from openpitrix.repos.schemas import (
     IndexRequest,
@@ -47,6 +48,7 @@ async def create_repo(
     session: SessionDep,
     settings: SettingsDep,
     platform: PlatformDep,
+    providers: ProvidersDep,
     response: Response,
 ) -> RepoCreated:
     """Create a repo (you own it) and start its first index job; follow it at
@@ -57,6 +59,7 @@ async def create_repo(
         access=access,
         settings=settings,
         secrets=platform.secrets,
+        installed=providers,
     )
     response.headers["Location"] = f"/v1/repos/{repo.repo_id}"
     read = service.repo_read(repo)
@@ -68,6 +71,7 @@ async def list_repos(
     access: CanReadRepos,
     session: ReadSessionDep,
     query: ListDep,
+    providers: ProvidersDep,
     name: Filter = None,
     type: Annotated[list[RepoType] | None, Query()] = None,
     visibility: Annotated[list[Visibility] | None, Query()] = None,
@@ -91,7 +95,7 @@ async def list_repos(
         label=label or (),
         selector=selector or (),
     )
-    total, items = await service.list_repos(session, query, filters, access)
+    total, items = await service.list_repos(session, query, filters, access, providers)
     return RepoPage(total_count=total, items=items)
 
 
@@ -116,11 +120,18 @@ async def update_repo(
     session: SessionDep,
     settings: SettingsDep,
     platform: PlatformDep,
+    providers: ProvidersDep,
 ) -> RepoRead:
     """Change the fields present. A change of url, credential, providers or visibility starts a
     re-index; `index_job_id` in the answer names it."""
     repo, _ = await service.update_repo(
-        session, repo_id, data, access=access, settings=settings, secrets=platform.secrets
+        session,
+        repo_id,
+        data,
+        access=access,
+        settings=settings,
+        secrets=platform.secrets,
+        installed=providers,
     )
     return service.repo_read(repo)
 

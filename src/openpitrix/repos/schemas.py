@@ -28,10 +28,11 @@ class AppDefaultStatus(StrEnum):
     DRAFT = "draft"
 
 
-class ProviderName(StrEnum):
-    KUBERNETES = "kubernetes"
-    AWS = "aws"
-    QINGCLOUD = "qingcloud"
+# A provider's name; whether it is installed is checked by the service (providers are
+# plugins, so the names are not known here).
+ProviderName = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9-]{0,29}$")
+]
 
 
 class RepoStatus(StrEnum):

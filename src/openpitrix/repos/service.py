@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -20,7 +20,7 @@ from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
 from openpitrix.db.types import utcnow
-from openpitrix.errors import BadRequest, Conflict
+from openpitrix.errors import BadRequest, Conflict, InvalidParameter
 from openpitrix.fetch import FetchError
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
@@ -142,6 +142,7 @@ async def create_repo(
     access: Access,
     settings: Settings,
     secrets: SecretBox,
+    installed: Collection[str],
 ) -> tuple[Repo, Job]:
     """The caller owns the new repo."""
     await _ensure_name_free(session, access.owner, data.name)
@@ -152,7 +153,7 @@ async def create_repo(
         description=data.description,
         type=data.type,
         url=data.url,
-        providers=[p.value for p in data.providers],
+        providers=installed_providers(data.providers, installed),
         labels=[i.model_dump() for i in data.labels],
         selectors=[i.model_dump() for i in data.selectors],
         visibility=data.visibility,
@@ -194,6 +195,19 @@ class RepoFilters:
     owner: Sequence[str] = ()
 
 
+def installed_providers(names: Sequence[str], installed: Collection[str]) -> list[str]:
+    """The names, each of an installed provider (400 `unknown_provider` otherwise): a repo's
+    apps are for the runtimes of these providers."""
+    for name in names:
+        if name not in installed:
+            raise BadRequest(
+                f"provider {name!r} is not available; installed: "
+                f"{', '.join(sorted(installed)) or 'none'}",
+                code="unknown_provider",
+            )
+    return list(names)
+
+
 def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[ColumnElement[bool]]:
     """Every key must match; the values given for one key are alternatives."""
     return [
@@ -208,7 +222,11 @@ def _attr_match(kind: str, wanted: dict[str, list[str]]) -> list[ColumnElement[b
 
 
 async def list_repos(
-    session: AsyncSession, query: ListQuery, filters: RepoFilters, access: Access
+    session: AsyncSession,
+    query: ListQuery,
+    filters: RepoFilters,
+    access: Access,
+    installed: Collection[str],
 ) -> tuple[int, list[RepoRead]]:
     """The caller's repos by scope, and every public one."""
     try:
@@ -234,6 +252,10 @@ async def list_repos(
     statuses = list(filters.status) or [RepoStatus.ACTIVE.value]
     stmt = stmt.where(col(Repo.status).in_(statuses))
     if filters.provider:
+        try:
+            installed_providers(filters.provider, installed)
+        except BadRequest as exc:  # a provider no repo can name is a mistake
+            raise InvalidParameter("provider", exc.message) from None
         stmt = stmt.where(*_attr_match(PROVIDER, {"provider": list(filters.provider)}))
     stmt = stmt.where(*_attr_match(LABEL, labels), *_attr_match(SELECTOR, selectors))
     total, rows = await paginate(session, stmt, REPO_LIST, query)
@@ -278,6 +300,7 @@ async def update_repo(
     access: Access,
     settings: Settings,
     secrets: SecretBox,
+    installed: Collection[str],
 ) -> tuple[Repo, Job | None]:
     """Change the fields present; re-index when what the catalog depends on changed."""
     repo = await get_writable_repo(session, repo_id, access)
@@ -304,7 +327,7 @@ async def update_repo(
             setattr(repo, name, value)
             changed.add(name)
     if data.providers is not None:
-        providers = [p.value for p in data.providers]
+        providers = installed_providers(data.providers, installed)
         if providers != repo.providers:
             repo.providers = providers
             changed.add("providers")
