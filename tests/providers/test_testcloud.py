@@ -9,7 +9,7 @@ from typing import Any
 
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import ClusterState, Credential, PlanRequest, TaskRun
-from openpitrix.providers.registry import GROUP, get_provider
+from openpitrix.providers.registry import GROUP, load_providers
 from tests.support.vm import credential_of, instances, make_cloud
 
 
@@ -17,7 +17,7 @@ def test_the_plugin_is_an_installed_distribution_with_an_entry_point() -> None:
     [ep] = [e for e in entry_points(group=GROUP) if e.name == "testcloud"]
     assert ep.value == "openpitrix_testcloud.provider:TestCloudProvider"
     assert distribution("openpitrix_testcloud").version == "0.1"
-    assert type(get_provider("testcloud")).__module__ == "openpitrix_testcloud.provider"
+    assert type(load_providers()["testcloud"]).__module__ == "openpitrix_testcloud.provider"
 
 
 def _run(cloud_credential: str, action: str, params: dict[str, Any], log: list[str]) -> TaskRun:
@@ -48,7 +48,7 @@ async def test_a_redelivered_launch_finds_the_instances_instead_of_making_more(
     tmp_path: Path,
 ) -> None:
     cloud = make_cloud(tmp_path)
-    provider = get_provider("testcloud")
+    provider = load_providers()["testcloud"]
     [[launch], *_] = provider.plan(
         PlanRequest(
             action="add_nodes",

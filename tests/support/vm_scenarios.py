@@ -12,7 +12,7 @@ from openpitrix_testcloud.cloud import Cloud
 
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import Credential
-from openpitrix.providers.registry import get_provider
+from openpitrix.providers.registry import load_providers
 from tests.helpers import assert_error, read_sse, wait_job
 from tests.support.deployments import deploy
 from tests.support.vm import credential_of, instances
@@ -145,7 +145,7 @@ async def lifecycle(client: httpx.AsyncClient, cloud: Cloud, vm: dict[str, Any])
     release = (await client.get(f"/v1/clusters/{cid}/releases/1")).json()
     assert [o["name"] for o in release["manifest"]] == ["web-1", "web-2", "db-1"]
     # The provider rebuilds the same from the cloud alone.
-    provider = get_provider("testcloud")
+    provider = load_providers()["testcloud"]
     described = await provider.describe_cluster(
         Credential("testcloud", "", credential_of(cloud)), zone, cid, AddressPolicy()
     )
