@@ -3,9 +3,9 @@
 next to the module's own directory, so `importlib.metadata.entry_points()` finds its
 `openpitrix.providers` entry point exactly as it finds an installed distribution's.
 
-Nothing in the server names the plugin: this must happen before the provider registry is
-first read in the process (the composition root loads the entry points), hence `pytest_configure`. Child
-processes (the end-to-end tests' gateway and workers) get the same through PYTHONPATH."""
+Nothing in the server names the plugin: this must happen before the composition root first
+loads the entry points in the process, hence `pytest_configure`. Child processes (the
+end-to-end tests' gateway and workers) get the same through PYTHONPATH."""
 
 from __future__ import annotations
 
