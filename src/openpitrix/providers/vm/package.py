@@ -197,7 +197,7 @@ def read_archive(data: bytes, *, max_bytes: int = MAX_PACKAGE_BYTES) -> dict[str
         raise _problem("package", f"not a readable tar archive: {exc}") from None
     missing = [name for name in REQUIRED_FILES if name not in files]
     if missing:
-        raise PackageError([FieldError(name, "", f"{name} is missing") for name in missing])
+        raise PackageError([FieldError(name, "", "the file is missing") for name in missing])
     return files
 
 
