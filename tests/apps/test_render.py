@@ -183,6 +183,16 @@ async def test_a_package_whose_template_reads_an_undeclared_setting_is_named_bro
     }
 
 
+async def test_a_package_the_repo_no_longer_serves_is_a_502_naming_the_fetch(
+    client: httpx.AsyncClient, versions: dict[str, Any], repo_dir: Path
+) -> None:
+    (repo_dir / "guestbook-1.0.0.tgz").unlink()
+    version_id = versions["guestbook"]["version_id"]
+    resp = await client.post(f"/v1/app-versions/{version_id}/render", json={"conf": {}})
+    body = assert_error(resp, 502, "package_unavailable")
+    assert "guestbook-1.0.0.tgz answered HTTP 404" in body["message"]
+
+
 async def test_rendering_an_unknown_version_is_404(client: httpx.AsyncClient) -> None:
     resp = await client.post("/v1/app-versions/appv-nothing/render", json={"conf": {}})
     assert_error(resp, 404, "not_found")

@@ -18,6 +18,7 @@ from openpitrix.providers.vm.package import (
     read_archive,
     render_cluster,
     render_cluster_json,
+    render_package,
 )
 from tests.support.vmpackages import (
     build_vm_package,
@@ -150,6 +151,7 @@ def test_render_from_package_bytes_and_settings() -> None:
     (role,) = spec.nodes
     assert (role.role, role.count, role.cpu, role.memory) == ("role_name1", 5, 4, 2048)
     assert role.volume.size == 10 and role.volume.mount_point == "/test_data"
+    assert render_package(build_vm_package(op_create_package("nginx")), conf) == spec
     raw = render_cluster_json(package, conf)
     assert raw["nodes"][0]["count"] == 5 and "gpu" not in raw["nodes"][0]
     assert json.loads(json.dumps(raw)) == raw

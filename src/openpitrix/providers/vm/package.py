@@ -331,6 +331,12 @@ def render_cluster(package: VmPackage, conf: Any) -> ClusterSpec:
     return _spec(package, settings_for(package, conf))
 
 
+def render_package(data: bytes, conf: Any) -> ClusterSpec:
+    """A release's cluster spec straight from its package bytes and settings: `load_package`
+    then `render_cluster`, for a provider's render task. Run it in a thread."""
+    return render_cluster(load_package(data), conf)
+
+
 def render_cluster_text(package: VmPackage, conf: Any) -> str:
     """The rendered text itself, before it is decoded (for showing a package author)."""
     try:
