@@ -28,11 +28,12 @@ from openpitrix.fetch import (
 )
 
 INDEX_NOT_HELM: Final = "index_not_helm"
+INDEX_EMPTY: Final = "index_empty"
+# What an index entry's package is: a Helm chart, or an OpenPitrix VM package (see package_kind).
 HELM: Final = "helm"
 VM: Final = "vm"
 # An index entry (a chart's Chart.yaml annotations, or a hand-written entry) may say its kind.
 PACKAGE_KIND_ANNOTATION: Final = "openpitrix.io/package-kind"
-INDEX_EMPTY: Final = "index_empty"
 
 _INDEX_SUFFIXES: Final = (".yaml", ".yml", ".json")
 _MESSAGE_LIMIT: Final = 200
