@@ -23,7 +23,7 @@ DOMAINS: dict[str, set[str]] = {
     "jobs": {"iam", "feed"},
     "providers": {"jobs"},
     "repos": {"iam", "jobs", "providers"},
-    "apps": {"iam", "repos"},
+    "apps": {"iam", "repos", "providers"},
     "indexer": {"jobs", "repos", "apps"},
     "runtimes": {"iam", "jobs", "providers", "repos", "apps"},
     "clusters": {"iam", "jobs", "providers", "repos", "apps", "runtimes"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String, UniqueConstraint
@@ -45,6 +46,13 @@ class App(Owned, Timestamps, ChartMetadata, table=True):
     status: str = Field(default="active", max_length=16, index=True)
 
 
+class PackageKind(StrEnum):
+    """What an app version's package is: a Helm chart, or an OpenPitrix VM package."""
+
+    HELM = "helm"
+    VM = "vm"
+
+
 class AppVersion(Owned, Timestamps, ChartMetadata, table=True):
     __tablename__ = "app_versions"
     __table_args__ = (UniqueConstraint("app_id", "version", name="uq_app_versions_app_version"),)
@@ -61,3 +69,4 @@ class AppVersion(Owned, Timestamps, ChartMetadata, table=True):
     package_url: str = Field(default="")
     created: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = Field(default="active", max_length=16, index=True)
+    package_kind: str = Field(default=PackageKind.HELM, max_length=8, index=True)

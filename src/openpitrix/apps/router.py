@@ -6,10 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from openpitrix.api.deps import Filter, ListDep, ReadSessionDep
+from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
-from openpitrix.apps import service
-from openpitrix.apps.schemas import AppPage, AppRead, AppStatus, AppVersionPage, AppVersionRead
+from openpitrix.apps import render, service
+from openpitrix.apps.models import PackageKind
+from openpitrix.apps.schemas import (
+    AppPage,
+    AppRead,
+    AppStatus,
+    AppVersionPage,
+    AppVersionRead,
+    RenderedCluster,
+    RenderRequest,
+)
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadApps
 
 router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
@@ -24,9 +33,11 @@ async def list_apps(
     app_id: Filter = None,
     name: Filter = None,
     status: Annotated[list[AppStatus] | None, Query()] = None,
+    package_kind: Annotated[list[PackageKind] | None, Query()] = None,
 ) -> AppPage:
     """List the apps you may see: those your role's scope covers, and the published apps of
-    public repos. Deleted apps show only when asked for with `status=deleted`."""
+    public repos. Deleted apps show only when asked for with `status=deleted`;
+    `package_kind=vm` keeps the apps with at least one VM package version."""
     total, items = await service.list_apps(
         session,
         query,
@@ -35,6 +46,7 @@ async def list_apps(
         app_id=app_id or (),
         name=name or (),
         status=status or (),
+        package_kind=package_kind or (),
     )
     return AppPage(total_count=total, items=items)
 
@@ -52,10 +64,17 @@ async def list_app_versions(
     query: ListDep,
     status: Annotated[list[AppStatus] | None, Query()] = None,
     version: Filter = None,
+    package_kind: Annotated[list[PackageKind] | None, Query()] = None,
 ) -> AppVersionPage:
     """List an app's versions, newest chart first by default."""
     total, items = await service.list_versions(
-        session, app_id, query, access, status=status or (), version=version or ()
+        session,
+        app_id,
+        query,
+        access,
+        status=status or (),
+        version=version or (),
+        package_kind=package_kind or (),
     )
     return AppVersionPage(total_count=total, items=items)
 
@@ -65,3 +84,20 @@ async def get_app_version(
     version_id: str, access: CanReadApps, session: ReadSessionDep
 ) -> AppVersionRead:
     return await service.get_version(session, version_id, access)
+
+
+@router.post("/v1/app-versions/{version_id}/render", operation_id="render_app_version")
+async def render_app_version(
+    version_id: str,
+    body: RenderRequest,
+    access: CanReadApps,
+    session: ReadSessionDep,
+    platform: PlatformDep,
+) -> RenderedCluster:
+    """The cluster spec a deploy of this VM package version with `conf` would create, without
+    creating anything. 422 `invalid_settings` names every setting that does not fit the
+    package's config.json; 422 `invalid_package` names what is wrong with the package;
+    409 `not_a_vm_package` for a Helm chart version."""
+    return await render.render_version(
+        session, platform.http, platform.secrets, version_id, access, body.conf
+    )

@@ -85,8 +85,19 @@ async def list_apps(
     app_id: Sequence[str] = (),
     name: Sequence[str] = (),
     status: Sequence[str] = (),
+    package_kind: Sequence[str] = (),
 ) -> tuple[int, list[AppRead]]:
     stmt = select(App).where(_visible(access, App))
+    if package_kind:
+        stmt = stmt.where(
+            select(AppVersion.version_id)  # type: ignore[call-overload]
+            .where(
+                col(AppVersion.app_id) == col(App.app_id),
+                col(AppVersion.package_kind).in_(package_kind),
+                col(AppVersion.status) != DELETED,
+            )
+            .exists()
+        )
     for column, values in (
         (col(App.repo_id), repo_id),
         (col(App.app_id), app_id),
@@ -119,11 +130,14 @@ async def list_versions(
     *,
     status: Sequence[str] = (),
     version: Sequence[str] = (),
+    package_kind: Sequence[str] = (),
 ) -> tuple[int, list[AppVersionRead]]:
     await get_app(session, app_id, access)
     stmt = select(AppVersion).where(col(AppVersion.app_id) == app_id, _visible(access, AppVersion))
     if version:
         stmt = stmt.where(col(AppVersion.version).in_(version))
+    if package_kind:
+        stmt = stmt.where(col(AppVersion.package_kind).in_(package_kind))
     stmt = (
         stmt.where(col(AppVersion.status).in_(status))
         if status

@@ -149,6 +149,7 @@ def _version_row(v: ChartVersion) -> dict[str, Any]:
         "digest": v.digest,
         "package_url": v.package_url,
         "created": v.created,
+        "package_kind": v.package_kind,
     }
 
 
@@ -182,6 +183,7 @@ async def sync_catalog(
                 versions_t.c.app_id,
                 versions_t.c.version,
                 versions_t.c.digest,
+                versions_t.c.package_kind,
                 versions_t.c.status,
             ).where(versions_t.c.repo_id == repo_id)
         )
@@ -246,7 +248,11 @@ async def sync_catalog(
                     }
                 )
                 counts.versions_added += 1
-            elif known.digest != v.digest or known.status == DELETED:
+            elif (
+                known.digest != v.digest
+                or known.package_kind != v.package_kind
+                or known.status == DELETED
+            ):
                 row = {"b_version_id": known.version_id, **_version_row(v), "update_time": now}
                 row["status"] = default_status if known.status == DELETED else known.status
                 row["status_time"] = now

@@ -29,6 +29,11 @@ from openpitrix.fetch import (
 
 INDEX_NOT_HELM: Final = "index_not_helm"
 INDEX_EMPTY: Final = "index_empty"
+# What an index entry's package is: a Helm chart, or an OpenPitrix VM package (see package_kind).
+HELM: Final = "helm"
+VM: Final = "vm"
+# An index entry (a chart's Chart.yaml annotations, or a hand-written entry) may say its kind.
+PACKAGE_KIND_ANNOTATION: Final = "openpitrix.io/package-kind"
 
 _INDEX_SUFFIXES: Final = (".yaml", ".yml", ".json")
 _MESSAGE_LIMIT: Final = 200
@@ -55,6 +60,7 @@ class ChartVersion:
     digest: str
     package_url: str
     created: datetime | None
+    package_kind: str = HELM
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,9 @@ def parse_index(body: bytes, repo_url: str, *, allow_empty: bool = False) -> Par
     with _gc_paused():
         document = _load(body)
         entries = _entries_of(document)
-        return _normalize(entries, _package_base(repo_url), allow_empty=allow_empty)
+        assert isinstance(document, dict)
+        kind = _index_kind(document)
+        return _normalize(entries, _package_base(repo_url), allow_empty=allow_empty, kind=kind)
 
 
 _BOM: Final = b"\xef\xbb\xbf"
@@ -169,7 +177,31 @@ def _entries_of(document: object) -> dict[Any, Any]:
     return entries
 
 
-def _normalize(entries: dict[Any, Any], package_base: str, *, allow_empty: bool) -> ParsedIndex:
+def _index_kind(document: dict[Any, Any]) -> str:
+    """OpenPitrix's `op index` wrote VM indexes with its snake-case `api_version`; Helm writes
+    `apiVersion`. This is the kind of entries that do not tell their own."""
+    return VM if "api_version" in document and "apiVersion" not in document else HELM
+
+
+def package_kind(raw: dict[Any, Any], index_kind: str = HELM) -> str:
+    """The kind of package an index entry points at: the entry's annotation when it has one;
+    else helm if it carries Chart.yaml's `apiVersion`, vm if it carries package.json's
+    snake-case `api_version` or `app_version`; else the index's own kind."""
+    annotations = raw.get("annotations")
+    if isinstance(annotations, dict):
+        declared = annotations.get(PACKAGE_KIND_ANNOTATION)
+        if declared in (HELM, VM):
+            return str(declared)
+    if "apiVersion" in raw or "appVersion" in raw:
+        return HELM
+    if "api_version" in raw or "app_version" in raw:
+        return VM
+    return index_kind
+
+
+def _normalize(
+    entries: dict[Any, Any], package_base: str, *, allow_empty: bool, kind: str = HELM
+) -> ParsedIndex:
     charts: dict[str, list[ChartVersion]] = {}
     skipped: list[str] = []
     count = 0
@@ -197,7 +229,7 @@ def _normalize(entries: dict[Any, Any], package_base: str, *, allow_empty: bool)
             if version in seen:
                 skipped.append(f"{chart}[{position}]: duplicate version {version!r}")
                 continue
-            chart_version = _chart_version(chart, version, raw, package_base)
+            chart_version = _chart_version(chart, version, raw, package_base, kind)
             if chart_version.package_url and not _is_web_url(chart_version.package_url):
                 # Deploys fetch packages over http(s) only; another scheme (file:, oci:, ...)
                 # would only fail there, or reach what it should not.
@@ -219,15 +251,17 @@ def _normalize(entries: dict[Any, Any], package_base: str, *, allow_empty: bool)
 
 
 def _chart_version(
-    chart: str, version: str, raw: dict[Any, Any], package_base: str
+    chart: str, version: str, raw: dict[Any, Any], package_base: str, index_kind: str = HELM
 ) -> ChartVersion:
     get = raw.get
+    kind = package_kind(raw, index_kind)
     urls = get("urls")
     first_url = _text(urls[0]) if isinstance(urls, list) and urls else ""
     return ChartVersion(
         name=chart,
         version=version,
-        app_version=_text(get("appVersion")),
+        # Chart.yaml names it in camel case, package.json in snake case.
+        app_version=_text(get("appVersion")) or _text(get("app_version")),
         description=_text(get("description")),
         home=_web_url(get("home")),
         icon=_web_url(get("icon")),
@@ -237,6 +271,7 @@ def _chart_version(
         digest=_text(get("digest")),
         package_url=_resolve(first_url, package_base),
         created=_parse_created(get("created")),
+        package_kind=kind,
     )
 
 
