@@ -40,6 +40,7 @@ async def test_run_instances_with_user_data_and_wait_for_the_job(
     client: QingCloudClient, qingcloud: QingCloudFake
 ) -> None:
     script = "#!/bin/sh\necho 'role=db' > /etc/role\n# 数据库\n"
+    qingcloud.pause_jobs()
     accepted = await client.run_instances(
         image_id="centos7x64d",
         instance_type="c2m4",
@@ -54,6 +55,7 @@ async def test_run_instances_with_user_data_and_wait_for_the_job(
     assert {(i.status, i.transition_status, i.private_ip) for i in pending} == {
         ("pending", "creating", "")
     }
+    qingcloud.resume_jobs()
 
     seen: list[str] = []
 

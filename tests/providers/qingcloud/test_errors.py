@@ -192,7 +192,7 @@ async def test_a_failed_job_raises_job_failed(
 async def test_a_job_that_outlives_the_deadline_raises_retryable_timeout(
     qingcloud: QingCloudFake,
 ) -> None:
-    qingcloud.job_delay = 30.0
+    qingcloud.pause_jobs()
     async with client_for(qingcloud) as client:
         job_id = await run_one(client)
         with pytest.raises(JobTimeout) as info:
@@ -203,6 +203,7 @@ async def test_a_job_that_outlives_the_deadline_raises_retryable_timeout(
         "pending",
         True,
     )
+    assert "still 'pending' after 0.2s" in info.value.message
 
 
 async def test_the_fake_is_strict_about_actions_and_parameters(
