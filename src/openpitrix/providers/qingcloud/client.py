@@ -79,7 +79,8 @@ def check_endpoint(endpoint: str) -> str:
 
 
 class QingCloudClient:
-    """One access key against one QingCloud endpoint; `zone` is the default zone of calls.
+    """One access key against one QingCloud endpoint; `zone` is the default zone of calls
+    ("" for a client that only asks zone-less actions such as DescribeZones).
 
     Use as an async context manager (or call `aclose`). Connections go through
     `netguard.guarded_transport(policy)` only: the endpoint is user input.
@@ -134,11 +135,11 @@ class QingCloudClient:
         self, action: str, params: Mapping[str, ParamValue] | None = None, *, zone: str | None = ""
     ) -> dict[str, Any]:
         """Call `action` and return its answer (ret_code 0); raise the ProviderError for a
-        refusal. `zone` defaults to the client's; None sends no zone (DescribeZones)."""
+        refusal. `zone` defaults to the client's; None (or no zone at all) sends none."""
         flat = flatten(params or {})
         flat["action"] = action
         chosen = self.zone if zone == "" else zone
-        if chosen is not None:
+        if chosen:
             flat["zone"] = chosen
         method = "GET"
         query = self._signed_query("GET", flat)
