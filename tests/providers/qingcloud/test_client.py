@@ -78,7 +78,7 @@ async def test_run_instances_with_user_data_and_wait_for_the_job(
     assert {(made[i].userdata_type, made[i].userdata) for i in accepted.ids} == {("exec", script)}
 
 
-async def test_stop_resize_start_and_terminate(client: QingCloudClient) -> None:
+async def test_stop_resize_start_restart_and_terminate(client: QingCloudClient) -> None:
     ids = await run_two(client)
 
     await client.wait_job(await client.stop_instances(ids), **WAIT)
@@ -91,6 +91,10 @@ async def test_stop_resize_start_and_terminate(client: QingCloudClient) -> None:
     }
 
     await client.wait_job(await client.start_instances(ids), **WAIT)
+    assert {i.status for i in await client.describe_instances(ids)} == {"running"}
+
+    restart = await client.wait_job(await client.restart_instances(ids), **WAIT)
+    assert restart.job_action == "RestartInstances"
     assert {i.status for i in await client.describe_instances(ids)} == {"running"}
 
     await client.wait_job(await client.terminate_instances(ids), **WAIT)

@@ -220,3 +220,17 @@ async def test_the_fake_is_strict_about_actions_and_parameters(
 
     assert {e.value.ret_code for e in (unknown, typo, bad, missing)} == {1100}
     assert {e.value.code for e in (unknown, typo, bad, missing)} == {"cloud_invalid_parameter"}
+
+
+async def test_acting_on_an_instance_in_the_wrong_state_is_permission_denied(
+    client: QingCloudClient,
+) -> None:
+    job_id = await run_one(client)
+    await client.wait_job(job_id, **WAIT)
+    (instance_id,) = [i.instance_id for i in await client.describe_instances()]
+
+    with pytest.raises(QingCloudError) as info:
+        await client.start_instances([instance_id])  # it is running already
+
+    assert (info.value.code, info.value.ret_code) == ("cloud_permission_denied", 1400)
+    assert instance_id in info.value.message
