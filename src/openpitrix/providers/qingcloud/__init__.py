@@ -1,0 +1,1 @@
+"""The QingCloud runtime provider: its IaaS API client (signed requests, jobs)."""
