@@ -68,7 +68,9 @@ async def _versions(client: httpx.AsyncClient, repo_id: str) -> dict[str, dict[s
 
 @pytest.fixture
 async def versions(client: httpx.AsyncClient, mixed_repo: RepoServer) -> dict[str, Any]:
-    repo = await create_repo(client, unique(), mixed_repo.url, providers=["aws", "kubernetes"])
+    repo = await create_repo(
+        client, unique(), mixed_repo.url, providers=["testcloud", "kubernetes"]
+    )
     job = await wait_job(client, repo["index_job_id"])
     assert job["status"] == "successful", job
     return {"repo_id": repo["repo_id"], **await _versions(client, repo["repo_id"])}
