@@ -13,6 +13,7 @@ from tests.conftest import unique
 from tests.helpers import assert_error, create_repo, wait_job
 from tests.support.charts import ChartSpec
 from tests.support.http_repo import RepoServer
+from tests.support.vm import credential_of, make_cloud
 from tests.support.vmpackages import (
     ReadmeExample,
     VmPackageSpec,
@@ -198,3 +199,36 @@ async def test_a_package_the_repo_no_longer_serves_is_a_502_naming_the_fetch(
 async def test_rendering_an_unknown_version_is_404(client: httpx.AsyncClient) -> None:
     resp = await client.post("/v1/app-versions/appv-nothing/render", json={"conf": {}})
     assert_error(resp, 404, "not_found")
+
+
+async def test_a_runtime_deploys_only_the_package_kinds_its_provider_takes(
+    client: httpx.AsyncClient, versions: dict[str, Any], tmp_path: Path
+) -> None:
+    # The test cloud deploys Helm-packaged apps only (the default of a provider's
+    # capabilities): a VM package is refused before any cluster or job exists.
+    cloud = make_cloud(tmp_path)
+    cred = await client.post(
+        "/v1/runtime-credentials",
+        json={"name": unique("c"), "provider": "testcloud", "content": credential_of(cloud)},
+    )
+    assert cred.status_code == 201, cred.text
+    runtime = await client.post(
+        "/v1/runtimes",
+        json={
+            "name": unique("rt"),
+            "credential_id": cred.json()["credential_id"],
+            "zone": "zone-a",
+        },
+    )
+    assert runtime.status_code == 201, runtime.text
+    providers = (await client.get("/v1/providers")).json()["items"]
+    assert {p["name"]: p["package_kinds"] for p in providers}["testcloud"] == ["helm"]
+    body = {"version_id": versions["guestbook"]["version_id"], "name": unique("cl")}
+    body["runtime_id"] = runtime.json()["runtime_id"]
+    resp = await client.post("/v1/clusters", json=body)
+    error = assert_error(resp, 409, "package_kind_unsupported")
+    assert "vm package" in error["message"] and "testcloud" in error["message"]
+    preview = await client.post("/v1/clusters", json={**body, "dry_run": True})
+    assert_error(preview, 409, "package_kind_unsupported")
+    listed = await client.get("/v1/clusters", params={"runtime_id": body["runtime_id"]})
+    assert listed.json()["total_count"] == 0

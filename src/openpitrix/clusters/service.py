@@ -130,6 +130,16 @@ def _check_supported(providers: Providers, runtime_provider: str, action: str) -
         )
 
 
+def _check_package_kind(providers: Providers, runtime_provider: str, version: AppVersion) -> None:
+    accepted = providers.named(runtime_provider).capabilities.package_kinds
+    if version.package_kind not in accepted:
+        raise Conflict(
+            f"app version {version.version_id!r} is a {version.package_kind} package; "
+            f"{runtime_provider} runtimes deploy {', '.join(sorted(accepted))} packages",
+            code="package_kind_unsupported",
+        )
+
+
 async def _start_job(
     session: AsyncSession,
     cluster: Cluster,
@@ -162,6 +172,7 @@ async def _create_checks(
     )
     _check_eligible(runtime, repo)
     _check_supported(providers, runtime.provider, "create")
+    _check_package_kind(providers, runtime.provider, version)
     return version, repo, runtime
 
 
@@ -374,6 +385,10 @@ async def _checked_action(
             session, cluster, action, access, version_id, values, revision, reset_values
         )
         _check_values(inputs[1])
+        if action == "upgrade":
+            version = await session.get(AppVersion, inputs[0])
+            if version is not None:
+                _check_package_kind(providers, cluster.provider, version)
     return cluster, inputs
 
 

@@ -99,6 +99,8 @@ class Capabilities:
     credential_format: str  # what the credential content is, for UIs
     cluster_actions: frozenset[str]
     task_kinds: tuple[TaskKind, ...] = ()
+    # The kinds of app package it deploys (an app version's `package_kind`: "helm", "vm").
+    package_kinds: frozenset[str] = frozenset({"helm"})
 
     def __post_init__(self) -> None:
         unknown = sorted(self.cluster_actions - set(CLUSTER_ACTIONS))
@@ -395,4 +397,5 @@ class Provider(ABC):
                 {"name": k.name, "description": k.description, "produces": k.produces.value}
                 for k in self.capabilities.task_kinds
             ],
+            "package_kinds": sorted(self.capabilities.package_kinds),
         }

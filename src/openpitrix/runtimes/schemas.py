@@ -196,6 +196,10 @@ class ProviderRead(BaseModel):
         "`action_unsupported`."
     )
     task_kinds: list[TaskKindRead] = Field(description="The kinds of task its jobs run.")
+    package_kinds: list[str] = Field(
+        description="The kinds of app package it deploys (`helm`, `vm`): an app version of "
+        "another kind is refused with 409 `package_kind_unsupported`."
+    )
 
 
 class ProviderList(BaseModel):
