@@ -101,6 +101,9 @@ class Capabilities:
     task_kinds: tuple[TaskKind, ...] = ()
     # The kinds of app package it deploys (an app version's `package_kind`: "helm", "vm").
     package_kinds: frozenset[str] = frozenset({"helm"})
+    # Whether a zone belongs to one runtime (a Kubernetes namespace), or is shared by as many
+    # runtimes as users make (a cloud's region or availability zone).
+    exclusive_zones: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(self.cluster_actions - set(CLUSTER_ACTIONS))
@@ -398,4 +401,5 @@ class Provider(ABC):
                 for k in self.capabilities.task_kinds
             ],
             "package_kinds": sorted(self.capabilities.package_kinds),
+            "exclusive_zones": self.capabilities.exclusive_zones,
         }

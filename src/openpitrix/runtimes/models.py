@@ -30,13 +30,14 @@ class Runtime(Owned, Timestamps, table=True):
     __table_args__ = (
         Index("ix_runtimes_owner", "owner"),
         Index("ix_runtimes_credential", "credential_id"),
-        # One live runtime per zone of a credential's endpoint: the provider also marks the zone
-        # (a namespace's label), which catches two credentials for one cluster.
+        # One live runtime per exclusive zone of a credential's endpoint: the provider also
+        # marks the zone (a namespace's label), which catches two credentials for one cluster.
+        # Shared zones (a cloud's regions) have no claim (NULL), so any number of runtimes.
         Index(
-            "uq_runtimes_live_zone",
+            "uq_runtimes_live_zone_claim",
             "provider",
             "endpoint_url",
-            "zone",
+            "zone_claim",
             unique=True,
             sqlite_where=text(LIVE),
             postgresql_where=text(LIVE),
@@ -48,6 +49,8 @@ class Runtime(Owned, Timestamps, table=True):
     description: str = Field(default="", max_length=2000)
     provider: str = Field(max_length=30, index=True)
     zone: str = Field(max_length=253)
+    # The zone when the provider's zones are exclusive, else None: what the unique index holds.
+    zone_claim: str | None = Field(default=None, max_length=253)
     credential_id: str = Field(max_length=40, foreign_key="runtime_credentials.credential_id")
     # Copied from the credential when the runtime is made: the zone's uniqueness is per endpoint.
     endpoint_url: str = Field(default="", max_length=2000)

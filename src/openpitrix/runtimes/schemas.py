@@ -196,6 +196,10 @@ class ProviderRead(BaseModel):
         "`action_unsupported`."
     )
     task_kinds: list[TaskKindRead] = Field(description="The kinds of task its jobs run.")
+    exclusive_zones: bool = Field(
+        description="Whether a zone belongs to one runtime (a namespace; a second runtime on "
+        "it is a 409 `zone_taken`) or is shared by any number of runtimes (a cloud region)."
+    )
     package_kinds: list[str] = Field(
         description="The kinds of app package it deploys (`helm`, `vm`): an app version of "
         "another kind is refused with 409 `package_kind_unsupported`."

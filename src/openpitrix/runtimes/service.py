@@ -337,6 +337,7 @@ async def create_runtime(
         description=data.description,
         provider=provider.name,
         zone=data.zone,
+        zone_claim=data.zone if provider.capabilities.exclusive_zones else None,
         credential_id=cred_row.credential_id,
         endpoint_url=cred_row.endpoint_url,
         labels=[kv.model_dump() for kv in data.labels],
