@@ -186,7 +186,7 @@ class Verifier:
             self.done.set()
 
 
-async def consume(js: JetStreamContext, verifier: Verifier) -> None:
+async def consume(js: JetStreamContext, verifier: Verifier, ready: asyncio.Event) -> None:
     topo = build_topology(BusSettings())
     events = await js.pull_subscribe(
         f"{EVENT_PREFIX}.>",
@@ -195,6 +195,7 @@ async def consume(js: JetStreamContext, verifier: Verifier) -> None:
         config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.NEW),
     )
     commands = await js.pull_subscribe_bind(TASK_MANAGER, stream=topo.commands_stream.name or "")
+    ready.set()  # the events consumer exists: it delivers everything published from now on
 
     async def drain(sub: JetStreamContext.PullSubscription, ack: bool) -> None:
         while not verifier.done.is_set():
@@ -315,8 +316,10 @@ def publishers() -> Iterator[Publishers]:
 
 async def measure(js: JetStreamContext, expected: list[Message], pubs: Publishers) -> float:
     verifier = Verifier(expected)
-    consumer = asyncio.create_task(consume(js, verifier))
-    await asyncio.sleep(0.3)  # the consumers exist before the first message
+    ready = asyncio.Event()
+    consumer = asyncio.create_task(consume(js, verifier, ready))
+    async with asyncio.timeout(60):
+        await ready.wait()
     start = time.perf_counter()
     pubs.go()
     async with asyncio.timeout(600):
