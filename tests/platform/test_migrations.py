@@ -102,3 +102,45 @@ async def test_catalog_counts_migration_backfills_existing_repos(empty_database:
         assert tuple(row) == (1, 2)
     finally:
         await engine.dispose()
+
+
+async def test_outbox_keys_migration_keys_the_rows_still_unsent(empty_database: str) -> None:
+    """Rows written before keys existed go out in their job's or resource's order too."""
+    from sqlalchemy import text
+
+    await asyncio.to_thread(upgrade, empty_database, "0014")
+    engine = create_async_engine(empty_database)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = {
+        "m-evt": ("op.evt.usr-1.cluster.cl-1.job-1", b"{}", None),
+        "m-cmd": ("op.cmd.job-manager.advance", b'{"job_id": "job-1"}', None),
+        "m-other": ("elsewhere.x", b"not json", None),
+        "m-sent": ("op.evt.usr-1.cluster.cl-2._", b"{}", now),
+    }
+    try:
+        async with engine.begin() as conn:
+            for msg_id, (subject, payload, sent_at) in rows.items():
+                await conn.execute(
+                    text(
+                        "INSERT INTO outbox (msg_id, subject, payload, headers, created_at,"
+                        " sent_at) VALUES (:id, :subject, :payload, '{}', :now, :sent)"
+                    ),
+                    {
+                        "id": msg_id,
+                        "subject": subject,
+                        "payload": payload,
+                        "now": now,
+                        "sent": sent_at,
+                    },
+                )
+        await asyncio.to_thread(upgrade, empty_database)
+        async with engine.connect() as conn:
+            keys = dict((await conn.execute(text("SELECT msg_id, key FROM outbox"))).all())
+        assert keys == {
+            "m-evt": "cluster.cl-1",
+            "m-cmd": "job.job-1",
+            "m-other": "elsewhere.x",
+            "m-sent": "",  # already published: its key no longer matters
+        }
+    finally:
+        await engine.dispose()

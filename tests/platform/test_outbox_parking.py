@@ -1,6 +1,6 @@
 """An outbox row that can never be published (over the NATS payload limit) is parked with its
-error and no longer holds back later commands and events; transient failures keep the rows, in
-order, for the next attempt."""
+error and no longer holds back later commands and events; a transient failure keeps the rows of
+its key unsent, in order, for the next attempt, and other keys go on."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ async def test_an_oversized_message_is_parked_and_later_ones_still_go_out(
     assert "maximum payload" in entry["error"]
 
 
-async def test_a_transient_failure_keeps_the_rows_unsent_and_in_order(
+async def test_a_transient_failure_keeps_its_key_unsent_and_other_keys_go_out(
     db: Database, js: JetStreamContext, settings: Settings
 ) -> None:
     # No stream listens on this subject yet: "no responders" is an outage, not a verdict.
@@ -107,20 +107,25 @@ async def test_a_transient_failure_keeps_the_rows_unsent_and_in_order(
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
     async with db.transaction() as session:
         first = enqueue(session, stray, {"n": 0})
-        second = enqueue(session, subject, {"n": 1})
+        stray_later = enqueue(session, stray, {"n": 1})
+        other_key = enqueue(session, subject, {"n": 1})
     relay = OutboxRelay(db, js, poll_seconds=0.1)
     try:
         with pytest.raises(NoStreamResponseError):
             await relay.publish_pending()
-        for msg_id in (first, second):
+        # The failed row and the later one of its key wait, neither parked nor sent.
+        for msg_id in (first, stray_later):
             row = await _row(db, msg_id)
             assert row.sent_at is None and row.parked_at is None
+        # Another key does not wait behind that outage.
+        assert (await _row(db, other_key)).sent_at is not None
     finally:
         async with db.transaction() as session:
-            await session.execute(delete(OutboxMessage).where(col(OutboxMessage.msg_id) == first))
+            await session.execute(
+                delete(OutboxMessage).where(col(OutboxMessage.msg_id).in_([first, stray_later]))
+            )
     while await relay.publish_pending():
         pass
-    assert (await _row(db, second)).sent_at is not None
 
 
 async def test_a_message_over_the_limit_only_with_its_headers_is_parked_too(

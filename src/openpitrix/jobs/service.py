@@ -90,8 +90,9 @@ async def create_job(
                 failure_allowed=plan.failure_allowed,
             )
         )
-    # The event row goes first: the relay publishes in insertion order, so clients see
-    # "pending" before any worker can report "working".
+    # Clients see "pending" before any worker can report "working": the relay keeps a
+    # resource's events in the order written (outbox.keys), and "working" is written only once
+    # this transaction, and with it "pending", is committed.
     _job_event(session, job, JobStatus.PENDING, f"{action} job created")
     enqueue(
         session,

@@ -1,5 +1,6 @@
-"""Outbox table: one row per message to publish; `seq` orders publishing, `parked_at` sets aside
-a row that can never be published."""
+"""Outbox table: one row per message to publish; `key` names what its order matters for (a job
+or a resource), `seq` orders a key's rows, `parked_at` sets aside a row that can never be
+published."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class OutboxMessage(SQLModel, table=True):
     seq: int | None = Field(default=None, primary_key=True)
     msg_id: str = Field(max_length=40, unique=True)
     subject: str = Field(max_length=300)
+    # Rows of one key are published in `seq` order, one after the other; rows of different keys
+    # go out side by side (outbox.keys says how a key is derived).
+    key: str = Field(default="", max_length=300)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     headers: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONType, nullable=False)

@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.db.engine import OUTBOX_WAKE_KEY
+from openpitrix.outbox.keys import KEY_MAX, message_key
 from openpitrix.outbox.models import OutboxMessage
 
 MSG_ID_MAX = 40  # outbox.msg_id's width
@@ -30,15 +31,22 @@ def enqueue(
     *,
     headers: dict[str, str] | None = None,
     msg_id: str | None = None,
+    key: str | None = None,
 ) -> str:
     """Add a message to publish once the transaction commits; returns its Nats-Msg-Id.
 
     `msg_id` names the send's cause: the outbox refuses a second row with it, and JetStream
     drops a second publication within its duplicate window, so it must differ for every
-    distinct send and stay the same when the same send is retried. None means a fresh one."""
+    distinct send and stay the same when the same send is retried. None means a fresh one.
+
+    `key` names what the message keeps its order with (outbox.keys); None derives it from the
+    subject and payload: an event's resource, a command's job."""
     msg_id = bounded_msg_id(msg_id) if msg_id else uuid.uuid4().hex
+    key = (key or message_key(subject, payload))[:KEY_MAX]
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    session.add(OutboxMessage(msg_id=msg_id, subject=subject, payload=body, headers=headers or {}))
+    session.add(
+        OutboxMessage(msg_id=msg_id, subject=subject, key=key, payload=body, headers=headers or {})
+    )
     # Read by the after_commit hook: wakes this process's relay as soon as the row is durable.
     session.info[OUTBOX_WAKE_KEY] = True
     return msg_id
