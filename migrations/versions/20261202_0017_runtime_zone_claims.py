@@ -5,7 +5,7 @@ regions are shared by any number of runtimes. The unique index now holds `zone_c
 for exclusive providers and NULL otherwise; every runtime made so far was Kubernetes'.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-02 09:40:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

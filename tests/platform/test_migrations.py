@@ -108,7 +108,7 @@ async def test_outbox_keys_migration_keys_the_rows_still_unsent(empty_database: 
     """Rows written before keys existed go out in their job's or resource's order too."""
     from sqlalchemy import text
 
-    await asyncio.to_thread(upgrade, empty_database, "0014")
+    await asyncio.to_thread(upgrade, empty_database, "0015")
     engine = create_async_engine(empty_database)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rows = {
