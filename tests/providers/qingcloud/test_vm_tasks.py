@@ -10,7 +10,7 @@ import pytest
 
 from openpitrix.providers.base import ClusterState, PlanRequest, ProviderError, Release, TaskRun
 from openpitrix.providers.qingcloud.provider import QingCloudProvider
-from tests.providers.qingcloud.conftest import OPEN
+from tests.providers.qingcloud.conftest import OPEN, client_for
 from tests.support.qingcloud_fake import QingCloudFake
 from tests.support.qingcloud_vm import in_cloud, shop_package, volumes_of
 from tests.support.vmpackages import build_vm_package
@@ -130,3 +130,23 @@ async def test_add_nodes_plans_new_node_ids_like_the_roles_nodes(
     assert params == {"role": "web", "node_ids": ["web-3", "web-4"]}
     assert await runner.run("launch", params) == {"launched": 2, "found": 0}
     assert sorted(in_cloud(qingcloud, CLUSTER)) == ["db-1", "web-1", "web-2", "web-3", "web-4"]
+
+
+async def test_a_redelivered_resize_starts_again_what_its_first_run_stopped(
+    qingcloud: QingCloudFake,
+) -> None:
+    runner = Runner(qingcloud)
+    for action in ("render_spec", "launch", "await_running", "attach_volumes", "survey"):
+        await runner.run(action)
+    # The first run stopped the role and died; the state is still the one found before.
+    web = [v["instance_id"] for k, v in in_cloud(qingcloud, CLUSTER).items() if "web" in k]
+    async with client_for(qingcloud) as client:
+        await client.wait_job(await client.stop_instances(web), timeout=10, interval=0.02)
+    result = await runner.run("resize", {"role": "web", "cpu": 2, "memory": 2048})
+    assert result == {"nodes": 2, "cpu": 2, "memory": 2048}
+    cloud = in_cloud(qingcloud, CLUSTER)
+    assert [(k, v["cpu"], v["status"]) for k, v in sorted(cloud.items())] == [
+        ("db-1", 2, "running"),
+        ("web-1", 2, "running"),
+        ("web-2", 2, "running"),
+    ]

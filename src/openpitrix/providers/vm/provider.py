@@ -254,7 +254,11 @@ class VmProvider(Provider):
             params = DeleteNodesParams.model_validate(request.params).model_dump()
         elif request.action == "cease":
             params = {"all": True}
-        return [[PlannedTask(action=name, params=params) for name in layer] for layer in layers]
+        # Every task but the survey acts on the same nodes: each gets the action's parameters.
+        return [
+            [PlannedTask(action=name, params={} if name == "survey" else params) for name in layer]
+            for layer in layers
+        ]
 
     # --- running ------------------------------------------------------------------------------
 
@@ -446,10 +450,12 @@ class VmProvider(Provider):
                     f"volumes only grow: {smaller[0].node_id} has {smaller[0].size} GiB, "
                     f"{params.volume_size} GiB asked",
                 )
-        # A redelivered resize finds the role stopped by its first run: it remembers nothing,
-        # so every instance of the role is started again at the end (a resize never leaves
-        # a role stopped that the cluster wants running; stopped clusters are not started).
+        # The nodes to run again at the end: those running now, and those the state (found
+        # before this job) shows running, so a redelivered resize that finds the role already
+        # stopped by its first run still starts them again.
+        before = {n.node_id for n in run.state.nodes if n.status == "running"}
         running = [i.instance_id for i in members if i.status == "running"]
+        restart = [i.instance_id for i in members if i.status == "running" or i.node_id in before]
         if running:
             await cloud.stop(running, progress)
         sizing = params.cpu is not None or params.memory is not None
@@ -462,8 +468,8 @@ class VmProvider(Provider):
             await cloud.grow_volumes([v.volume_id for v in grow], params.volume_size, progress)
         for volume in grow:
             await cloud.attach([volume.volume_id], volume.instance_id, progress)
-        if running:
-            await cloud.start(running, progress)
+        if restart:
+            await cloud.start(restart, progress)
             await self._await_running(run, cloud)
         sizes = params.model_dump(exclude_none=True, exclude={"role"})
         await run.report(f"resized {len(ids)} nodes of {params.role}", 100, sizes)
