@@ -267,6 +267,19 @@ async def test_a_quota_too_small_fails_the_create_before_anything_is_made(
     client: httpx.AsyncClient, qingcloud: QingCloudFake, vm: dict[str, Any]
 ) -> None:
     qingcloud.quota["instance"] = 2
+    # A preview says so first, as the create's check task would.
+    preview = await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": vm["versions"]["shop@1.0.0"],
+            "runtime_id": vm["runtime"]["runtime_id"],
+            "name": "preview",
+            "values": {},
+            "dry_run": True,
+        },
+    )
+    error = assert_error(preview, 409, "insufficient_resources")
+    assert "3 instances needed, 2 left" in error["message"], error
     made = await deploy(client, vm, "shop@1.0.0", values={})
     job = await wait_job(client, made["job_id"])
     assert job["status"] == "failed"

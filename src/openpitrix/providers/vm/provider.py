@@ -23,12 +23,10 @@ take a new package without an agent.
 from __future__ import annotations
 
 import asyncio
-import shlex
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from openpitrix.errors import AppError
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
@@ -38,7 +36,6 @@ from openpitrix.providers.base import (
     Credential,
     DeleteNodesParams,
     FieldChange,
-    NodeState,
     PlanRequest,
     Preview,
     PreviewRequest,
@@ -46,14 +43,20 @@ from openpitrix.providers.base import (
     Produces,
     Provider,
     ProviderError,
-    Release,
     ResizeParams,
-    RoleState,
     TaskKind,
     TaskRun,
 )
-from openpitrix.providers.vm.cloud import CloudInstance, Needs, NodeSpec, VmCloud
-from openpitrix.providers.vm.package import ClusterSpec, Role, load_package, render_cluster
+from openpitrix.providers.vm.cloud import Needs, NodeSpec, VmCloud
+from openpitrix.providers.vm.nodes import (
+    added_nodes,
+    new_node_ids,
+    nodes_of_spec,
+    rendered,
+    state_nodes,
+    survey_of,
+    user_data,
+)
 
 PLANS: dict[str, list[list[str]]] = {
     "create": [
@@ -86,142 +89,6 @@ VM_TASK_KINDS: tuple[TaskKind, ...] = (
     TaskKind("terminate", "terminate instances and delete their volumes"),
     TaskKind("survey", "find the cluster's instances", Produces.STATE),
 )
-DEFAULT_ROLE = "node"
-
-
-async def rendered(data: bytes, conf: Any) -> tuple[str, ClusterSpec]:
-    """The package's version and the spec it renders with `conf` (in a thread)."""
-
-    def render() -> tuple[str, ClusterSpec]:
-        package = load_package(data)
-        return package.meta.version, render_cluster(package, conf)
-
-    try:
-        return await asyncio.to_thread(render)
-    except AppError as exc:
-        raise ProviderError(exc.code, exc.message) from None
-
-
-def role_name(role: Role) -> str:
-    return role.role or DEFAULT_ROLE
-
-
-def image_of(role: Role) -> str:
-    """A role's image: `container.image` unless the container is a docker image (which runs
-    on the cloud's default image); "" for the default."""
-    if role.container.type.lower() == "docker":
-        return ""
-    return role.container.image
-
-
-def nodes_of_spec(spec: ClusterSpec) -> list[dict[str, Any]]:
-    """The manifest objects of a rendered spec: one per node, in role order."""
-    objects = []
-    for role in spec.nodes:
-        name = role_name(role)
-        mount = role.volume.mount_point
-        for n in range(1, role.count + 1):
-            objects.append(
-                {
-                    "kind": "Node",
-                    "node_id": f"{name}-{n}",
-                    "name": f"{name}-{n}",
-                    "role": name,
-                    "cpu": role.cpu or 1,
-                    "memory": role.memory or 1024,
-                    "gpu": role.gpu,
-                    "instance_class": role.instance_class,
-                    "volume_size": role.volume.size,
-                    "mount_point": mount if isinstance(mount, str) else ",".join(mount),
-                    "filesystem": role.volume.filesystem,
-                    "image": image_of(role),
-                    "container": role.container.model_dump(),
-                    "subnet": spec.subnet,
-                    "env": {**spec.env, **role.env},
-                    "services": {k: v.model_dump() for k, v in role.services.items()},
-                }
-            )
-    return objects
-
-
-def user_data(obj: dict[str, Any]) -> str:
-    """The first-boot script of a node: its environment, then its `init` and `start`
-    services in `order`. Nothing runs later: there is no agent on the instance."""
-    lines = ["#!/bin/sh", "set -e", "# OpenPitrix VM node: runs once at first boot"]
-    env = {
-        "OP_NODE_ID": obj["node_id"],
-        "OP_ROLE": obj["role"],
-        **{str(k): v for k, v in (obj.get("env") or {}).items()},
-    }
-    container = obj.get("container") or {}
-    if container.get("image"):
-        env["OP_CONTAINER_IMAGE"] = container["image"]
-    for key, value in env.items():
-        if key.isidentifier():
-            text = value if isinstance(value, str) else str(value)
-            lines.append(f"export {key}={shlex.quote(text)}")
-    services = obj.get("services") or {}
-    boot = [
-        (int((services.get(name) or {}).get("order") or 0), i, name)
-        for i, name in enumerate(("init", "start"))
-    ]
-    for _order, _i, name in sorted(boot):
-        cmd = (services.get(name) or {}).get("cmd", "")
-        if cmd:
-            lines.append(f"# service {name}")
-            lines.append(cmd)
-    return "\n".join(lines) + "\n"
-
-
-def node_number(node_id: str) -> int:
-    tail = node_id.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _state_nodes(state: ClusterState, role: str) -> list[NodeState]:
-    return [n for n in state.nodes if n.role == role]
-
-
-def new_node_ids(state: ClusterState, params: AddNodesParams) -> list[str]:
-    """The node ids add-nodes makes, numbered on from the role's highest (planned from the
-    state, so a re-run makes the same ones)."""
-    nodes = _state_nodes(state, params.role)
-    if not nodes:
-        raise ProviderError("no_such_role", f"the cluster has no role {params.role!r}")
-    top = max(node_number(n.node_id) for n in nodes)
-    return [f"{params.role}-{top + i}" for i in range(1, params.count + 1)]
-
-
-def survey_of(instances: list[CloudInstance], volumes: dict[str, int]) -> dict[str, Any]:
-    """The cluster's roles and nodes as the cloud holds them (`volumes`: size by node)."""
-    ordered = sorted(instances, key=lambda i: (i.role, node_number(i.node_id)))
-    roles: dict[str, list[CloudInstance]] = {}
-    for inst in ordered:
-        roles.setdefault(inst.role, []).append(inst)
-    state = ClusterState(
-        roles=[
-            RoleState(
-                role=role,
-                status=members[0].status if len({m.status for m in members}) == 1 else "mixed",
-                count=len(members),
-            )
-            for role, members in roles.items()
-        ],
-        nodes=[
-            NodeState(
-                node_id=i.node_id,
-                role=i.role,
-                instance_id=i.instance_id,
-                private_ip=i.private_ip,
-                status=i.status,
-                cpu=i.cpu,
-                memory=i.memory,
-                volume_size=volumes.get(i.node_id, 0),
-            )
-            for i in ordered
-        ],
-    )
-    return state.model_dump(mode="json")
 
 
 class VmProvider(Provider):
@@ -247,7 +114,7 @@ class VmProvider(Provider):
             params = {"role": add.role, "node_ids": new_node_ids(request.state, add)}
         elif request.action == "resize":
             resize = ResizeParams.model_validate(request.params)
-            if not _state_nodes(request.state, resize.role):
+            if not state_nodes(request.state, resize.role):
                 raise ProviderError("no_such_role", f"the cluster has no role {resize.role!r}")
             params = resize.model_dump(exclude_none=True)
         elif request.action == "delete_nodes":
@@ -326,7 +193,7 @@ class VmProvider(Provider):
         sized like them now (add_nodes)."""
         if "node_ids" in run.params and "role" in run.params:
             deployed = run.previous or (run.history[-1] if run.history else None)
-            return _added(deployed, run.state, run.params["role"], run.params["node_ids"])
+            return added_nodes(deployed, run.state, run.params["role"], run.params["node_ids"])
         if run.release is None or run.release.manifest is None:
             raise ProviderError("render_failed", "nothing to launch: the release is not rendered")
         return run.release.manifest
@@ -335,14 +202,7 @@ class VmProvider(Provider):
         wanted = self._wanted(run)
         made = {i.node_id for i in await cloud.instances(run.cluster_id)}
         todo = [o for o in wanted if o["node_id"] not in made]
-        with_volume = [o for o in todo if int(o.get("volume_size") or 0) > 0]
-        needs = Needs(
-            instance=len(todo),
-            cpu=sum(int(o.get("cpu") or 1) for o in todo),
-            memory=sum(int(o.get("memory") or 1024) for o in todo),
-            volume=len(with_volume),
-            volume_size=sum(int(o["volume_size"]) for o in with_volume),
-        )
+        needs = needs_of(todo)
         left = await cloud.check_quota(needs)
         await run.report(f"quotas hold {len(todo)} new nodes", 100, {"left": left})
         return {"left": left, "nodes": len(todo)}
@@ -513,22 +373,35 @@ class VmProvider(Provider):
         finally:
             await cloud.close()
 
+    async def _check_preview(
+        self, request: PreviewRequest, objects: Sequence[dict[str, Any]]
+    ) -> None:
+        cloud = self.open_cloud(request.credential, request.zone, request.policy)
+        try:
+            await cloud.check_quota(needs_of(objects))
+        finally:
+            await cloud.close()
+
     # --- previews -----------------------------------------------------------------------------
 
     async def preview(self, request: PreviewRequest) -> Preview:
         """Create, add-nodes, delete-nodes and resize list the nodes and volumes they would
         make, change or remove, planned from the package and the cluster's nodes as last
-        found."""
+        found; create and add-nodes also check the zone's quotas, as their check task would."""
         state = request.state
         changes: list[Change] = []
         if request.action == "create" and request.release is not None:
             _, spec = await rendered(await request.fetch_package(), request.release.values)
-            changes = _creates(nodes_of_spec(spec))
+            objects = nodes_of_spec(spec)
+            await self._check_preview(request, objects)
+            changes = _creates(objects)
         elif request.action == "add_nodes":
             add = AddNodesParams.model_validate(request.params)
             ids = new_node_ids(state, add)
             deployed = request.deployed or (request.history[-1] if request.history else None)
-            changes = _creates(_added(deployed, state, add.role, ids))
+            objects = added_nodes(deployed, state, add.role, ids)
+            await self._check_preview(request, objects)
+            changes = _creates(objects)
         elif request.action == "delete_nodes":
             params = DeleteNodesParams.model_validate(request.params)
             by_id = {n.node_id: n for n in state.nodes}
@@ -544,6 +417,18 @@ class VmProvider(Provider):
         return Preview(action=request.action, changes=changes)
 
 
+def needs_of(objects: Sequence[dict[str, Any]]) -> Needs:
+    """What making these nodes adds to the account."""
+    with_volume = [o for o in objects if int(o.get("volume_size") or 0) > 0]
+    return Needs(
+        instance=len(objects),
+        cpu=sum(int(o.get("cpu") or 1) for o in objects),
+        memory=sum(int(o.get("memory") or 1024) for o in objects),
+        volume=len(with_volume),
+        volume_size=sum(int(o["volume_size"]) for o in with_volume),
+    )
+
+
 def _creates(objects: Sequence[dict[str, Any]]) -> list[Change]:
     changes = []
     for obj in objects:
@@ -555,7 +440,7 @@ def _creates(objects: Sequence[dict[str, Any]]) -> list[Change]:
 
 def _resizes(state: ClusterState, resize: ResizeParams) -> list[Change]:
     changes = []
-    for node in _state_nodes(state, resize.role):
+    for node in state_nodes(state, resize.role):
         extra = node.model_extra or {}
         diff = [
             FieldChange(path=k, before=extra.get(k), after=getattr(resize, k))
@@ -579,23 +464,3 @@ def _resizes(state: ClusterState, resize: ResizeParams) -> list[Change]:
                 )
             )
     return changes
-
-
-def _added(
-    deployed: Release | None, state: ClusterState, role: str, node_ids: Sequence[str]
-) -> list[dict[str, Any]]:
-    """New nodes of `role`: specified as the role's nodes in the deployed release, sized like
-    the role's nodes now (a resize changed them since)."""
-    template = next(
-        (
-            o
-            for o in (deployed.manifest if deployed and deployed.manifest else [])
-            if o["role"] == role
-        ),
-        None,
-    )
-    if template is None:
-        raise ProviderError("no_such_role", f"the deployed release has no role {role!r}")
-    like = next((n.model_extra or {} for n in _state_nodes(state, role)), {})
-    sizes = {k: like[k] for k in ("cpu", "memory", "volume_size") if like.get(k)}
-    return [{**template, **sizes, "node_id": n, "name": n} for n in node_ids]
