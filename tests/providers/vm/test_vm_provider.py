@@ -7,8 +7,8 @@ import pytest
 
 from openpitrix.providers.base import ClusterState, NodeState, PlanRequest, ProviderError
 from openpitrix.providers.qingcloud.provider import QingCloudProvider
-from openpitrix.providers.vm.package import render_package
 from openpitrix.providers.vm.nodes import nodes_of_spec, user_data
+from openpitrix.providers.vm.package import render_package
 from tests.support.qingcloud_vm import shop_package
 from tests.support.vmpackages import build_vm_package, op_create_package
 
