@@ -135,7 +135,7 @@ class QingCloudVm(VmCloud):
             cpu=_int(sizing.get("cpu")),
             memory=_int(sizing.get("memory")),
             instance_name=name,
-            hostname=node.node_id,
+            hostname=node.node_id.replace("_", "-").lower(),  # a hostname has no "_"
             vxnets=[node.subnet or DEFAULT_VXNET],
             user_data=UserData(node.user_data) if node.user_data else None,
             login_mode="keypair" if self.login_keypair else "passwd",
