@@ -141,5 +141,18 @@ async def test_the_quota_check_names_every_resource_that_is_short(
     )
 
 
-async def test_the_lifecycle_is_not_there_yet() -> None:
-    assert provider.describe()["cluster_actions"] == []
+def test_the_provider_declares_the_vm_lifecycle_for_vm_packages() -> None:
+    described = provider.describe()
+    assert described["cluster_actions"] == [
+        "create",
+        "stop",
+        "start",
+        "resize",
+        "add_nodes",
+        "delete_nodes",
+        "delete",
+        "recover",
+        "cease",
+    ]
+    assert described["package_kinds"] == ["vm"]
+    assert {k["name"]: k["produces"] for k in described["task_kinds"]}["survey"] == "state"

@@ -232,6 +232,7 @@ class QingCloudClient:
         *,
         image_id: str,
         instance_type: str | None = None,
+        instance_class: int | None = None,
         cpu: int | None = None,
         memory: int | None = None,
         count: int = 1,
@@ -247,11 +248,13 @@ class QingCloudClient:
         user_data: UserData | None = None,
     ) -> Accepted:
         """Start `count` instances of an image, sized by `instance_type` or `cpu` + `memory`
-        (MiB), logging in by `login_mode` "keypair" (`login_keypair`) or "passwd"
-        (`login_passwd`). Returns the job and the new instance ids."""
+        (MiB), of performance class `instance_class` (0 or 1), logging in by `login_mode`
+        "keypair" (`login_keypair`) or "passwd" (`login_passwd`). Returns the job and the new
+        instance ids."""
         params: dict[str, ParamValue] = {
             "image_id": image_id,
             "instance_type": instance_type,
+            "instance_class": instance_class,
             "cpu": cpu,
             "memory": memory,
             "count": count,

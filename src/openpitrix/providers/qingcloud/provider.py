@@ -1,33 +1,35 @@
-"""The qingcloud provider (a sketch): credentials and zones; the cluster lifecycle comes later.
+"""The qingcloud provider: VM app clusters on QingCloud IaaS, on the shared VM provider.
 
-A credential is a JSON or YAML mapping `{access_key_id, secret_access_key, zone?}`; the
+A credential is a JSON or YAML mapping `{access_key_id, secret_access_key, zone?,
+image_id?, login_keypair?}`; the
 runtime credential's endpoint URL is the API endpoint (QingCloud's public one when empty; a
 private QingCloud or a test server otherwise, always through the address guard).
 
 Zones are QingCloud's (pek3a, sh1a, ...): they cannot be made, and carry no mark a runtime
 could set (QingCloud tags attach to resources, not to zones). So claiming a zone checks that
 the account may deploy there and records nothing on the cloud; the runtimes table keeps the
-claim, and clusters keep apart by the names and tags of what they make.
+claim, and clusters keep apart by the names of what they make (see `qingcloud.vm`).
+
+Nodes boot the role's image when the package names one (`container.image` of a non-docker
+container), else the credential's `image_id`, else CentOS 7 (`centos7x64d`); they join the
+spec's `subnet` vxnet, else `vxnet-0`; they log in by the credential's `login_keypair`, else
+by a random password nobody keeps. A role's env and its init and start service commands run
+once at first boot as QingCloud user data; nothing runs later (no agent).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import yaml_rs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
     CredentialInvalid,
     EndpointRefused,
-    PlanRequest,
-    Provider,
-    ProviderError,
-    TaskRun,
     ZoneUnavailable,
 )
 from openpitrix.providers.qingcloud.client import (
@@ -36,6 +38,8 @@ from openpitrix.providers.qingcloud.client import (
     check_endpoint,
 )
 from openpitrix.providers.qingcloud.quota import Needs, check_quota
+from openpitrix.providers.qingcloud.vm import DEFAULT_IMAGE, QingCloudVm
+from openpitrix.providers.vm.provider import PLANS, VM_TASK_KINDS, VmProvider
 
 MAX_CREDENTIAL_BYTES = 16 * 1024
 
@@ -49,6 +53,12 @@ class AccessKey(BaseModel):
     secret_access_key: str = Field(min_length=1, max_length=256, repr=False)
     zone: str | None = Field(
         None, min_length=1, max_length=64, description="The zone validation checks, if any."
+    )
+    image_id: str = Field(
+        DEFAULT_IMAGE, min_length=1, max_length=64, description="The image nodes boot."
+    )
+    login_keypair: str | None = Field(
+        None, min_length=1, max_length=64, description="The keypair nodes let log in."
     )
 
 
@@ -74,14 +84,18 @@ def parse_access_key(content: str) -> AccessKey:
         raise CredentialInvalid(f"credential: {problems}") from None
 
 
-class QingCloudProvider(Provider):
-    """QingCloud IaaS. Not registered as an entry point until the VM cluster lifecycle lands."""
+class QingCloudProvider(VmProvider):
+    """QingCloud IaaS: VM app clusters of instances and volumes in one zone."""
 
     name: ClassVar[str] = "qingcloud"
     capabilities: ClassVar[Capabilities] = Capabilities(
         zone_kind="zone",
-        credential_format="JSON or YAML: {access_key_id, secret_access_key, zone?}",
-        cluster_actions=frozenset(),  # the lifecycle is not written yet
+        credential_format=(
+            "JSON or YAML: {access_key_id, secret_access_key, zone?, image_id?, login_keypair?}"
+        ),
+        cluster_actions=frozenset(PLANS),
+        task_kinds=VM_TASK_KINDS,
+        package_kinds=frozenset({"vm"}),
     )
 
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
@@ -103,6 +117,15 @@ class QingCloudProvider(Provider):
             zone=zone,
             endpoint=credential.endpoint_url or DEFAULT_ENDPOINT,
             policy=policy,
+        )
+
+    def open_cloud(self, credential: Credential, zone: str, policy: AddressPolicy) -> QingCloudVm:
+        key = parse_access_key(credential.content)
+        return QingCloudVm(
+            self.client(credential, policy, zone),
+            image_id=key.image_id,
+            login_keypair=key.login_keypair,
+            poll_seconds=self.poll_seconds,
         )
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
@@ -146,23 +169,6 @@ class QingCloudProvider(Provider):
         self, credential: Credential, zone: str, needs: Needs, policy: AddressPolicy
     ) -> dict[str, int]:
         """What is left of the quotas `needs` touches; ProviderError("insufficient_resources")
-        naming what is short. The lifecycle's check task will call this."""
+        naming what is short (the lifecycle's check task asks the same of `QingCloudVm`)."""
         async with self.client(credential, policy, zone) as client:
             return await check_quota(client, needs)
-
-    def plan(self, request: PlanRequest) -> list[list[PlannedTask]]:
-        raise _not_yet(request.action)
-
-    async def run_task(self, run: TaskRun) -> dict[str, Any]:
-        raise _not_yet(run.action)
-
-    async def describe_cluster(
-        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
-    ) -> dict[str, Any]:
-        raise _not_yet("describe")
-
-
-def _not_yet(action: str) -> ProviderError:
-    return ProviderError(
-        "action_unsupported", f"qingcloud clusters cannot {action} yet: no VM lifecycle"
-    )

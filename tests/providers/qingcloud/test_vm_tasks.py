@@ -1,0 +1,152 @@
+"""The qingcloud provider's VM tasks run directly against the fake QingCloud, as a worker
+runs them: a redelivered task converges instead of making things twice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from openpitrix.providers.base import ClusterState, PlanRequest, ProviderError, Release, TaskRun
+from openpitrix.providers.qingcloud.provider import QingCloudProvider
+from tests.providers.qingcloud.conftest import OPEN, client_for
+from tests.support.qingcloud_fake import QingCloudFake
+from tests.support.qingcloud_vm import in_cloud, shop_package, volumes_of
+from tests.support.vmpackages import build_vm_package
+
+provider = QingCloudProvider()
+CLUSTER = "cl-tasks001"
+
+
+class Runner:
+    """Builds each task's TaskRun as the cluster job adapter does, keeping what it reports."""
+
+    def __init__(self, fake: QingCloudFake) -> None:
+        content = json.dumps(
+            {"access_key_id": fake.access_key_id, "secret_access_key": fake.secret_access_key}
+        )
+        self.credential = provider.parse_credential(content, fake.url)
+        self.package = build_vm_package(shop_package())
+        self.manifest: list[dict[str, Any]] | None = None
+        self.state = ClusterState()
+        self.reports: list[tuple[str, int | None, dict[str, Any]]] = []
+
+    async def run(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        async def fetch() -> bytes:
+            return self.package
+
+        async def report(message: str, percent: int | None, data: dict[str, Any]) -> None:
+            self.reports.append((message, percent, data))
+
+        release = Release(1, "appv-1", {}, self.manifest)
+        result = await provider.run_task(
+            TaskRun(
+                action=action,
+                params=params or {},
+                cluster_id=CLUSTER,
+                zone="pek3a",
+                credential=self.credential,
+                release=release,
+                previous=None,
+                history=(release,) if self.manifest is not None else (),
+                state=self.state,
+                fetch_package=fetch,
+                report=report,
+                timeout_seconds=30,
+                policy=OPEN,
+            )
+        )
+        if action == "render_spec":
+            self.manifest = result["objects"]
+        if action == "survey":
+            self.state = ClusterState.model_validate(result)
+        return result
+
+
+async def test_a_launch_run_twice_makes_each_instance_once(qingcloud: QingCloudFake) -> None:
+    runner = Runner(qingcloud)
+    rendered = await runner.run("render_spec")
+    assert rendered["chart_version"] == "1.0.0"
+    assert [o["node_id"] for o in rendered["objects"]] == ["web-1", "web-2", "db-1"]
+    assert await runner.run("launch") == {"launched": 3, "found": 0}
+    first = {k: v["instance_id"] for k, v in in_cloud(qingcloud, CLUSTER).items()}
+    # Redelivered (the worker died after the cloud accepted): found by name, nothing made.
+    assert await runner.run("launch") == {"launched": 0, "found": 3}
+    assert {k: v["instance_id"] for k, v in in_cloud(qingcloud, CLUSTER).items()} == first
+    assert sum(r.action == "RunInstances" for r in qingcloud.requests) == 3
+    assert await runner.run("await_running") == {"running": 3}
+    assert await runner.run("attach_volumes") == {"attached": 1, "volumes": 1}
+    assert await runner.run("attach_volumes") == {"attached": 0, "volumes": 1}
+    assert list(volumes_of(qingcloud, CLUSTER)) == [f"{CLUSTER}-db-1-data"]
+    survey = await runner.run("survey")
+    assert [(n["node_id"], n["status"], n["volume_size"]) for n in survey["nodes"]] == [
+        ("db-1", "running", 10),
+        ("web-1", "running", 0),
+        ("web-2", "running", 0),
+    ]
+
+
+async def test_a_launch_that_failed_in_the_cloud_fails_the_wait_and_is_made_again(
+    qingcloud: QingCloudFake,
+) -> None:
+    runner = Runner(qingcloud)
+    await runner.run("render_spec")
+    qingcloud.fail_jobs("RunInstances", 1)  # the first instance's job fails: it is terminated
+    await runner.run("launch")
+    with pytest.raises(ProviderError) as lost:
+        await runner.run("await_running")
+    assert lost.value.code == "instance_lost"
+    assert "web-1" in lost.value.message
+    assert sorted(in_cloud(qingcloud, CLUSTER)) == ["db-1", "web-2"]
+    # The next launch makes the lost node again, and only that one.
+    assert await runner.run("launch") == {"launched": 1, "found": 2}
+    assert await runner.run("await_running") == {"running": 3}
+
+
+async def test_add_nodes_plans_new_node_ids_like_the_roles_nodes(
+    qingcloud: QingCloudFake,
+) -> None:
+    runner = Runner(qingcloud)
+    for action in ("render_spec", "launch", "await_running", "survey"):
+        await runner.run(action)
+    layers = provider.plan(
+        PlanRequest(
+            action="add_nodes",
+            params={"role": "web", "count": 2},
+            cluster_id=CLUSTER,
+            zone="pek3a",
+            state=runner.state,
+        )
+    )
+    assert [[t.action for t in layer] for layer in layers] == [
+        ["check"],
+        ["launch"],
+        ["await_running"],
+        ["attach_volumes"],
+        ["survey"],
+    ]
+    params = layers[1][0].params
+    assert params == {"role": "web", "node_ids": ["web-3", "web-4"]}
+    assert await runner.run("launch", params) == {"launched": 2, "found": 0}
+    assert sorted(in_cloud(qingcloud, CLUSTER)) == ["db-1", "web-1", "web-2", "web-3", "web-4"]
+
+
+async def test_a_redelivered_resize_starts_again_what_its_first_run_stopped(
+    qingcloud: QingCloudFake,
+) -> None:
+    runner = Runner(qingcloud)
+    for action in ("render_spec", "launch", "await_running", "attach_volumes", "survey"):
+        await runner.run(action)
+    # The first run stopped the role and died; the state is still the one found before.
+    web = [v["instance_id"] for k, v in in_cloud(qingcloud, CLUSTER).items() if "web" in k]
+    async with client_for(qingcloud) as client:
+        await client.wait_job(await client.stop_instances(web), timeout=10, interval=0.02)
+    result = await runner.run("resize", {"role": "web", "cpu": 2, "memory": 2048})
+    assert result == {"nodes": 2, "cpu": 2, "memory": 2048}
+    cloud = in_cloud(qingcloud, CLUSTER)
+    assert [(k, v["cpu"], v["status"]) for k, v in sorted(cloud.items())] == [
+        ("db-1", 2, "running"),
+        ("web-1", 2, "running"),
+        ("web-2", 2, "running"),
+    ]
