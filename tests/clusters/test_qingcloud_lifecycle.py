@@ -328,3 +328,23 @@ async def test_a_wrong_secret_is_refused_as_the_kubernetes_credentials_are(
     error = assert_error(refused, 400, "credential_invalid")
     assert "not-the-secret" not in refused.text
     assert "AuthFailure" in error["message"], error
+
+
+async def test_a_qingcloud_zone_is_shared_by_any_number_of_runtimes(
+    client: httpx.AsyncClient, qingcloud: QingCloudFake, vm: dict[str, Any]
+) -> None:
+    # A cloud's zone belongs to no runtime (unlike a namespace): a second runtime on the same
+    # zone and endpoint, through the same credential, is made and lives beside the first.
+    zone = vm["runtime"]["zone"]
+    second = await client.post(
+        "/v1/runtimes",
+        json={"name": unique("rt"), "credential_id": vm["credential_id"], "zone": zone},
+    )
+    assert second.status_code == 201, second.text
+    listed = await client.get(
+        "/v1/runtimes", params={"credential_id": vm["credential_id"], "zone": zone}
+    )
+    assert listed.json()["total_count"] == 2
+    providers = {p["name"]: p for p in (await client.get("/v1/providers")).json()["items"]}
+    assert providers["qingcloud"]["exclusive_zones"] is False
+    assert providers["kubernetes"]["exclusive_zones"] is True

@@ -96,6 +96,8 @@ class QingCloudProvider(VmProvider):
         cluster_actions=frozenset(PLANS),
         task_kinds=VM_TASK_KINDS,
         package_kinds=frozenset({"vm"}),
+        # A zone is shared by every account and runtime: clusters are told apart by name.
+        exclusive_zones=False,
     )
 
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
