@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from openpitrix.clusters import service as clusters
 from openpitrix.clusters.jobs import ClusterJobs
+from openpitrix.indexer.jobs import RepoJobs
 from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.runtimes.service import ClusterHooks
 
@@ -24,6 +25,6 @@ class Registry:
 
 def build_registry() -> Registry:
     return Registry(
-        job_adapters=JobAdapters([ClusterJobs()]),
+        job_adapters=JobAdapters([ClusterJobs(), RepoJobs()]),
         cluster_hooks=ClusterHooks(live=clusters.live_clusters, delete=clusters.delete_clusters),
     )

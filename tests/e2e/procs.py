@@ -218,10 +218,11 @@ class Processes:
         *,
         concurrency: int | None = None,
         ready: bool = True,
-        managers: Sequence[str] = ("repo-indexer",),
+        managers: Sequence[str] = ("repo-indexer", "job-manager"),
         **env: str,
     ) -> Proc:
-        """`openpitrix worker --manager ...`, ready once its consumers are bound."""
+        """`openpitrix worker --manager ...`, ready once its consumers are bound. By default
+        what index jobs need: the job-manager advances them, the repo-indexer runs their task."""
         name = f"worker-{len(self.started)}"
         args = [*OPENPITRIX, "worker"]
         for manager in managers:

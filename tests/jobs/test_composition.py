@@ -20,6 +20,7 @@ from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.commands import ADVANCE
 from openpitrix.jobs.models import Job
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
+from openpitrix.repos.service import RESOURCE_KIND as REPO_KIND
 from openpitrix.settings import BusSettings
 from tests.e2e.procs import Processes
 
@@ -116,6 +117,6 @@ def test_each_manager_is_named_once_by_the_topology() -> None:
 
 def test_the_registry_holds_one_adapter_per_resource_kind() -> None:
     registry = build_registry()
-    assert list(registry.job_adapters) == [RESOURCE_KIND]
+    assert list(registry.job_adapters) == [RESOURCE_KIND, REPO_KIND]
     with pytest.raises(ValueError, match="two job adapters"):
         JobAdapters([ClusterJobs(), ClusterJobs()])

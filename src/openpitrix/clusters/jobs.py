@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
+from openpitrix.bus.topology import TASK_MANAGER
 from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.schemas import ClusterStatus, Transition
@@ -49,6 +50,9 @@ def _release(
 
 class ClusterJobs:
     resource_kind = RESOURCE_KIND
+
+    def runner(self, action: str) -> str:
+        return TASK_MANAGER  # every provider task, on the task-managers' consumer
 
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]:
         cluster = await session.get(Cluster, job.resource_id)
