@@ -64,10 +64,11 @@ class RepoJobs:
 
     async def job_ended(self, session: AsyncSession, job: Job, status: JobStatus) -> None:
         if status == JobStatus.SUCCESSFUL:
-            # The job shows what its one task counted.
-            job.result = next(
+            # The job shows what its one task counted (and which run it is: jobs.stream).
+            counted = next(
                 (t.result for t in await jobs.tasks_of(session, job.job_id) if t.result), {}
             )
+            job.result = {**counted, "retries": job.run} if job.run else dict(counted)
         if job.action == repos.INDEX_ACTION:
             await _record_index(session, job, status)
         elif job.action == repos.DELETE_ACTION and status == JobStatus.SUCCESSFUL:
