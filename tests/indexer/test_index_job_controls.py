@@ -11,16 +11,22 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import col
 
-from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER
+from openpitrix import ids
+from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER, command_subject
 from openpitrix.db.engine import Database
 from openpitrix.db.types import utcnow
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs.commands import JobCommand, handover_id
+from openpitrix.jobs.manager import hand_over
 from openpitrix.jobs.models import Job, Task
+from openpitrix.outbox.models import OutboxMessage
+from openpitrix.platform import Platform
 from openpitrix.repos.models import Repo
-from openpitrix.settings import IndexerSettings
+from openpitrix.settings import IndexerSettings, Settings
+from openpitrix.workers.service import Delivery, WorkerContext
 from tests.conftest import LiveServer, make_settings, unique
 from tests.helpers import assert_error, create_repo, wait_job
 from tests.support.http_repo import RepoServer
@@ -274,3 +280,62 @@ async def test_delete_command_queued_before_the_engine_still_completes(
     assert apps["total_count"] == 0, apps
     shown = await repo_of(client, repo["repo_id"])
     assert (shown["status"], shown["app_count"], shown["version_count"]) == ("deleted", 0, 0)
+
+
+async def test_an_old_form_command_coming_back_hands_its_job_over_once(
+    settings: Settings, db: Database
+) -> None:
+    # No relay and no job-manager here: the hand-over's advance stays in the outbox.
+    job_id = ids.new_id(ids.JOB)
+    async with db.transaction() as session:
+        session.add(
+            Job(
+                job_id=job_id,
+                action="index_repo",
+                resource_kind="repo",
+                resource_id="r-handover",
+                owner="usr-handover",
+                owner_path="/usr-handover",
+            )
+        )
+        session.add(Task(task_id=ids.new_id(ids.TASK), job_id=job_id, action="index"))
+    platform = Platform(settings, role="worker")
+    await platform.start(relay=False)
+    try:
+        ctx = WorkerContext(
+            settings=settings,
+            db=platform.db,
+            js=platform.js,
+            http=platform.http,
+            executor="test/handover",
+        )
+        command = JobCommand(job_id=job_id)
+
+        async def beat() -> None:
+            return None
+
+        for delivered in (1, 2):  # the second: its ack was lost, so it came back
+            delivery = Delivery(
+                subject=command_subject(REPO_INDEXER, "index"),
+                verb="index",
+                payload=command,
+                num_delivered=delivered,
+                last_attempt=False,
+                heartbeat=beat,
+            )
+            await hand_over(ctx, delivery, command)
+    finally:
+        await platform.stop()
+    async with db.transaction() as session:
+        sent = (
+            (
+                await session.execute(
+                    select(OutboxMessage).where(col(OutboxMessage.msg_id) == handover_id(job_id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert [m.subject for m in sent] == ["op.cmd.job-manager.advance"], sent
+        # Leave nothing runnable for later tests' workers: the advance finds the job ended.
+        await session.execute(update(Job).where(col(Job.job_id) == job_id).values(status="failed"))

@@ -25,6 +25,7 @@ from openpitrix.jobs.commands import ADVANCE, JobCommand, handover_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.outbox.writer import enqueued
 from openpitrix.workers.service import (
     Command,
     Delivery,
@@ -216,10 +217,13 @@ async def hand_over(ctx: WorkerContext, delivery: Delivery, command: JobCommand)
         job = await jobs.lock_job(session, command.job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
+        msg_id = handover_id(job.job_id)
+        if await enqueued(session, msg_id):
+            return  # handed over already: this is the command coming back
         for task in await jobs.tasks_of(session, job.job_id):
             if task.status == JobStatus.WORKING and task.dispatches == 0:
                 task.status = JobStatus.PENDING
-        jobs.request_advance(session, job.job_id, msg_id=handover_id(job.job_id))
+        jobs.request_advance(session, job.job_id, msg_id=msg_id)
 
 
 def job_manager(adapters: JobAdapters) -> Manager:
