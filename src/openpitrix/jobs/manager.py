@@ -1,12 +1,12 @@
 """The job-manager: plans a job through its resource's adapter, dispatches the pending tasks of
 its first unfinished layer, and ends it (a failed task, a cancel request, or all layers done).
 
-`job-manager.advance {job_id}` is its one command; each task is dispatched to the `run` command
-of the manager its adapter names (`JobAdapter.runner`). All state is in the database and every step
-is a guarded transition, so an advance delivered twice, or redelivered after a worker died,
-converges on the same outcome. Each message has an id naming its cause, distinct for the job's
-whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped across all
-task-managers: see `jobs.slots`.
+`job-manager.advance {job_id}` is its one command; each task is dispatched to the `run`
+command of the manager its adapter names (`JobAdapter.runner`). All state is in the database
+and every step is a guarded transition, so an advance delivered twice, or redelivered after a
+worker died, converges on the same outcome. Each message has an id naming its cause, distinct
+for the job's whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped
+across all task-managers: see `jobs.slots`.
 """
 
 from __future__ import annotations

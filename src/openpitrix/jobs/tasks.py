@@ -5,7 +5,8 @@ outcome and asks the job-manager to advance.
 `<manager>.run {job_id, task_id, dispatch}`: claim the task, run it, settle it. A run delivered
 twice, or redelivered after a worker died, runs the task once. The task-manager runs cluster
 tasks with it; the repo-indexer and the repo-manager register the same command for the tasks
-their adapters route to them (`task_commands`), each on its own durable consumer.
+the adapters route to them (`task_runner`, handed in by the composition root), each on its own
+durable consumer.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ async def run_task(
         if locked is None or locked.status in TERMINAL_STATUSES:
             return
         job = locked
-        resumed = task.status == JobStatus.WORKING
+        # Left working by a worker that died (or was stopped) mid-task, not one retrying it.
+        resumed = task.status == JobStatus.WORKING and task.executor is not None
         claimed = await session.execute(
             update(Task)
             .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
@@ -162,6 +164,14 @@ async def _run_claimed(
                     task,
                     f"{exc.message}; retrying in {delay:.0f} s",
                     data={},
+                )
+                # No worker holds the task until the retry claims it: the retry is not a
+                # worker that died (which leaves its executor set, and resumes the job).
+                await s.execute(
+                    update(Task)
+                    .where(col(Task.task_id) == task_id, col(Task.status) == JobStatus.WORKING)
+                    .values(executor=None)
+                    .execution_options(synchronize_session=False)
                 )
             raise RetryableError(exc.message, delay=delay) from None
         error = ErrorInfo(code=exc.code, message=exc.message)
