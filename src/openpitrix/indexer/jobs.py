@@ -52,7 +52,7 @@ class RepoJobs:
         self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
     ) -> dict[str, Any]:
         if task.action == INDEX_TASK:
-            return await run_index(ctx, job, task, report)
+            return await run_index(ctx, job, task)
         if task.action == DELETE_TASK:
             return await run_delete(ctx, job, task)
         raise TaskError("unknown_action", f"repo jobs have no {task.action} task")

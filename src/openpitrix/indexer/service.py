@@ -4,7 +4,6 @@ a repo's catalog. The job engine claims, times, cancels and settles them (`index
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,6 @@ from openpitrix.crypto import SecretError
 from openpitrix.fetch import FetchError
 from openpitrix.indexer.sync import SyncCounts, delete_catalog, storable, sync_catalog
 from openpitrix.jobs import service as jobs
-from openpitrix.jobs.adapter import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import TaskError
 from openpitrix.jobs.schemas import JobStatus
@@ -25,8 +23,6 @@ from openpitrix.repos import helm
 from openpitrix.repos.models import Repo
 from openpitrix.repos.schemas import RepoStatus
 from openpitrix.workers.service import WorkerContext
-
-log = logging.getLogger(__name__)
 
 INDEX_SHRUNK = "index_shrunk"
 REPO_DELETED = "repo_deleted"
@@ -107,7 +103,7 @@ def _parse(body: bytes, url: str, *, force: bool) -> helm.ParsedIndex:
     return parsed
 
 
-async def run_index(ctx: WorkerContext, job: Job, task: Task, report: Reporter) -> dict[str, Any]:
+async def run_index(ctx: WorkerContext, job: Job, task: Task) -> dict[str, Any]:
     """Fetch and parse the repo's index outside any transaction, then sync the catalog in one
     transaction of its own. Run again after a crash, the sync converges: the catalog is keyed
     by (repo, name) and (app, version), and a stored ETag turns the refetch into a 304."""
