@@ -9,6 +9,7 @@ from functools import partial
 
 from openpitrix.clusters import service as clusters
 from openpitrix.clusters.jobs import ClusterJobs
+from openpitrix.indexer.jobs import RepoJobs
 from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.providers.registry import Providers, load_providers
 from openpitrix.runtimes.service import ClusterHooks
@@ -32,7 +33,7 @@ def build_registry(providers: Providers | None = None) -> Registry:
     providers = load_providers() if providers is None else providers
     return Registry(
         providers=providers,
-        job_adapters=JobAdapters([ClusterJobs(providers)]),
+        job_adapters=JobAdapters([ClusterJobs(providers), RepoJobs()]),
         cluster_hooks=ClusterHooks(
             live=clusters.live_clusters,
             delete=partial(clusters.delete_clusters, providers=providers),

@@ -8,15 +8,14 @@ from collections.abc import Callable
 from openpitrix.bus.topology import JOB_MANAGER, REPO_INDEXER, REPO_MANAGER, TASK_MANAGER
 from openpitrix.composition import Registry, build_registry
 from openpitrix.indexer.handlers import repo_indexer
-from openpitrix.indexer.sync import delete_catalog
 from openpitrix.jobs.manager import job_manager
-from openpitrix.jobs.tasks import task_manager
+from openpitrix.jobs.tasks import task_manager, task_runner
 from openpitrix.repos.handlers import repo_manager
 from openpitrix.workers.service import Manager
 
 MANAGER_FACTORIES: dict[str, Callable[[Registry], Manager]] = {
-    REPO_MANAGER: lambda registry: repo_manager(delete_catalog),
-    REPO_INDEXER: lambda registry: repo_indexer(),
+    REPO_MANAGER: lambda registry: repo_manager(task_runner(registry.job_adapters)),
+    REPO_INDEXER: lambda registry: repo_indexer(task_runner(registry.job_adapters)),
     JOB_MANAGER: lambda registry: job_manager(registry.job_adapters),
     TASK_MANAGER: lambda registry: task_manager(registry.job_adapters),
 }

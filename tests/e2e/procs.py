@@ -218,10 +218,11 @@ class Processes:
         *,
         concurrency: int | None = None,
         ready: bool = True,
-        managers: Sequence[str] = ("repo-indexer",),
+        managers: Sequence[str] = ("repo-indexer", "job-manager"),
         **env: str,
     ) -> Proc:
-        """`openpitrix worker --manager ...`, ready once its consumers are bound."""
+        """`openpitrix worker --manager ...`, ready once its consumers are bound. By default
+        what index jobs need: the job-manager advances them, the repo-indexer runs their task."""
         name = f"worker-{len(self.started)}"
         args = [*OPENPITRIX, "worker"]
         for manager in managers:
@@ -267,12 +268,15 @@ async def job(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
 async def wait_job_status(
     http: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 30.0
 ) -> dict[str, Any]:
-    """Poll GET /v1/jobs/{id} until its status is one of `statuses`."""
+    """Poll GET /v1/jobs/{id} until its status is one of `statuses`. "working" waits until a
+    worker runs one of its tasks: the job-manager starts a job before any worker claims a task
+    of it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         data = await job(http, job_id)
-        if data["status"] in statuses:
+        running = any(t["status"] == "working" for t in data.get("tasks") or [])
+        if data["status"] in statuses and (data["status"] != "working" or running):
             return data
         if data["status"] in TERMINAL:
             raise AssertionError(f"job {job_id} ended {data['status']}, wanted {statuses}: {data}")

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from openpitrix.bus.topology import JOB_MANAGER, MANAGERS, build_topology
+from openpitrix.bus.topology import (
+    JOB_MANAGER,
+    MANAGERS,
+    REPO_INDEXER,
+    REPO_MANAGER,
+    TASK_MANAGER,
+    build_topology,
+)
 from openpitrix.clusters.jobs import ClusterJobs
 from openpitrix.clusters.service import RESOURCE_KIND
 from openpitrix.composition import build_registry
@@ -21,6 +28,7 @@ from openpitrix.jobs.commands import ADVANCE
 from openpitrix.jobs.models import Job
 from openpitrix.managers import MANAGER_FACTORIES, build_managers
 from openpitrix.providers.registry import Providers
+from openpitrix.repos.service import RESOURCE_KIND as REPO_KIND
 from openpitrix.settings import BusSettings
 from tests.e2e.procs import Processes
 
@@ -117,6 +125,21 @@ def test_each_manager_is_named_once_by_the_topology() -> None:
 
 def test_the_registry_holds_one_adapter_per_resource_kind() -> None:
     registry = build_registry()
-    assert list(registry.job_adapters) == [RESOURCE_KIND]
+    assert list(registry.job_adapters) == [RESOURCE_KIND, REPO_KIND]
     with pytest.raises(ValueError, match="two job adapters"):
         JobAdapters([ClusterJobs(Providers()), ClusterJobs(Providers())])
+
+
+def test_each_task_is_dispatched_to_the_manager_that_owns_its_kind() -> None:
+    adapters = build_registry().job_adapters
+    assert adapters.runner(REPO_KIND, "index") == REPO_INDEXER
+    assert adapters.runner(REPO_KIND, "delete_catalog") == REPO_MANAGER
+    for action in ("render", "apply", "wait", "delete", "describe"):
+        assert adapters.runner(RESOURCE_KIND, action) == TASK_MANAGER
+    # Each of those managers runs tasks: they all register the engine's `run`.
+    managers = {m.name: m for m in build_managers(None, build_registry())}
+    for name in (REPO_INDEXER, REPO_MANAGER, TASK_MANAGER):
+        assert "run" in managers[name].commands, name
+    assert "run" not in managers[JOB_MANAGER].commands
+    # The periodic scheduler stays the repo-indexer's duty.
+    assert [p.name for p in managers[REPO_INDEXER].periodic] == ["index-scheduler"]

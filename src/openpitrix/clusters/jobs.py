@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
+from openpitrix.bus.topology import TASK_MANAGER
 from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.lifecycle import rule_of
 from openpitrix.clusters.models import Cluster, ClusterRelease
@@ -49,6 +50,9 @@ class ClusterJobs:
 
     def __init__(self, providers: Providers) -> None:
         self.providers = providers
+
+    def runner(self, action: str) -> str:
+        return TASK_MANAGER  # every provider task, on the task-managers' consumer
 
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]:
         cluster = await session.get(Cluster, job.resource_id)

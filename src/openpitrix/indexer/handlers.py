@@ -1,4 +1,6 @@
-"""The repo-indexer manager: index commands and the periodic scheduler."""
+"""The repo-indexer manager: runs index tasks (the job engine's `run`, on its own durable
+consumer so indexing scales apart from deploying), takes over index commands queued in the
+form before the engine, and schedules due repos."""
 
 from __future__ import annotations
 
@@ -9,28 +11,18 @@ from sqlmodel import col
 
 from openpitrix.bus.topology import REPO_INDEXER
 from openpitrix.db.types import utcnow
-from openpitrix.indexer.service import fail_index_job, run_index_job
-from openpitrix.jobs.commands import JobCommand
-from openpitrix.jobs.schemas import ErrorInfo
+from openpitrix.jobs.adapter import TaskRunner
 from openpitrix.repos import service as repos
 from openpitrix.repos.models import Repo
 from openpitrix.repos.schemas import RepoStatus
-from openpitrix.workers.service import Command, Delivery, Manager, Periodic, WorkerContext
+from openpitrix.workers.service import Manager, Periodic, WorkerContext
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_BATCH = 100
-
-
-async def handle_index(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
-    await run_index_job(
-        ctx.db, ctx.http, ctx.settings.indexer, ctx.secrets, command.job_id, ctx.executor
-    )
-
-
-async def give_up(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
-    if isinstance(delivery.payload, JobCommand):
-        await fail_index_job(ctx.db, delivery.payload.job_id, ErrorInfo(code=code, message=message))
+# The verb that ran a whole index job before the engine did; only commands queued before an
+# upgrade still arrive on it.
+LEGACY_INDEX = "index"
 
 
 async def schedule_due_repos(ctx: WorkerContext) -> None:
@@ -73,11 +65,13 @@ async def schedule_due_repos(ctx: WorkerContext) -> None:
             log.info("scheduled index repo=%s job=%s new=%s", repo_id, job.job_id, started)
 
 
-def repo_indexer() -> Manager:
+def repo_indexer(tasks: TaskRunner) -> Manager:
+    """The repo-indexer, running the index tasks the adapters route to it with the engine's
+    `tasks` runner (handed in by the composition root)."""
     return Manager(
         name=REPO_INDEXER,
-        commands={"index": Command(JobCommand, handle_index)},
-        on_give_up=give_up,
+        commands={**tasks.commands, LEGACY_INDEX: tasks.hand_over},
+        on_give_up=tasks.on_give_up,
         periodic=[
             Periodic(
                 name="index-scheduler",

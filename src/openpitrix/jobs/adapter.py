@@ -4,24 +4,31 @@ adapters that the composition root builds and hands to the gateway and the worke
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openpitrix.jobs.commands import JobCommand
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import JobStatus
-from openpitrix.workers.service import WorkerContext
+from openpitrix.workers.service import Command, GiveUp, WorkerContext
 
-__all__ = ["JobAdapter", "JobAdapters", "PlannedTask", "Reporter", "TaskError"]
+__all__ = ["JobAdapter", "JobAdapters", "PlannedTask", "Reporter", "TaskError", "TaskRunner"]
 
 Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
 
 
 class JobAdapter(Protocol):
-    """What the engine needs from a resource kind whose jobs it runs (clusters today)."""
+    """What the engine needs from a resource kind whose jobs it runs (clusters, repos)."""
 
     resource_kind: str
+
+    def runner(self, action: str) -> str:
+        """The manager (a name from `bus.topology`) whose `run` command runs tasks of this
+        action: the job-manager dispatches each task to that manager's durable consumer."""
+        ...
 
     async def plan(self, session: AsyncSession, job: Job) -> list[list[PlannedTask]]: ...
 
@@ -66,3 +73,22 @@ class JobAdapters(Mapping[str, JobAdapter]):
 
     def __len__(self) -> int:
         return len(self._by_kind)
+
+    def runner(self, resource_kind: str, action: str) -> str:
+        """The manager that runs tasks of `action` in jobs of `resource_kind`."""
+        return self._by_kind[resource_kind].runner(action)
+
+
+@dataclass(frozen=True)
+class TaskRunner:
+    """The engine's duties for a manager that runs the tasks adapters route to it, besides
+    its own: built by the engine (`jobs.tasks.task_runner`) and handed in by the composition
+    root, so a domain's manager never imports the workers' engine."""
+
+    # `run`: claim, run and settle one task.
+    commands: dict[str, Command[Any]]
+    # A `run` (or a job's first command) that ran out of deliveries fails its task (or job).
+    on_give_up: GiveUp
+    # A job's first command in the form from before its kind ran on the engine: the
+    # job-manager takes the job over.
+    hand_over: Command[JobCommand]

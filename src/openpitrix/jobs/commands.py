@@ -12,6 +12,8 @@ after a crash before it committed) computes the same id, so its send is not doub
   transaction); a later dispatch supersedes the earlier ones, whose copies are ignored.
 - `<task>.d<n>.<status>`: the end of that dispatch (one terminal status per dispatch), which
   asks the job-manager to advance.
+- `<job>.handover`: the advance that takes over a job whose first command was queued in the
+  form before its kind ran on the engine (`repo-indexer.index`, `repo-manager.delete`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class JobCommand(BaseModel):
 
 
 class RunTask(JobCommand):
-    """The task-manager's `run`: one dispatch of one task."""
+    """`run`, of the manager that runs the task's kind (`JobAdapter.runner`): one dispatch of
+    one task."""
 
     task_id: str = Field(min_length=1, max_length=40)
     # Which dispatch of the task this is (Task.dispatches); 0 in commands sent before
@@ -56,3 +59,7 @@ def dispatch_id(task_id: str, dispatch: int) -> str:
 
 def task_end_id(task_id: str, dispatch: int, status: str) -> str:
     return f"{task_id}.d{dispatch}.{status}"
+
+
+def handover_id(job_id: str) -> str:
+    return f"{job_id}.handover"

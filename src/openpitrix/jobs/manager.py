@@ -1,11 +1,12 @@
 """The job-manager: plans a job through its resource's adapter, dispatches the pending tasks of
 its first unfinished layer, and ends it (a failed task, a cancel request, or all layers done).
 
-`job-manager.advance {job_id}` is its one command. All state is in the database and every step
-is a guarded transition, so an advance delivered twice, or redelivered after a worker died,
-converges on the same outcome. Each message has an id naming its cause, distinct for the job's
-whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped across all
-task-managers: see `jobs.slots`.
+`job-manager.advance {job_id}` is its one command; each task is dispatched to the `run`
+command of the manager its adapter names (`JobAdapter.runner`). All state is in the database
+and every step is a guarded transition, so an advance delivered twice, or redelivered after a
+worker died, converges on the same outcome. Each message has an id naming its cause, distinct
+for the job's whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped
+across all task-managers: see `jobs.slots`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from openpitrix.bus.topology import JOB_MANAGER
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
 from openpitrix.jobs.adapter import JobAdapter, JobAdapters
-from openpitrix.jobs.commands import ADVANCE, JobCommand
+from openpitrix.jobs.commands import ADVANCE, JobCommand, handover_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.outbox.writer import enqueued
 from openpitrix.workers.service import (
     Command,
     Delivery,
@@ -49,17 +51,21 @@ def _settled(task: Task) -> bool:
 async def _end(
     ctx: WorkerContext,
     session: AsyncSession,
+    adapters: JobAdapters,
     adapter: JobAdapter,
     job: Job,
     status: JobStatus,
     message: str,
     error: ErrorInfo | None = None,
 ) -> None:
+    if error is not None:
+        # Set before the adapter records the outcome on its resource (a repo's last error).
+        job.error_code, job.error_message = error.code, error.message
     # The resource's own change comes first, so the job's stream (which ends at the job's
     # terminal event) carries it too.
     await adapter.job_ended(session, job, status)
     jobs.finish_job(session, job, status, message=message, error=error)
-    await slots.release(ctx, session, job.job_id)
+    await slots.release(ctx, session, job.job_id, adapters)
 
 
 async def advance(
@@ -82,6 +88,7 @@ async def advance(
                 await _end(
                     ctx,
                     session,
+                    adapters,
                     adapter,
                     job,
                     JobStatus.FAILED,
@@ -102,7 +109,7 @@ async def advance(
                 return
             job = started
         if job.cancel_requested:
-            await _cancel(ctx, session, adapter, job, tasks)
+            await _cancel(ctx, session, adapters, adapter, job, tasks)
             return
         failed = next(
             (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
@@ -111,6 +118,7 @@ async def advance(
             await _end(
                 ctx,
                 session,
+                adapters,
                 adapter,
                 job,
                 JobStatus.FAILED,
@@ -138,9 +146,9 @@ async def advance(
                         slots.queue(ctx, session, job, task)
                         continue
                     room -= 1
-                slots.dispatch(session, task, held=capped)
+                slots.dispatch(session, task, held=capped, runner=adapter.runner(task.action))
             return
-        await _end(ctx, session, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
+        await _end(ctx, session, adapters, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
 
 def _insert_tasks(
@@ -165,16 +173,21 @@ def _insert_tasks(
 
 
 async def _cancel(
-    ctx: WorkerContext, session: AsyncSession, adapter: JobAdapter, job: Job, tasks: Sequence[Task]
+    ctx: WorkerContext,
+    session: AsyncSession,
+    adapters: JobAdapters,
+    adapter: JobAdapter,
+    job: Job,
+    tasks: Sequence[Task],
 ) -> None:
     # Pending tasks give their slots and queue places back before they are cancelled.
-    await slots.release(ctx, session, job.job_id)
+    await slots.release(ctx, session, job.job_id, adapters)
     for task in tasks:
         if task.status == JobStatus.PENDING:
             jobs.finish_task(session, job, task, JobStatus.CANCELLED)
     if any(t.status == JobStatus.WORKING for t in tasks):
         return  # the running task ends first; its report asks for another advance
-    await _end(ctx, session, adapter, job, JobStatus.CANCELLED, "cancelled on request")
+    await _end(ctx, session, adapters, adapter, job, JobStatus.CANCELLED, "cancelled on request")
 
 
 async def give_up_job(
@@ -193,7 +206,24 @@ async def give_up_job(
         if adapter is None:
             jobs.finish_job(session, job, JobStatus.FAILED, message=message, error=error)
         else:
-            await _end(ctx, session, adapter, job, JobStatus.FAILED, message, error)
+            await _end(ctx, session, adapters, adapter, job, JobStatus.FAILED, message, error)
+
+
+async def hand_over(ctx: WorkerContext, delivery: Delivery, command: JobCommand) -> None:
+    """A job's first command in the form from before its kind ran on the engine (queued before
+    an upgrade): the job-manager takes the job over. A task an old worker claimed and never
+    ended (it died) runs again from the start, as a redelivered command would have run it."""
+    async with ctx.db.transaction() as session:
+        job = await jobs.lock_job(session, command.job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        msg_id = handover_id(job.job_id)
+        if await enqueued(session, msg_id):
+            return  # handed over already: this is the command coming back
+        for task in await jobs.tasks_of(session, job.job_id):
+            if task.status == JobStatus.WORKING and task.dispatches == 0:
+                task.status = JobStatus.PENDING
+        jobs.request_advance(session, job.job_id, msg_id=msg_id)
 
 
 def job_manager(adapters: JobAdapters) -> Manager:

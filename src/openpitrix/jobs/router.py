@@ -114,8 +114,9 @@ async def stream_job_events(
 async def cancel_job(
     job_id: str, access: CanWriteJobs, session: SessionDep, adapters: AdaptersDep
 ) -> JobRead:
-    """Stop a running cluster job: pending tasks are cancelled; a running task finishes first,
-    then the job ends as `cancelled` and the cluster's lock is released."""
+    """Stop a running cluster or repo job: pending tasks are cancelled; a running task stops
+    (within about a second: a repo index's fetch is abandoned), then the job ends as
+    `cancelled` and its resource's lock is released (a repo may be indexed again at once)."""
     job = await service.cancel_job(session, job_id, access, adapters)
     return service.job_read(job)
 
@@ -124,7 +125,8 @@ async def cancel_job(
 async def retry_job(
     job_id: str, access: CanWriteJobs, session: SessionDep, adapters: AdaptersDep
 ) -> JobRead:
-    """Run a failed or cancelled cluster job again, resuming from the task that failed
-    (tasks that succeeded are not run again)."""
+    """Run a failed or cancelled cluster or repo job again, resuming from the task that failed
+    (tasks that succeeded are not run again). 409 `<kind>_busy` when another job holds the
+    resource now (a repo's newer index job)."""
     job = await service.retry_job(session, job_id, access, adapters)
     return service.job_read(job)

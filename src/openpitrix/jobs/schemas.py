@@ -49,7 +49,10 @@ class JobRead(BaseModel):
     resource_kind: str
     resource_id: str
     owner: str
-    executor: str | None = Field(description="The worker that ran (or runs) the job.")
+    executor: str | None = Field(
+        description="The worker that runs (or last ran) one of the job's tasks; before any "
+        "task starts, the job-manager that started the job."
+    )
     attempts: int
     progress: int
     params: dict[str, Any]

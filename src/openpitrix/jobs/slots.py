@@ -8,6 +8,10 @@ sent twice either). A task the job-manager cannot dispatch for want of a slot is
 decision about a target's slots is made under the target's lock, which callers take before any
 row lock so no two transactions wait on each other in opposite orders. A periodic sweep
 dispatches queued tasks whose target has room, should the cap be raised or a wake-up be missed.
+
+A task is sent to the `run` command of the manager its job's adapter names for the task's
+action (`JobAdapter.runner`): cluster tasks to the task-manager, repo index tasks to the
+repo-indexer, repo delete tasks to the repo-manager.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from openpitrix.bus.topology import TASK_MANAGER, command_subject
+from openpitrix.bus.topology import command_subject
 from openpitrix.db.locks import lock_name
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.commands import RunTask, dispatch_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import JobStatus
@@ -31,7 +36,7 @@ from openpitrix.workers.service import WorkerContext
 
 log = logging.getLogger(__name__)
 
-RUN = "run"
+RUN = "run"  # the verb of every manager that runs tasks
 HELD, WAITING, SENT = "held", "waiting", "sent"
 
 
@@ -39,17 +44,17 @@ def cap(ctx: WorkerContext) -> int:
     return ctx.settings.worker.runtime_concurrency
 
 
-def dispatch(session: AsyncSession, task: Task, *, held: bool) -> None:
-    """Send the task to the task-managers (in the caller's transaction), holding one of its
-    target's slots or outside any cap. The task is marked so that no later advance sends it
-    again, and the dispatch is numbered: each has a message id of its own, and a task-manager
-    ignores any earlier dispatch of the task still in flight."""
+def dispatch(session: AsyncSession, task: Task, *, held: bool, runner: str) -> None:
+    """Send the task to `runner`, the manager that runs its kind (in the caller's
+    transaction), holding one of its target's slots or outside any cap. The task is marked so
+    that no later advance sends it again, and the dispatch is numbered: each has a message id
+    of its own, and the runner ignores any earlier dispatch of the task still in flight."""
     task.slot = HELD if held else SENT
     task.dispatches += 1
     command = RunTask(job_id=task.job_id, task_id=task.task_id, dispatch=task.dispatches)
     enqueue(
         session,
-        command_subject(TASK_MANAGER, RUN),
+        command_subject(runner, RUN),
         command.model_dump(),
         msg_id=dispatch_id(task.task_id, task.dispatches),
     )
@@ -86,9 +91,10 @@ async def held_on(session: AsyncSession, target: str) -> int:
     return int(count.scalar_one())
 
 
-def _queued(target: str) -> Select[Any]:
+def _queued(target: str) -> Select[Task, str]:
     return (
-        select(Task)
+        select(Task, col(Job.resource_kind))
+        .join(Job, col(Job.job_id) == col(Task.job_id))
         .where(
             col(Task.target) == target,
             col(Task.status) == JobStatus.PENDING,
@@ -133,20 +139,24 @@ async def may_start(ctx: WorkerContext, session: AsyncSession, job: Job, task: T
     return False
 
 
-async def wake(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
+async def wake(
+    ctx: WorkerContext, session: AsyncSession, target: str, adapters: JobAdapters
+) -> int:
     """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
     holds the target's lock)."""
     limit = cap(ctx)
     free = limit - await held_on(session, target) if limit else None
     if free is not None and free <= 0:
         return 0
-    queued: Sequence[Task] = (await session.execute(_queued(target).limit(free))).scalars().all()
-    for task in queued:
-        dispatch(session, task, held=bool(limit))
+    queued: Sequence[Any] = (await session.execute(_queued(target).limit(free))).all()
+    for task, kind in queued:
+        dispatch(session, task, held=bool(limit), runner=adapters.runner(kind, task.action))
     return len(queued)
 
 
-async def release(ctx: WorkerContext, session: AsyncSession, job_id: str) -> None:
+async def release(
+    ctx: WorkerContext, session: AsyncSession, job_id: str, adapters: JobAdapters
+) -> None:
     """A job's tasks that have not started give up their slots and places in the queue, as
     the job ends or is cancelled (the caller holds the target's lock)."""
     left = (
@@ -167,10 +177,10 @@ async def release(ctx: WorkerContext, session: AsyncSession, job_id: str) -> Non
         task.slot = ""
     if freed is not None and cap(ctx):
         await session.flush()
-        await wake(ctx, session, freed)
+        await wake(ctx, session, freed, adapters)
 
 
-async def sweep(ctx: WorkerContext) -> None:
+async def sweep(ctx: WorkerContext, adapters: JobAdapters) -> None:
     """Periodic: dispatch queued tasks on targets that have room (after the cap was raised,
     or should a wake-up have been missed). Several task-managers sweeping at once dispatch
     each task once: a woken task is no longer queued for the next, under the target's lock."""
@@ -186,6 +196,6 @@ async def sweep(ctx: WorkerContext) -> None:
     for target in names:
         async with ctx.db.transaction() as session:
             await lock_target(session, target)
-            woken = await wake(ctx, session, target)
+            woken = await wake(ctx, session, target, adapters)
         if woken:
             log.info("woke %d waiting tasks on %s", woken, target)

@@ -1,9 +1,12 @@
-"""The task-manager: runs one task at a time through its job's resource adapter (which calls the
-provider), with heartbeats, a timeout and cancel polling, records the outcome and asks the
-job-manager to advance.
+"""The task runner: runs one task at a time through its job's resource adapter (which calls the
+provider, fetches an index, ...), with heartbeats, a timeout and cancel polling, records the
+outcome and asks the job-manager to advance.
 
-`task-manager.run {job_id, task_id, dispatch}` is its one command: claim the task, run it,
-settle it. A run delivered twice, or redelivered after a worker died, runs the task once.
+`<manager>.run {job_id, task_id, dispatch}`: claim the task, run it, settle it. A run delivered
+twice, or redelivered after a worker died, runs the task once. The task-manager runs cluster
+tasks with it; the repo-indexer and the repo-manager register the same command for the tasks
+the adapters route to them (`task_runner`, handed in by the composition root), each on its own
+durable consumer.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from sqlmodel import col
 from openpitrix.bus.topology import TASK_MANAGER
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
-from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter
-from openpitrix.jobs.commands import RunTask, task_end_id
+from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter, TaskRunner
+from openpitrix.jobs.commands import JobCommand, RunTask, task_end_id
+from openpitrix.jobs.manager import give_up_job, hand_over
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
@@ -29,6 +33,7 @@ from openpitrix.jobs.service import request_advance
 from openpitrix.workers.service import (
     Command,
     Delivery,
+    GiveUp,
     Manager,
     Periodic,
     RetryableError,
@@ -37,7 +42,7 @@ from openpitrix.workers.service import (
 
 log = logging.getLogger(__name__)
 
-RUN = slots.RUN  # the task-manager's verb
+RUN = slots.RUN  # the verb of every manager that runs tasks
 CANCEL_POLL_SECONDS = 1.0
 # Tasks this process is running: a command redelivered to the process still running it (its
 # heartbeats stalled past the ack wait) must not start the task a second time alongside.
@@ -79,7 +84,7 @@ async def run_task(
             )
             if target is not None:
                 await session.flush()
-                await slots.wake(ctx, session, target)
+                await slots.wake(ctx, session, target, adapters)
             return
         # A task already working was claimed by an earlier delivery. If this is that message
         # coming back (its worker died or timed out), resume; a second copy of a fresh
@@ -89,6 +94,14 @@ async def run_task(
         # A dispatched or resumed task holds its slot already; any other needs a free one.
         if task.status == JobStatus.PENDING and not await slots.may_start(ctx, session, job, task):
             return
+        # The job's row before the task's, in the order an advance takes them (after the
+        # target's lock): a cancelling advance ends pending tasks while it holds the job.
+        locked = await jobs.lock_job(session, job_id)
+        if locked is None or locked.status in TERMINAL_STATUSES:
+            return
+        job = locked
+        # Left working by a worker that died (or was stopped) mid-task, not one retrying it.
+        resumed = task.status == JobStatus.WORKING and task.executor is not None
         claimed = await session.execute(
             update(Task)
             .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
@@ -98,6 +111,14 @@ async def run_task(
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return
         await session.refresh(task)
+        if resumed:
+            # Its worker died mid-task: the job is resumed here (a new attempt, an event).
+            started = await jobs.start_job(session, job_id, ctx.executor)
+            if started is None:
+                return
+            job = started
+        else:
+            job.executor = ctx.executor  # the job shows the worker running its current task
         await jobs.start_task(session, job, task, ctx.executor)
     adapter = adapters[job.resource_kind]
     running_job, running_task = job, task
@@ -110,13 +131,18 @@ async def run_task(
 
     _RUNNING.add(task_id)
     try:
-        await _run_claimed(ctx, adapter, job, task, report)
+        await _run_claimed(ctx, adapters, adapter, job, task, report)
     finally:
         _RUNNING.discard(task_id)
 
 
 async def _run_claimed(
-    ctx: WorkerContext, adapter: JobAdapter, job: Job, task: Task, report: Reporter
+    ctx: WorkerContext,
+    adapters: JobAdapters,
+    adapter: JobAdapter,
+    job: Job,
+    task: Task,
+    report: Reporter,
 ) -> None:
     job_id, task_id = job.job_id, task.task_id
     timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
@@ -126,7 +152,7 @@ async def _run_claimed(
             ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
         )
     except _Cancelled:
-        await _settle(ctx, job_id, task_id, JobStatus.CANCELLED)
+        await _settle(ctx, adapters, job_id, task_id, JobStatus.CANCELLED)
         return
     except TaskError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
@@ -139,15 +165,25 @@ async def _run_claimed(
                     f"{exc.message}; retrying in {delay:.0f} s",
                     data={},
                 )
+                # No worker holds the task until the retry claims it: the retry is not a
+                # worker that died (which leaves its executor set, and resumes the job).
+                await s.execute(
+                    update(Task)
+                    .where(col(Task.task_id) == task_id, col(Task.status) == JobStatus.WORKING)
+                    .values(executor=None)
+                    .execution_options(synchronize_session=False)
+                )
             raise RetryableError(exc.message, delay=delay) from None
         error = ErrorInfo(code=exc.code, message=exc.message)
-        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
+        await _settle(ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error)
         return
     except TimeoutError:
         error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
-        await _settle(ctx, job_id, task_id, JobStatus.FAILED, error=error)
+        await _settle(ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error)
         return
-    await _settle(ctx, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter)
+    await _settle(
+        ctx, adapters, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter
+    )
 
 
 class _Cancelled(Exception):
@@ -189,6 +225,7 @@ async def _until_cancelled(
 
 async def _settle(
     ctx: WorkerContext,
+    adapters: JobAdapters,
     job_id: str,
     task_id: str,
     status: JobStatus,
@@ -220,36 +257,54 @@ async def _settle(
         request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
         if task.target is not None:
             await session.flush()
-            await slots.wake(ctx, session, task.target)
+            await slots.wake(ctx, session, task.target, adapters)
 
 
-async def give_up_task(ctx: WorkerContext, delivery: Delivery, code: str, message: str) -> None:
-    """The task's command ran out of deliveries: the task fails and the job moves on."""
+async def give_up_task(
+    ctx: WorkerContext, delivery: Delivery, code: str, message: str, *, adapters: JobAdapters
+) -> None:
+    """The task's command ran out of deliveries: the task fails and the job moves on. Any
+    other job command of the manager (a job's first command in an older form) fails its job."""
     if isinstance(delivery.payload, RunTask):
         error = ErrorInfo(code=code, message=message)
         command = delivery.payload
         await _settle(
             ctx,
+            adapters,
             command.job_id,
             command.task_id,
             JobStatus.FAILED,
             error=error,
             dispatch=command.dispatch,
         )
+    elif isinstance(delivery.payload, JobCommand):
+        await give_up_job(ctx, delivery, code, message, adapters=adapters)
+
+
+def task_runner(adapters: JobAdapters) -> TaskRunner:
+    """The `run` command and its give-up hook, for every manager that runs the tasks the
+    adapters route to it (`JobAdapter.runner`)."""
+    give_up: GiveUp = partial(give_up_task, adapters=adapters)
+    return TaskRunner(
+        commands={RUN: Command(RunTask, partial(run_task, adapters=adapters))},
+        on_give_up=give_up,
+        hand_over=Command(JobCommand, hand_over),
+    )
 
 
 def task_manager(adapters: JobAdapters) -> Manager:
-    """The task-manager, running the tasks of the resource kinds in `adapters`."""
+    """The task-manager, running the tasks the adapters route to it (cluster tasks)."""
+    runner = task_runner(adapters)
     return Manager(
         name=TASK_MANAGER,
-        commands={RUN: Command(RunTask, partial(run_task, adapters=adapters))},
-        on_give_up=give_up_task,
+        commands=runner.commands,
+        on_give_up=runner.on_give_up,
         concurrency=lambda settings: settings.worker.task_concurrency,
         periodic=[
             Periodic(
                 name="wake-waiting-tasks",
                 interval=lambda settings: settings.worker.waiting_sweep_seconds,
-                run=slots.sweep,
+                run=partial(slots.sweep, adapters=adapters),
             )
         ],
     )

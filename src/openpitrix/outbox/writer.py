@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from openpitrix.db.engine import OUTBOX_WAKE_KEY
 from openpitrix.outbox.keys import KEY_MAX, message_key
@@ -50,3 +52,12 @@ def enqueue(
     # Read by the after_commit hook: wakes this process's relay as soon as the row is durable.
     session.info[OUTBOX_WAKE_KEY] = True
     return msg_id
+
+
+async def enqueued(session: AsyncSession, msg_id: str) -> bool:
+    """Whether a send of this cause is in the outbox already (sent or not): a handler that
+    cannot tell from its own rows whether it ran asks this before sending again."""
+    found = await session.execute(
+        select(col(OutboxMessage.seq)).where(col(OutboxMessage.msg_id) == bounded_msg_id(msg_id))
+    )
+    return found.first() is not None

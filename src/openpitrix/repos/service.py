@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix import ids
-from openpitrix.bus.topology import REPO_INDEXER, REPO_MANAGER
+from openpitrix.bus.topology import JOB_MANAGER
 from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.rows import get_or_404
@@ -24,6 +24,7 @@ from openpitrix.errors import BadRequest, Conflict, InvalidParameter
 from openpitrix.fetch import FetchError
 from openpitrix.iam.access import Access
 from openpitrix.jobs import service as jobs
+from openpitrix.jobs.commands import ADVANCE
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
 from openpitrix.repos import helm
@@ -267,17 +268,11 @@ REINDEX_FIELDS = frozenset({"url", "credential", "providers", "visibility", "typ
 FETCH_FIELDS = frozenset({"url", "credential", "type"})
 
 
-async def _lock_job(session: AsyncSession, job_id: str) -> Job | None:
-    stmt = select(Job).where(col(Job.job_id) == job_id).with_for_update()
-    result = await session.execute(stmt.execution_options(populate_existing=True))
-    return result.scalar_one_or_none()
-
-
 async def _end_index_job(
     session: AsyncSession, job: Job, status: JobStatus, error: ErrorInfo
 ) -> None:
-    """End an index job from outside the indexer; the indexer discards its result because the
-    job is no longer working when it comes to write it."""
+    """End an index job from outside the job engine; its running task discards what it
+    fetched, since the job is no longer working when it comes to write it."""
     for task in await jobs.tasks_of(session, job.job_id):
         if task.status not in TERMINAL_STATUSES:
             jobs.finish_task(session, job, task, status, error=error)
@@ -308,7 +303,7 @@ async def update_repo(
     # Locked before the repo row is written, in the indexer's order (job, then repo), so a
     # job finishing right now either ends first or sees itself superseded.
     running = (
-        await _lock_job(session, repo.index_job_id)
+        await jobs.lock_job(session, repo.index_job_id)
         if repo.index_job_id and fields & FETCH_FIELDS
         else None
     )
@@ -375,19 +370,9 @@ async def request_index(
     if repo.index_job_id:
         await _release_abandoned(session, repo.index_job_id, settings)
     job_id = ids.new_id(ids.JOB)
-    finished = select(col(Job.job_id)).where(col(Job.status).in_(TERMINAL_STATUSES))
-    claimed = await session.execute(
-        update(Repo)
-        .where(
-            col(Repo.repo_id) == repo.repo_id,
-            col(Repo.status) == RepoStatus.ACTIVE,
-            or_(col(Repo.index_job_id).is_(None), col(Repo.index_job_id).in_(finished)),
-        )
-        .values(index_job_id=job_id)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = await claim_index(session, repo.repo_id, job_id)
     await session.refresh(repo)
-    if claimed.rowcount == 0:  # type: ignore[attr-defined]
+    if not claimed:
         if repo.index_job_id is None:
             raise Conflict(f"repo {repo.repo_id!r} cannot be indexed now", code="repo_busy")
         return await jobs.get_job(session, repo.index_job_id), False
@@ -399,12 +384,28 @@ async def request_index(
         resource_id=repo.repo_id,
         owner=repo.owner,
         owner_path=repo.owner_path,
-        manager=REPO_INDEXER,
-        verb="index",
+        manager=JOB_MANAGER,
+        verb=ADVANCE,
         params={"force": force, "reason": reason},
-        tasks=[jobs.TaskPlan(action="index")],
     )
     return job, True
+
+
+async def claim_index(session: AsyncSession, repo_id: str, job_id: str) -> bool:
+    """Make `job_id` the repo's one index job, unless another one is running (a guarded
+    UPDATE: of concurrent claims, one wins). A retried job claims the repo again this way."""
+    finished = select(col(Job.job_id)).where(col(Job.status).in_(TERMINAL_STATUSES))
+    claimed = await session.execute(
+        update(Repo)
+        .where(
+            col(Repo.repo_id) == repo_id,
+            col(Repo.status) == RepoStatus.ACTIVE,
+            or_(col(Repo.index_job_id).is_(None), col(Repo.index_job_id).in_(finished)),
+        )
+        .values(index_job_id=job_id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def _release_abandoned(session: AsyncSession, job_id: str, settings: Settings) -> None:
@@ -414,7 +415,7 @@ async def _release_abandoned(session: AsyncSession, job_id: str, settings: Setti
     the repo's claim forever (every later request answering with the dead job).
     """
     stale_before = utcnow() - timedelta(seconds=settings.indexer.job_stale_seconds)
-    job = await _lock_job(session, job_id)
+    job = await jobs.lock_job(session, job_id)
     if job is None or job.status in TERMINAL_STATUSES or job.status_time >= stale_before:
         return
     error = ErrorInfo(
@@ -438,9 +439,8 @@ async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tu
         resource_id=repo.repo_id,
         owner=repo.owner,
         owner_path=repo.owner_path,
-        manager=REPO_MANAGER,
-        verb="delete",
-        tasks=[jobs.TaskPlan(action="delete_catalog")],
+        manager=JOB_MANAGER,
+        verb=ADVANCE,
     )
     await session.flush()
     return repo, job
