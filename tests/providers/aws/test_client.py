@@ -102,7 +102,9 @@ async def test_instances_are_found_by_every_tag_given(aws: AwsClient, image_id: 
     c = await aws.run_instance(spec_for(image_id, "n2"))
 
     mine = await aws.find_instances({"openpitrix:cluster-id": "cl-test"})
-    node = await aws.find_instances({"openpitrix:cluster-id": "cl-test", "openpitrix:node-id": "n1"})
+    node = await aws.find_instances(
+        {"openpitrix:cluster-id": "cl-test", "openpitrix:node-id": "n1"}
+    )
 
     assert {i.instance_id for i in mine} == {a.instance_id, c.instance_id}
     assert [i.instance_id for i in node] == [a.instance_id]

@@ -31,7 +31,9 @@ def test_the_table_is_ordered_so_that_the_first_fit_is_the_smallest() -> None:
     sizes = [(row.vcpus, row.memory) for row in TABLE]
 
     assert sizes == sorted(sizes)
-    assert all(choose_instance_type(row.vcpus, row.memory) in {r.name for r in TABLE} for row in TABLE)
+    assert all(
+        choose_instance_type(row.vcpus, row.memory) in {r.name for r in TABLE} for row in TABLE
+    )
 
 
 def test_an_instance_type_name_overrides_the_table() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -25,6 +26,7 @@ from typing import Any, Final, Self
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore import xform_name
+from botocore.parsers import ResponseParserError
 
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.aws.credential import AwsKey, check_endpoint
@@ -179,6 +181,7 @@ class AwsClient:
                 session = getattr(getattr(client, "_endpoint", None), "http_session", None)
                 if not isinstance(session, GuardedAioHttpSession):
                     raise RuntimeError(f"the {service} client is not using the guarded session")
+                client.meta.events.register("before-parse", _vet_answer)
                 self._clients[service] = client
             return self._clients[service]
 
@@ -492,6 +495,34 @@ class AwsClient:
             stdout=str(answer.get("StandardOutputContent", "")),
             stderr=str(answer.get("StandardErrorContent", "")),
         )
+
+
+_XML_ROOT: Final = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<([A-Za-z0-9_]+)[\s>/]")
+_XML_PROTOCOLS: Final = frozenset({"query", "ec2"})
+_JSON_PROTOCOLS: Final = frozenset({"json", "rest-json"})
+
+
+def _vet_answer(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """Refuse a successful answer that is not shaped like the operation's AWS answer.
+
+    botocore assumes the endpoint is AWS's: a web page answered with 200 makes its parser fail
+    with a bare KeyError, or pass as an empty result. An endpoint is user input, so its answer
+    is checked here (a `before-parse` hook) and refused as `endpoint_not_aws`."""
+    if response_dict.get("status_code", 0) >= 300:
+        return  # error answers: botocore makes a non-AWS one an HTTP-status code (errors.py)
+    body = response_dict.get("body", b"")
+    if not isinstance(body, bytes):
+        return  # a streamed body (no operation used here streams)
+    protocol = operation_model.service_model.resolved_protocol
+    if protocol in _XML_PROTOCOLS:
+        root = _XML_ROOT.match(body[:512])
+        fine = root is not None and root.group(1) == f"{operation_model.name}Response".encode()
+    elif protocol in _JSON_PROTOCOLS:
+        fine = body.lstrip()[:1] == b"{"
+    else:
+        fine = True
+    if not fine:
+        raise ResponseParserError(f"the answer to {operation_model.name} is not an AWS answer")
 
 
 def _changes(items: list[dict[str, Any]]) -> list[StateChange]:
