@@ -6,6 +6,7 @@ import pytest
 
 from openpitrix.providers.aws.client import CLIENT_TOKEN_TAG, AwsClient, InstanceSpec
 from openpitrix.providers.aws.errors import AwsError
+from openpitrix.providers.base import ProviderError
 from tests.support.aws import ACCESS_KEY_ID, MotoAws
 
 
@@ -205,3 +206,23 @@ async def test_instance_types_report_their_vcpus(aws: AwsClient) -> None:
         "m5.xlarge": 4,
         "c5.2xlarge": 8,
     }
+
+
+async def test_without_an_ec2_quota_the_limit_falls_back_to_max_instances(aws: AwsClient) -> None:
+    limit = await aws.vcpu_limit()
+
+    # moto's Service Quotas knows no EC2 quota: one refused call, then EC2's attribute.
+    assert (limit.value, limit.unit, limit.source) == (20, "instances", "account-attributes")
+    assert aws.calls == {
+        "service-quotas:GetServiceQuota": 1,
+        "ec2:DescribeAccountAttributes": 1,
+    }
+
+
+async def test_a_call_botocore_refuses_before_sending_is_not_counted(aws: AwsClient) -> None:
+    with pytest.raises(ProviderError) as info:
+        await aws.call("ssm", "GetCommandInvocation", CommandId="short", InstanceId="i-0")
+
+    assert info.value.code == "cloud_error"
+    assert "CommandId" in info.value.message
+    assert aws.total_calls == 0

@@ -113,17 +113,16 @@ class AwsClient:
         endpoint_url: str = "",
         timeout: float = 30.0,
         max_attempts: int = 1,
+        session: aioboto3.Session | None = None,
     ) -> None:
         self.region = key.region
         self.access_key_id = key.access_key_id
         self.endpoint_url = check_endpoint(endpoint_url) if endpoint_url else ""
         self.calls: Counter[str] = Counter()
-        self._session = aioboto3.Session(
-            aws_access_key_id=key.access_key_id,
-            aws_secret_access_key=key.secret_access_key,
-            aws_session_token=key.session_token,
-            region_name=key.region,
-        )
+        self._key = key
+        # A session caches the service models it has loaded (EC2's takes ~0.1 s to read), so
+        # a provider shares one between its clients; the key goes to each client, not to it.
+        self._session = session if session is not None else aioboto3.Session()
         self._http_cls = guarded_session_cls(policy)
         self._config = AioConfig(
             http_session_cls=self._http_cls,
@@ -171,6 +170,10 @@ class AwsClient:
                 client = await self._stack.enter_async_context(
                     self._session.client(  # type: ignore[call-overload]
                         service,
+                        region_name=self._key.region,
+                        aws_access_key_id=self._key.access_key_id,
+                        aws_secret_access_key=self._key.secret_access_key,
+                        aws_session_token=self._key.session_token,
                         endpoint_url=self.endpoint_url or None,
                         config=self._config,
                         verify=True,
@@ -182,15 +185,21 @@ class AwsClient:
                 if not isinstance(session, GuardedAioHttpSession):
                     raise RuntimeError(f"the {service} client is not using the guarded session")
                 client.meta.events.register("before-parse", _vet_answer)
+                client.meta.events.register("before-send", self._count)
                 self._clients[service] = client
             return self._clients[service]
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        # before-send.<service id>.<operation>: once per request put on the wire (or refused by
+        # the guard), so a call botocore refuses before sending (a bad parameter) is not one.
+        _, service, operation = event_name.split(".", 2)
+        self.calls[f"{service.lower()}:{operation}"] += 1
 
     async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         """Send one `operation` (AWS's name, `RunInstances`) to `service` and return its
         answer; raise the ProviderError for a refusal or a transport failure."""
         client = await self._client(service)
         method = getattr(client, xform_name(operation))
-        self.calls[f"{service}:{operation}"] += 1
         try:
             answer: dict[str, Any] = await method(**params)
         except CALL_ERRORS as exc:

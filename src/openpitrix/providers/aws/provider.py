@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import aioboto3
+
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.aws.client import AwsClient
@@ -46,6 +48,9 @@ class AwsProvider(Provider):
         package_kinds=frozenset({"vm"}),
     )
 
+    def __init__(self) -> None:
+        self._session: aioboto3.Session | None = None
+
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
         parse_aws_key(content)
         endpoint = ""
@@ -57,11 +62,15 @@ class AwsProvider(Provider):
         return Credential(provider=self.name, endpoint_url=endpoint, content=content)
 
     def client(self, credential: Credential, policy: AddressPolicy) -> AwsClient:
-        """A client for the credential (the caller closes it)."""
+        """A client for the credential (the caller closes it). Every client shares the
+        provider's session: it holds no key, only the service models it has loaded."""
+        if self._session is None:
+            self._session = aioboto3.Session()
         return AwsClient(
             parse_aws_key(credential.content),
             policy=policy,
             endpoint_url=credential.endpoint_url,
+            session=self._session,
         )
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
