@@ -192,7 +192,7 @@ class AwsClient:
     def _count(self, event_name: str, **_: Any) -> None:
         # before-send.<service id>.<operation>: once per request put on the wire (or refused by
         # the guard), so a call botocore refuses before sending (a bad parameter) is not one.
-        _, service, operation = event_name.split(".", 2)
+        _event, service, operation = event_name.split(".", 2)
         self.calls[f"{service.lower()}:{operation}"] += 1
 
     async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
