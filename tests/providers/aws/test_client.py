@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from openpitrix.providers.aws.client import CLIENT_TOKEN_TAG, AwsClient, InstanceSpec
@@ -59,6 +61,10 @@ async def test_an_instance_is_launched_with_its_tags_volume_and_zone(
     assert [v.volume_id for v in await aws.describe_volumes(instance_id=found.instance_id)] == [
         volume.volume_id
     ]
+    user_data = await aws.call(
+        "ec2", "DescribeInstanceAttribute", InstanceId=found.instance_id, Attribute="userData"
+    )
+    assert base64.b64decode(user_data["UserData"]["Value"]) == b"#!/bin/sh\necho started\n"
 
 
 async def test_moto_does_not_honour_client_tokens_so_ensure_instance_looks_first(

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 STANDARD_VCPU_QUOTA: Final = "L-1216C47A"
 MAX_USER_DATA: Final = 16 * 1024  # EC2's limit, before base64
 MAX_CLIENT_TOKEN: Final = 64
-# Tag keys AWS reserves; and its limits on tags (per resource, key and value length).
+# AWS takes at most 50 tags per resource; the client-token tag is one of them.
 MAX_TAGS: Final = 50
 
 
