@@ -1,0 +1,144 @@
+"""The aws provider (a sketch): credentials, zones and the vCPU check; the cluster lifecycle
+plugs into the shared VM provider base later.
+
+A credential is a JSON or YAML mapping `{access_key_id, secret_access_key, session_token?,
+region}`; the runtime credential's endpoint URL, when set, is used for every service instead of
+AWS's endpoints (an AWS-compatible cloud, a test server), always through the address guard.
+
+Zones are the region's availability zones: shared by every account, never made, and carrying
+no mark a runtime could set. So claiming a zone checks that it exists in the region and records
+nothing on the cloud; the runtimes table keeps the claim, and clusters keep apart by the tags of
+what they launch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import aioboto3
+
+from openpitrix.jobs.plan import PlannedTask
+from openpitrix.netguard import AddressPolicy
+from openpitrix.providers.aws.client import AwsClient
+from openpitrix.providers.aws.credential import check_endpoint, parse_aws_key
+from openpitrix.providers.aws.quota import VcpuRoom, vcpu_room
+from openpitrix.providers.base import (
+    Capabilities,
+    Credential,
+    CredentialInvalid,
+    EndpointRefused,
+    PlanRequest,
+    Provider,
+    ProviderError,
+    TaskRun,
+    ZoneUnavailable,
+)
+
+
+class AwsProvider(Provider):
+    """AWS EC2. Not registered as an entry point until the VM cluster lifecycle lands."""
+
+    name: ClassVar[str] = "aws"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        zone_kind="availability zone",
+        credential_format=(
+            "JSON or YAML: {access_key_id, secret_access_key, session_token?, region}"
+        ),
+        cluster_actions=frozenset(),  # the lifecycle is not written yet
+        package_kinds=frozenset({"vm"}),
+    )
+
+    def __init__(self) -> None:
+        self._session: aioboto3.Session | None = None
+
+    def parse_credential(self, content: str, endpoint_url: str) -> Credential:
+        parse_aws_key(content)
+        endpoint = ""
+        if endpoint_url:
+            try:
+                endpoint = check_endpoint(endpoint_url)
+            except EndpointRefused as exc:
+                raise CredentialInvalid(exc.message, code=exc.code) from None
+        return Credential(provider=self.name, endpoint_url=endpoint, content=content)
+
+    def client(self, credential: Credential, policy: AddressPolicy) -> AwsClient:
+        """A client for the credential (the caller closes it). Every client shares the
+        provider's session: it holds no key, only the service models it has loaded."""
+        if self._session is None:
+            self._session = aioboto3.Session()
+        return AwsClient(
+            parse_aws_key(credential.content),
+            policy=policy,
+            endpoint_url=credential.endpoint_url,
+            session=self._session,
+        )
+
+    async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
+        # GetCallerIdentity needs no permission at all, so it proves the key and nothing
+        # else; the zones call then proves the region is one EC2 serves this key in.
+        async with self.client(credential, policy) as client:
+            await client.get_caller_identity()
+            zones = await client.describe_zones()
+        if not zones:
+            raise ZoneUnavailable(
+                "region_not_found", f"AWS region {client.region!r} has no availability zones"
+            )
+
+    async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
+        async with self.client(credential, policy) as client:
+            zones = await client.describe_zones()
+        return [z.name for z in zones if z.state == "available"]
+
+    async def claim_zone(
+        self,
+        credential: Credential,
+        zone: str,
+        *,
+        runtime_id: str,
+        create: bool,
+        policy: AddressPolicy,
+    ) -> None:
+        # Nothing to mark and nothing to create (see the module docstring): a claim is the
+        # check that the zone is one of the region's, so it is idempotent.
+        zones = await self.describe_zones(credential, policy)
+        if zone not in zones:
+            made = " (availability zones cannot be created)" if create else ""
+            raise ZoneUnavailable(
+                "zone_not_found",
+                f"AWS availability zone {zone!r} is not available in the credential's region"
+                f"{made}; it has {', '.join(zones) or 'none'}",
+            )
+
+    async def release_zone(
+        self, credential: Credential, zone: str, *, runtime_id: str, policy: AddressPolicy
+    ) -> None:
+        return None  # claim_zone left no mark
+
+    async def vcpu_room(
+        self,
+        credential: Credential,
+        policy: AddressPolicy,
+        *,
+        vcpus: int = 0,
+        instances: int = 0,
+    ) -> VcpuRoom:
+        """The region's room for `instances` more instances of `vcpus` vCPUs together;
+        ProviderError("insufficient_resources") naming the shortfall. The lifecycle's check
+        task will call this."""
+        async with self.client(credential, policy) as client:
+            return await vcpu_room(client, vcpus=vcpus, instances=instances)
+
+    def plan(self, request: PlanRequest) -> list[list[PlannedTask]]:
+        raise _not_yet(request.action)
+
+    async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        raise _not_yet(run.action)
+
+    async def describe_cluster(
+        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
+    ) -> dict[str, Any]:
+        raise _not_yet("describe")
+
+
+def _not_yet(action: str) -> ProviderError:
+    return ProviderError("action_unsupported", f"aws clusters cannot {action} yet: no VM lifecycle")
