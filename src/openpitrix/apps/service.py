@@ -28,11 +28,21 @@ def _public_repo_ids() -> Select[str]:
     return select(col(Repo.repo_id)).where(public_repo_clause())
 
 
+def _published_in_public_repo(model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
+    return and_(col(model.status) == PUBLISHED, col(model.repo_id).in_(_public_repo_ids()))
+
+
+# SQL expressions are immutable: the parts that do not depend on the caller are built once,
+# not on every request (building them was a fifth of a list request's Python time).
+_PUBLIC: dict[type[App] | type[AppVersion], ColumnElement[bool]] = {
+    App: _published_in_public_repo(App),
+    AppVersion: _published_in_public_repo(AppVersion),
+}
+_NOT_DELETED = {App: col(App.status) != DELETED, AppVersion: col(AppVersion.status) != DELETED}
+
+
 def _visible(access: Access, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
-    return or_(
-        access.clause(col(model.owner), col(model.owner_path)),
-        and_(col(model.status) == PUBLISHED, col(model.repo_id).in_(_public_repo_ids())),
-    )
+    return or_(access.clause(col(model.owner), col(model.owner_path)), _PUBLIC[model])
 
 
 async def _check_visible(
@@ -94,11 +104,7 @@ async def list_apps(
     ):
         if values:
             stmt = stmt.where(column.in_(values))
-    stmt = (
-        stmt.where(col(App.status).in_(status))
-        if status
-        else stmt.where(col(App.status) != DELETED)
-    )
+    stmt = stmt.where(col(App.status).in_(status)) if status else stmt.where(_NOT_DELETED[App])
     total, rows = await paginate(session, stmt, APP_LIST, query)
     return total, [AppRead.model_validate(r) for r in rows]
 
@@ -127,7 +133,7 @@ async def list_versions(
     stmt = (
         stmt.where(col(AppVersion.status).in_(status))
         if status
-        else stmt.where(col(AppVersion.status) != DELETED)
+        else stmt.where(_NOT_DELETED[AppVersion])
     )
     total, rows = await paginate(session, stmt, VERSION_LIST, query)
     return total, [AppVersionRead.model_validate(r) for r in rows]
