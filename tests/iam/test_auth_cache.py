@@ -21,7 +21,9 @@ from tests.iam.conftest import login, make_user
 async def long_cache(settings: Settings) -> AsyncIterator[LiveServer]:
     """A gateway whose cache entries outlive the test: only invalidation can refresh them."""
     auth = settings.auth.model_copy(update={"check_cache_seconds": 60})
-    async with LiveServer(settings.model_copy(update={"auth": auth}), run_workers=False) as live:
+    # No relay: its polling would be the only other statements this process runs.
+    own = settings.model_copy(update={"auth": auth, "relay_enabled": False})
+    async with LiveServer(own, run_workers=False) as live:
         yield live
 
 

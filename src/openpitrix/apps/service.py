@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.apps.schemas import AppRead, AppVersionRead
-from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.listing import ListQuery, ListSpec, paginate_rows
 from openpitrix.errors import NotFound
 from openpitrix.iam.access import Access
 from openpitrix.repos.models import Repo
@@ -57,6 +57,10 @@ async def _check_visible(
     access.check_visible(kind, ident, row.owner, row.owner_path, public=public)
 
 
+# Lists select the columns their read model shows, not ORM objects (see db.listing.paginate_rows).
+_APP_COLUMNS = [App.__table__.c[name] for name in AppRead.model_fields]  # type: ignore[attr-defined]
+_VERSION_COLUMNS = [AppVersion.__table__.c[name] for name in AppVersionRead.model_fields]  # type: ignore[attr-defined]
+
 APP_LIST = ListSpec(
     sort_keys={
         "create_time": col(App.create_time),
@@ -96,7 +100,7 @@ async def list_apps(
     name: Sequence[str] = (),
     status: Sequence[str] = (),
 ) -> tuple[int, list[AppRead]]:
-    stmt = select(App).where(_visible(access, App))
+    stmt = select(*_APP_COLUMNS).where(_visible(access, App))
     for column, values in (
         (col(App.repo_id), repo_id),
         (col(App.app_id), app_id),
@@ -105,7 +109,7 @@ async def list_apps(
         if values:
             stmt = stmt.where(column.in_(values))
     stmt = stmt.where(col(App.status).in_(status)) if status else stmt.where(_NOT_DELETED[App])
-    total, rows = await paginate(session, stmt, APP_LIST, query)
+    total, rows = await paginate_rows(session, stmt, APP_LIST, query)
     return total, [AppRead.model_validate(r) for r in rows]
 
 
@@ -127,7 +131,9 @@ async def list_versions(
     version: Sequence[str] = (),
 ) -> tuple[int, list[AppVersionRead]]:
     await get_app(session, app_id, access)
-    stmt = select(AppVersion).where(col(AppVersion.app_id) == app_id, _visible(access, AppVersion))
+    stmt = select(*_VERSION_COLUMNS).where(
+        col(AppVersion.app_id) == app_id, _visible(access, AppVersion)
+    )
     if version:
         stmt = stmt.where(col(AppVersion.version).in_(version))
     stmt = (
@@ -135,7 +141,7 @@ async def list_versions(
         if status
         else stmt.where(_NOT_DELETED[AppVersion])
     )
-    total, rows = await paginate(session, stmt, VERSION_LIST, query)
+    total, rows = await paginate_rows(session, stmt, VERSION_LIST, query)
     return total, [AppVersionRead.model_validate(r) for r in rows]
 
 
