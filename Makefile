@@ -30,6 +30,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_deploy.py
+	$(BIN)/python bench/bench_reads.py
 
 openapi: $(STAMP)
 	$(BIN)/openpitrix openapi > openapi/openapi.json

@@ -11,7 +11,8 @@ throughput is printed as a ratio to the bare route's, measured in the same run. 
 is called as the bootstrap admin, whose token is checked like any other.
 
 usage: python bench/bench_reads.py [--quick] [--seconds 10] [--concurrency 32]
-                                   [--apps 2000] [--versions 10] [--jobs 2000] [--keep]
+                                   [--apps 2000] [--versions 10] [--jobs 2000] [--only TEXT]
+                                   [--keep] [--hold]
        python bench/bench_reads.py --loadgen URL SECONDS CONCURRENCY [HEADER ...]  (internal)
 """
 
@@ -294,6 +295,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (process logs)")
     parser.add_argument(
+        "--only", default="", help="run only the paths whose label contains this text"
+    )
+    parser.add_argument(
         "--hold", action="store_true", help="after seeding, wait for Enter (to attach py-spy)"
     )
     args = parser.parse_args()
@@ -353,6 +357,8 @@ def main() -> None:
             base_rps = base["requests"] / base["wall"]
             rows = [("bare FastAPI constant route", base, base_rps)]
             for label, path in paths(seeded):
+                if args.only not in label:
+                    continue
                 result = drive(f"{gw_url}{path}", args.seconds, args.concurrency, headers)
                 rows.append((label, result, result["requests"] / result["wall"]))
             gateway.check_running()
