@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_deploy.py
 	$(BIN)/python bench/bench_relay.py
+	$(BIN)/python bench/bench_reads.py
 
 openapi: $(STAMP)
 	$(BIN)/openpitrix openapi > openapi/openapi.json

@@ -22,6 +22,7 @@ from openpitrix.clusters.router import router as clusters_router
 from openpitrix.composition import build_registry
 from openpitrix.events.sse import StreamCounter
 from openpitrix.feed.router import router as events_router
+from openpitrix.iam.authcache import AuthCache
 from openpitrix.iam.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_bootstrap_admin
 from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
@@ -63,6 +64,9 @@ def create_app(
                 load_signing_key(settings), settings.auth.access_token_ttl_seconds
             )
             app.state.login_limiter = await LoginLimiter.open(platform.js, settings)
+            auth_cache = AuthCache(platform.db, settings.auth.check_cache_seconds)
+            await auth_cache.start(platform.nc)
+            app.state.auth_cache = auth_cache
             generated = await ensure_bootstrap_admin(platform.db, settings)
         except BaseException:
             await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool
@@ -95,6 +99,7 @@ def create_app(
                 await group.stop()
             # Previews lease provider clients in the gateway too: close them with the process.
             await registry.providers.close()
+            await auth_cache.stop()
             await platform.stop()
 
     app = FastAPI(

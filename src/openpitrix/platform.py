@@ -99,7 +99,7 @@ class Platform:
             self.embedded_nats = EmbeddedNats(settings.data_dir.resolve() / "nats")
             await self.embedded_nats.start()
             nats_url = self.embedded_nats.url
-        self._db = Database(settings.effective_database_url)
+        self._db = Database(settings.effective_database_url, pool=settings.database)
         self._nc = await connect(nats_url, name=f"openpitrix-{self.role}")
         self._js = self._nc.jetstream()
         await ensure_topology(self._js, settings.bus, settings.auth)

@@ -124,6 +124,15 @@ class AuthSettings(BaseModel):
         "`<data_dir>/jwt.key` (fine for one machine; set it when gateways are replicated).",
     )
     access_token_ttl_seconds: int = Field(900, description="Lifetime of an access token.")
+    check_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a gateway reuses what a token check read about a user or API "
+        "client (status, role, group) before reading it again; 0 reads it on every request. "
+        "A change is dropped at once from the gateway that made it and, by a NATS broadcast, "
+        "from every other one: this is only the bound if a broadcast is lost.",
+    )
     refresh_token_ttl_seconds: int = Field(
         30 * 24 * 3600, description="Lifetime of a refresh token."
     )
@@ -191,6 +200,39 @@ class HttpSettings(BaseModel):
     )
 
 
+class DatabaseSettings(BaseModel):
+    """The connection pool of each process (gateway, worker)."""
+
+    pool_size: int = Field(
+        20,
+        ge=1,
+        description="Connections each process keeps open and reuses. Requests beyond it wait "
+        "for a free one (up to `pool_timeout_seconds`) unless `max_overflow` allows more. On "
+        "PostgreSQL, every process's pool must fit in the server's `max_connections`.",
+    )
+    max_overflow: int = Field(
+        0,
+        ge=0,
+        description="Extra connections opened past `pool_size` under load and closed when "
+        "returned: each is a new connection per burst (connection churn), so 0 by default.",
+    )
+    pool_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long a request waits for a pooled connection."
+    )
+    pool_recycle_seconds: int = Field(
+        1800,
+        ge=-1,
+        description="Connections older than this are closed and replaced at their next use "
+        "(-1: never), so none outlives a server or proxy idle timeout.",
+    )
+    pool_pre_ping: bool = Field(
+        False,
+        description="Test every connection with a round trip when it is taken from the pool. "
+        "Off: a connection the server dropped (restart, failover) fails the one statement "
+        "that meets it, which answers 503 and makes the pool replace every older connection.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree. Nested fields use `__`: OPENPITRIX_BUS__MAX_DELIVER=5."""
 
@@ -204,6 +246,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default is a SQLite file in the data dir."
     )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     nats_url: str | None = Field(
         None, description="NATS URL; default starts a child nats-server under the data dir."
     )

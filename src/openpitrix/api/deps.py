@@ -1,4 +1,8 @@
-"""Request dependencies: the process platform, a unit-of-work session, list parameters."""
+"""Request dependencies: the process platform, a unit-of-work session, list parameters.
+
+They are `async def` though none awaits: FastAPI runs a plain `def` dependency in the thread
+pool, a thread hop per dependency per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,12 @@ from openpitrix.platform import Platform
 from openpitrix.settings import Settings
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -40,7 +44,7 @@ async def get_read_session(
         yield session
 
 
-def list_query(
+async def list_query(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
     sort_key: Annotated[str | None, Query(max_length=50, description="Field to sort by.")] = None,

@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.apps.schemas import AppRead, AppVersionRead
-from openpitrix.db.listing import ListQuery, ListSpec, paginate
+from openpitrix.db.listing import ListQuery, ListSpec, paginate_rows
 from openpitrix.errors import NotFound
 from openpitrix.iam.access import Access
 from openpitrix.repos.models import Repo
@@ -28,11 +28,21 @@ def _public_repo_ids() -> Select[str]:
     return select(col(Repo.repo_id)).where(public_repo_clause())
 
 
+def _published_in_public_repo(model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
+    return and_(col(model.status) == PUBLISHED, col(model.repo_id).in_(_public_repo_ids()))
+
+
+# SQL expressions are immutable: the parts that do not depend on the caller are built once,
+# not on every request (building them was a fifth of a list request's Python time).
+_PUBLIC: dict[type[App] | type[AppVersion], ColumnElement[bool]] = {
+    App: _published_in_public_repo(App),
+    AppVersion: _published_in_public_repo(AppVersion),
+}
+_NOT_DELETED = {App: col(App.status) != DELETED, AppVersion: col(AppVersion.status) != DELETED}
+
+
 def _visible(access: Access, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
-    return or_(
-        access.clause(col(model.owner), col(model.owner_path)),
-        and_(col(model.status) == PUBLISHED, col(model.repo_id).in_(_public_repo_ids())),
-    )
+    return or_(access.clause(col(model.owner), col(model.owner_path)), _PUBLIC[model])
 
 
 async def _check_visible(
@@ -46,6 +56,10 @@ async def _check_visible(
         public = repo is not None and is_public(repo)
     access.check_visible(kind, ident, row.owner, row.owner_path, public=public)
 
+
+# Lists select the columns their read model shows, not ORM objects (see db.listing.paginate_rows).
+_APP_COLUMNS = [App.__table__.c[name] for name in AppRead.model_fields]  # type: ignore[attr-defined]
+_VERSION_COLUMNS = [AppVersion.__table__.c[name] for name in AppVersionRead.model_fields]  # type: ignore[attr-defined]
 
 APP_LIST = ListSpec(
     sort_keys={
@@ -87,7 +101,7 @@ async def list_apps(
     status: Sequence[str] = (),
     package_kind: Sequence[str] = (),
 ) -> tuple[int, list[AppRead]]:
-    stmt = select(App).where(_visible(access, App))
+    stmt = select(*_APP_COLUMNS).where(_visible(access, App))
     if package_kind:
         stmt = stmt.where(
             select(AppVersion.version_id)  # type: ignore[call-overload]
@@ -105,12 +119,8 @@ async def list_apps(
     ):
         if values:
             stmt = stmt.where(column.in_(values))
-    stmt = (
-        stmt.where(col(App.status).in_(status))
-        if status
-        else stmt.where(col(App.status) != DELETED)
-    )
-    total, rows = await paginate(session, stmt, APP_LIST, query)
+    stmt = stmt.where(col(App.status).in_(status)) if status else stmt.where(_NOT_DELETED[App])
+    total, rows = await paginate_rows(session, stmt, APP_LIST, query)
     return total, [AppRead.model_validate(r) for r in rows]
 
 
@@ -133,7 +143,9 @@ async def list_versions(
     package_kind: Sequence[str] = (),
 ) -> tuple[int, list[AppVersionRead]]:
     await get_app(session, app_id, access)
-    stmt = select(AppVersion).where(col(AppVersion.app_id) == app_id, _visible(access, AppVersion))
+    stmt = select(*_VERSION_COLUMNS).where(
+        col(AppVersion.app_id) == app_id, _visible(access, AppVersion)
+    )
     if version:
         stmt = stmt.where(col(AppVersion.version).in_(version))
     if package_kind:
@@ -141,9 +153,9 @@ async def list_versions(
     stmt = (
         stmt.where(col(AppVersion.status).in_(status))
         if status
-        else stmt.where(col(AppVersion.status) != DELETED)
+        else stmt.where(_NOT_DELETED[AppVersion])
     )
-    total, rows = await paginate(session, stmt, VERSION_LIST, query)
+    total, rows = await paginate_rows(session, stmt, VERSION_LIST, query)
     return total, [AppVersionRead.model_validate(r) for r in rows]
 
 

@@ -6,6 +6,8 @@ Events: `op.evt.<owner>.<resource_kind>.<resource_id>.<job_id or _>` on a limits
 token (an addition to the design's 4 tokens) lets a job's stream and a resource's stream both be
 plain subject filters, so neither scans unrelated events.
 Login limits: a key-value bucket of attempt counters that every gateway replica shares.
+Auth changes: `op.auth.changed`, core NATS (no stream): gateways drop their cached token-check
+facts of a user or API client that changed; a missed message is covered by the cache's TTL.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 COMMAND_PREFIX = "op.cmd"
 EVENT_PREFIX = "op.evt"
 NO_JOB = "_"
+# Outside both streams' subjects on purpose: fire-and-forget, nothing stored.
+AUTH_CHANGED_SUBJECT = "op.auth.changed"
 
 REPO_MANAGER = "repo-manager"
 REPO_INDEXER = "repo-indexer"

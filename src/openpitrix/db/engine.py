@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
+from openpitrix.settings import DatabaseSettings
+
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
 READ_ONLY = "openpitrix_read_only"
 OUTBOX_CHANNEL = "openpitrix_outbox"
@@ -47,24 +49,44 @@ def _json_dumps(value: Any) -> str:
 class Database:
     """Owns the engine and the session factory of one process (created in a lifespan)."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool: DatabaseSettings | None = None
+    ) -> None:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
+        pool = pool or DatabaseSettings()
         kwargs: dict[str, Any] = {
             "echo": echo,
             "json_serializer": _json_dumps,
             "json_deserializer": orjson.loads,
         }
+        file_db = self.dialect != "sqlite" or self.url.database not in (None, "", ":memory:")
         if self.dialect == "sqlite":
-            if self.url.database and self.url.database != ":memory:":
-                prepare_sqlite_file(Path(self.url.database))
+            if file_db:
+                prepare_sqlite_file(Path(self.url.database or ""))
             kwargs["connect_args"] = {"timeout": 60}
-        else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        if file_db:
+            # One pool of long-lived connections, no overflow by default: under load, overflow
+            # connections were opened and closed per burst (on SQLite each one a thread and
+            # its PRAGMAs, on PostgreSQL a login), a tenth of the gateway's time.
+            # Liveness without a round trip per checkout (pre-ping): a connection the server
+            # dropped, e.g. when PostgreSQL restarts, fails the statement that meets it; the
+            # driver's error counts as a disconnect, so SQLAlchemy invalidates that connection
+            # and every other one opened before it, the request answers 503 with Retry-After
+            # (api.errors), and the next checkouts connect anew. pool_recycle retires
+            # connections before server-side or proxy idle timeouts would cut them.
+            kwargs.update(
+                pool_size=pool.pool_size,
+                max_overflow=pool.max_overflow,
+                pool_timeout=pool.pool_timeout_seconds,
+                pool_recycle=pool.pool_recycle_seconds,
+                pool_pre_ping=pool.pool_pre_ping,
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _tune_sqlite(self.engine)
         self._commit_hooks: list[Callable[[], None]] = []
+        self._session_commit_hooks: list[Callable[[Session], None]] = []
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
         class _Session(Session):
@@ -84,6 +106,8 @@ class Database:
             if session.info.pop(OUTBOX_WAKE_KEY, False):
                 for hook in self._commit_hooks:
                     hook()
+            for session_hook in self._session_commit_hooks:
+                session_hook(session)
 
         event.listen(_Session, "after_commit", _after_commit)
         self.sessionmaker = async_sessionmaker(
@@ -96,6 +120,11 @@ class Database:
     def on_outbox_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` after every commit that wrote outbox rows (wakes the local relay)."""
         self._commit_hooks.append(hook)
+
+    def on_session_commit(self, hook: Callable[[Session], None]) -> None:
+        """Call `hook` with the session after each of its commits: what the transaction noted
+        in `session.info` is now visible to every other connection."""
+        self._session_commit_hooks.append(hook)
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()

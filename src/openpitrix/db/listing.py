@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, RowMapping, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 
@@ -49,9 +49,10 @@ def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-async def paginate(
-    session: AsyncSession, stmt: Select[T], spec: ListSpec, query: ListQuery
-) -> tuple[int, Sequence[T]]:
+def _page_statements(
+    stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> tuple[Select[Any], Select[Any]]:
+    """The count of every matching row, and the page."""
     sort_name = query.sort_key or spec.default_sort
     sort_col = spec.sort_keys.get(sort_name)
     if sort_col is None:
@@ -62,7 +63,7 @@ async def paginate(
         )
     if query.search_word and query.search_word.strip():
         stmt = stmt.where(search_clause(spec, query.search_word))
-    total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+    count = select(func.count()).select_from(stmt.subquery())
     order = sort_col.desc() if query.reverse else sort_col.asc()
     if getattr(getattr(sort_col, "expression", None), "nullable", False):
         # Rows without a value (a chart version with no `created`) go last either way; left
@@ -71,13 +72,25 @@ async def paginate(
     # A unique tie-breaker keeps pages stable when many rows share the sort value.
     tie = spec.id_columns[0]
     tie_order = tie.desc() if query.reverse else tie.asc()
-    rows = (
-        (
-            await session.execute(
-                stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    return count, stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)
+
+
+async def paginate(
+    session: AsyncSession, stmt: Select[T], spec: ListSpec, query: ListQuery
+) -> tuple[int, Sequence[T]]:
+    """A page of the entities `stmt` selects, and the count of all of them."""
+    count, page = _page_statements(stmt, spec, query)
+    total = (await session.execute(count)).scalar_one()
+    rows = (await session.execute(page)).scalars().all()
+    return int(total), rows
+
+
+async def paginate_rows(
+    session: AsyncSession, stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> tuple[int, Sequence[RowMapping]]:
+    """`paginate` for a select of columns: the page as row mappings, no ORM objects (what hot
+    lists use: loading entities cost more than the SQL)."""
+    count, page = _page_statements(stmt, spec, query)
+    total = (await session.execute(count)).scalar_one()
+    rows = (await session.execute(page)).mappings().all()
     return int(total), rows

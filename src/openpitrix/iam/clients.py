@@ -15,6 +15,7 @@ from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.types import utcnow
 from openpitrix.errors import NotFound
 from openpitrix.iam.access import Access, Scope
+from openpitrix.iam.authcache import note_auth_change
 from openpitrix.iam.models import ApiClient, User
 from openpitrix.iam.schemas import ApiClientCreated, ApiClientRead, ApiClientStatus, UserStatus
 
@@ -109,6 +110,7 @@ async def delete_client(session: AsyncSession, access: Access, client_id: str) -
     now = utcnow()
     client.status = ApiClientStatus.DELETED
     client.status_time = client.update_time = now
+    note_auth_change(session, client_id=client.client_id)
 
 
 async def authenticate_client(

@@ -11,11 +11,9 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 
-from openpitrix.api.deps import PlatformDep
-from openpitrix.db.engine import Database
 from openpitrix.errors import AppError
 from openpitrix.iam.access import Access, Caller, Op
-from openpitrix.iam.models import ApiClient, User
+from openpitrix.iam.authcache import AuthCache
 from openpitrix.iam.schemas import ApiClientStatus, Role, UserStatus
 from openpitrix.iam.tokens import AccessTokens, InvalidToken
 
@@ -40,7 +38,7 @@ class Unauthorized(AppError):
         super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
-def get_access_tokens(request: Request) -> AccessTokens:
+async def get_access_tokens(request: Request) -> AccessTokens:  # async: no thread hop
     signer: AccessTokens = request.app.state.access_tokens
     return signer
 
@@ -52,20 +50,20 @@ async def authenticate(
     request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     signer: AccessTokensDep,
-    platform: PlatformDep,
 ) -> Caller:
     """The caller behind the bearer token. The user row, not the token, decides: a deleted
-    user's or revoked client's token stops working at once, a role change applies to tokens
-    already issued, and a password change voids the access tokens issued before it."""
+    user's or revoked client's token stops working at once (on every gateway within
+    `auth.check_cache_seconds` at worst), a role change applies to tokens already issued, and
+    a password change voids the access tokens issued before it."""
     cached = request.scope.get(_CALLER_KEY)
     if isinstance(cached, Caller):
         return cached  # AuthenticatedRoute already checked it, before reading the body
-    caller = await _caller(token, signer, platform.db)
+    caller = await _caller(token, signer, request.app.state.auth_cache)
     request.scope[_CALLER_KEY] = caller
     return caller
 
 
-async def _caller(token: str | None, signer: AccessTokens, db: Database) -> Caller:
+async def _caller(token: str | None, signer: AccessTokens, cache: AuthCache) -> Caller:
     if not token:
         raise Unauthorized("a bearer token is required")
     try:
@@ -74,21 +72,21 @@ async def _caller(token: str | None, signer: AccessTokens, db: Database) -> Call
         # One message for every reason: a client cannot act differently on them, and telling
         # an attacker which check failed helps nobody else.
         raise Unauthorized(INVALID, bad_token=True) from None
-    async with db.read_session() as session:
-        user = await session.get(User, claims.user_id)
-        client = (
-            await session.get(ApiClient, claims.client_id) if claims.client_id is not None else None
-        )
+    # The user's and client's current facts, read at most `auth.check_cache_seconds` ago and
+    # dropped as soon as a change to them commits (see iam.authcache).
+    user, client = await cache.facts(claims.user_id, claims.client_id)
     if user is None or user.status != UserStatus.ACTIVE:
         raise Unauthorized(INVALID, bad_token=True)
     if user.tokens_valid_after is not None and claims.issued_at < user.tokens_valid_after:
         raise Unauthorized(INVALID, bad_token=True)
     if claims.client_id is not None and (
-        client is None or client.status != ApiClientStatus.ACTIVE or client.user_id != user.user_id
+        client is None
+        or client.status != ApiClientStatus.ACTIVE
+        or client.user_id != claims.user_id
     ):
         raise Unauthorized(INVALID, bad_token=True)
     return Caller(
-        user_id=user.user_id,
+        user_id=claims.user_id,
         role=Role(user.role),
         group_path=user.group_path,
         client_id=claims.client_id,
@@ -117,9 +115,7 @@ class AuthenticatedRoute(APIRoute):
         async def authenticate_first(request: Request) -> Response:
             token = await oauth2_scheme(request)
             state = request.app.state
-            request.scope[_CALLER_KEY] = await _caller(
-                token, state.access_tokens, state.platform.db
-            )
+            request.scope[_CALLER_KEY] = await _caller(token, state.access_tokens, state.auth_cache)
             return await handler(request)
 
         return authenticate_first

@@ -15,6 +15,7 @@ from openpitrix.db.listing import ListQuery, ListSpec, paginate
 from openpitrix.db.types import utcnow
 from openpitrix.errors import BadRequest, Conflict, NotFound
 from openpitrix.iam import passwords, tokens
+from openpitrix.iam.authcache import note_auth_change
 from openpitrix.iam.models import User
 from openpitrix.iam.schemas import Role, UserRead, UserStatus, UserUpdate
 
@@ -178,6 +179,7 @@ async def update_user(session: AsyncSession, user_id: str, data: UserUpdate) -> 
     if data.group_path is not None:
         user.group_path = data.group_path
     user.update_time = now
+    note_auth_change(session, user_id=user.user_id)
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -196,6 +198,7 @@ async def delete_user(session: AsyncSession, user_id: str) -> None:
     user.status = UserStatus.DELETED
     user.status_time = now
     user.update_time = now
+    note_auth_change(session, user_id=user.user_id)
     await tokens.revoke_user_tokens(session, user.user_id)
 
 
@@ -215,5 +218,6 @@ async def change_password(
     # Access tokens carry whole seconds, so the cut is at the current second: a token issued
     # earlier in this same second survives, one issued in an earlier second does not.
     user.tokens_valid_after = now.replace(microsecond=0)
+    note_auth_change(session, user_id=user.user_id)
     # Every session started with the old password ends: a stolen refresh token dies with it.
     await tokens.revoke_user_tokens(session, user.user_id)

@@ -34,6 +34,8 @@ class Job(Owned, RunState, table=True):
         Index("ix_jobs_resource", "resource_kind", "resource_id"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_owner", "owner"),
+        # The default list order (see apps.models: a page off the index, no sort).
+        Index("ix_jobs_create_time", "create_time", "job_id"),
     )
 
     job_id: str = Field(primary_key=True, max_length=40)

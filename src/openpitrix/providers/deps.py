@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from openpitrix.providers.registry import Providers
 
 
-def providers_of(request: Request) -> Providers:
+async def providers_of(request: Request) -> Providers:
     providers: Providers = request.app.state.providers
     return providers
 

@@ -1,0 +1,381 @@
+"""Benchmark: authenticated catalog and job reads against a bare FastAPI route, same run.
+
+Starts its own nats-server, an empty database (SQLite file, or a fresh database beside the
+PostgreSQL one in OPENPITRIX_BENCH_DATABASE_URL), migrates it and seeds the catalog straight
+into the tables (--apps apps x --versions versions each, spread over 10 repos, plus --jobs
+jobs), then starts one `openpitrix api` (uvicorn, the production settings) and a bare FastAPI
+app with one constant route under the same uvicorn settings (bench/bare_app.py). A load
+generator in its own process keeps --concurrency keep-alive connections busy on one path for
+--seconds and reports req/s and latency percentiles; every answer must be a 200. Each path's
+throughput is printed as a ratio to the bare route's, measured in the same run. The gateway
+is called as the bootstrap admin, whose token is checked like any other.
+
+usage: python bench/bench_reads.py [--quick] [--seconds 10] [--concurrency 32]
+                                   [--apps 2000] [--versions 10] [--jobs 2000] [--only TEXT]
+                                   [--keep] [--hold]
+       python bench/bench_reads.py --loadgen URL SECONDS CONCURRENCY [HEADER ...]  (internal)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    OPENPITRIX,
+    Children,
+    admin_env,
+    clean_env,
+    database_label,
+    exit_on_sigterm,
+    free_port,
+    fresh_database,
+    login,
+    wait_http_ok,
+    wait_ready,
+)
+
+REPOS = 10
+SEARCH_WORD = "proxy"
+
+# ------------------------------------------------------------------------------ load generator
+
+
+async def _one_connection(
+    host: str, port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
+) -> None:
+    """One keep-alive connection sending the request back to back until `stop_at`.
+
+    HTTP/1.1 by hand (status line, Content-Length body): a general client costs more CPU per
+    request than the servers measured here, and would measure itself."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - began)
+            status = head[9:12]
+            if status != b"200":
+                errors.append(status.decode())
+    finally:
+        writer.close()
+
+
+async def _load(url: str, seconds: float, concurrency: int, headers: list[str]) -> dict[str, Any]:
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", *headers]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    # Warm up: every connection open and the route's first call out of the way.
+    warm: list[float] = []
+    await asyncio.gather(
+        *(
+            _one_connection(host, port, request, time.perf_counter() + 0.5, warm, [])
+            for _ in range(concurrency)
+        )
+    )
+    latencies: list[float] = []
+    errors: list[str] = []
+    began = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _one_connection(host, port, request, began + seconds, latencies, errors)
+            for _ in range(concurrency)
+        )
+    )
+    wall = time.perf_counter() - began
+    return {
+        "requests": len(latencies),
+        "wall": wall,
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def loadgen_main(argv: list[str]) -> None:
+    url, seconds, concurrency, *headers = argv
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(_load(url, float(seconds), int(concurrency), headers))
+    print(json.dumps(result))
+
+
+def drive(url: str, seconds: float, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
+    """The load generator in its own process, so it does not share the server's core."""
+    args = [sys.executable, __file__, "--loadgen", url, str(seconds), str(concurrency)]
+    args += [f"{k}: {v}" for k, v in headers.items()]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed on {url}:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# ------------------------------------------------------------------------------ seeding
+
+
+async def seed(database_url: str, apps: int, versions: int, jobs: int) -> dict[str, str]:
+    """Repos, apps, versions and jobs straight into the tables; ids the paths need."""
+    from sqlalchemy import insert
+
+    from openpitrix import ids
+    from openpitrix.apps.models import App, AppVersion
+    from openpitrix.db.engine import Database
+    from openpitrix.db.types import utcnow
+    from openpitrix.jobs.models import Job
+    from openpitrix.repos.models import Repo
+
+    now = utcnow()
+    repo_rows = [
+        {
+            "repo_id": ids.new_id(ids.REPO),
+            "name": f"bench-repo-{r}",
+            "type": "http",
+            "url": f"https://charts.example.org/{r}",
+            "providers": ["kubernetes"],
+            "labels": [],
+            "selectors": [],
+            # Half public, half private: both halves of the visibility clause have rows.
+            "visibility": "public" if r % 2 == 0 else "private",
+            "create_time": now,
+            "update_time": now,
+            "status_time": now,
+        }
+        for r in range(REPOS)
+    ]
+    app_rows: list[dict[str, Any]] = []
+    version_rows: list[dict[str, Any]] = []
+    words = ["web", "proxy", "db", "cache", "queue", "search", "metrics", "auth"]
+    for a in range(apps):
+        repo = repo_rows[a % REPOS]
+        app_id = ids.new_id(ids.APP)
+        name = f"{words[a % len(words)]}-chart-{a:05d}"
+        created = now - timedelta(seconds=apps - a)
+        meta = {
+            "description": f"The {words[(a * 7) % len(words)]} chart number {a}",
+            "home": f"https://example.org/{name}",
+            "icon": f"https://example.org/{name}.png",
+            "keywords": [words[a % len(words)], "bench"],
+            "maintainers": [{"name": "bench", "email": "bench@example.org"}],
+            "sources": [f"https://github.com/example/{name}"],
+        }
+        app_rows.append(
+            {
+                "app_id": app_id,
+                "repo_id": repo["repo_id"],
+                "name": name,
+                "latest_version": f"1.{versions - 1}.0",
+                "latest_app_version": f"{versions - 1}.0",
+                "create_time": created,
+                "update_time": created,
+                "status_time": created,
+                **meta,
+            }
+        )
+        for v in range(versions):
+            version_rows.append(
+                {
+                    "version_id": ids.new_id(ids.APP_VERSION),
+                    "app_id": app_id,
+                    "repo_id": repo["repo_id"],
+                    "name": name,
+                    "version": f"1.{v}.0",
+                    "version_sort": f"1.{v:05d}.0",
+                    "app_version": f"{v}.0",
+                    "digest": secrets.token_hex(32),
+                    "package_url": f"https://charts.example.org/{name}-1.{v}.0.tgz",
+                    "created": created + timedelta(milliseconds=v),
+                    "create_time": created,
+                    "update_time": created,
+                    "status_time": created,
+                    **meta,
+                }
+            )
+    job_rows = [
+        {
+            "job_id": ids.new_id(ids.JOB),
+            "action": "index_repo",
+            "resource_kind": "repo",
+            "resource_id": repo_rows[j % REPOS]["repo_id"],
+            "status": "successful",
+            "params": {"repo_id": repo_rows[j % REPOS]["repo_id"]},
+            "result": {"apps": 200},
+            "create_time": now - timedelta(seconds=jobs - j),
+            "status_time": now,
+            "start_time": now,
+            "end_time": now,
+        }
+        for j in range(jobs)
+    ]
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(insert(Repo), repo_rows)
+            for table, rows in ((App, app_rows), (AppVersion, version_rows), (Job, job_rows)):
+                for start in range(0, len(rows), 1000):
+                    await session.execute(insert(table), rows[start : start + 1000])
+    finally:
+        await db.dispose()
+    return {"repo_id": str(repo_rows[0]["repo_id"]), "app_id": str(app_rows[-1]["app_id"])}
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def start_nats(children: Children, work: Path) -> str:
+    from openpitrix.bus.embedded import nats_server_binary
+
+    port, monitor = free_port(), free_port()
+    nats = children.start(
+        "nats-server",
+        [
+            nats_server_binary(),
+            *("-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)),
+            *("-js", "-sd", str(work / "jetstream")),
+        ],
+        clean_env({}),
+    )
+    wait_http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", nats)
+    return f"nats://127.0.0.1:{port}"
+
+
+def paths(seeded: dict[str, str]) -> list[tuple[str, str]]:
+    return [
+        ("apps", "/v1/apps?limit=20"),
+        ("apps search_word", f"/v1/apps?limit=20&search_word={SEARCH_WORD}"),
+        ("apps filtered", f"/v1/apps?limit=20&repo_id={seeded['repo_id']}&status=active"),
+        ("app versions", f"/v1/apps/{seeded['app_id']}/versions?limit=20"),
+        ("jobs", "/v1/jobs?limit=20"),
+        ("providers (token only)", "/v1/providers"),
+        ("healthz (no token)", "/healthz"),
+    ]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="3 s per path, 200 apps")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load per path")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--apps", type=int, default=2000)
+    parser.add_argument("--versions", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (process logs)")
+    parser.add_argument(
+        "--only", default="", help="run only the paths whose label contains this text"
+    )
+    parser.add_argument(
+        "--hold", action="store_true", help="after seeding, wait for Enter (to attach py-spy)"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.apps, args.jobs = 3.0, 200, 200
+    return args
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--loadgen":
+        loadgen_main(sys.argv[2:])
+        return
+    args = parse_args()
+    exit_on_sigterm()
+    work = Path(tempfile.mkdtemp(prefix="op-bench-reads-"))
+    ok = False
+    try:
+        with fresh_database(work) as database_url, Children(work / "logs") as children:
+            nats_url = start_nats(children, work)
+            env = clean_env(
+                {
+                    "OPENPITRIX_DATABASE_URL": database_url,
+                    "OPENPITRIX_NATS_URL": nats_url,
+                    "OPENPITRIX_DATA_DIR": str(work / "data"),
+                    "OPENPITRIX_LOG_LEVEL": "WARNING",  # else one line per request
+                    "OPENPITRIX_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+                    "OPENPITRIX_AUTH__ACCESS_TOKEN_TTL_SECONDS": "21600",
+                    **admin_env(),
+                }
+            )
+            migrated = subprocess.run(
+                [*OPENPITRIX, "migrate"], env=env, capture_output=True, text=True, check=False
+            )
+            if migrated.returncode != 0:
+                raise SystemExit(f"openpitrix migrate failed:\n{migrated.stderr}")
+            began = time.perf_counter()
+            seeded = asyncio.run(seed(database_url, args.apps, args.versions, args.jobs))
+            print(
+                f"reads benchmark: {args.apps} apps x {args.versions} versions in {REPOS} repos, "
+                f"{args.jobs} jobs (seeded in {time.perf_counter() - began:.1f} s), database "
+                f"{database_label(database_url)}, concurrency {args.concurrency}, "
+                f"{args.seconds:g} s per path"
+            )
+            gw_port, bare_port = free_port(), free_port()
+            gateway = children.start(
+                "api", [*OPENPITRIX, "api", "--host", "127.0.0.1", "--port", str(gw_port)], env
+            )
+            bare_script = str(Path(__file__).resolve().parent / "bare_app.py")
+            bare = children.start("bare", [sys.executable, bare_script, str(bare_port)], env)
+            gw_url, bare_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
+            wait_ready(gw_url, gateway)
+            wait_http_ok(f"{bare_url}/", bare)
+            headers = login(gw_url)
+            if args.hold:
+                input(f"gateway pid {gateway.pid}; Enter to run the load ")
+            base = drive(f"{bare_url}/", args.seconds, args.concurrency, {})
+            base_rps = base["requests"] / base["wall"]
+            rows = [("bare FastAPI constant route", base, base_rps)]
+            for label, path in paths(seeded):
+                if args.only not in label:
+                    continue
+                result = drive(f"{gw_url}{path}", args.seconds, args.concurrency, headers)
+                rows.append((label, result, result["requests"] / result["wall"]))
+            gateway.check_running()
+            print(f"\n{'path':<30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  errors")
+            for label, result, rps in rows:
+                errors = f"{result['error_count']} {result['errors']}" if result["errors"] else "0"
+                print(
+                    f"{label:<30} {rps:8.0f} {result['p50'] * 1000:8.1f} "
+                    f"{result['p99'] * 1000:8.1f} {rps / base_rps:6.3f}  {errors}"
+                )
+            ok = not any(result["error_count"] for _, result, _ in rows)
+    finally:
+        if args.keep or not ok:
+            print(f"\nwork dir (process logs) kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
