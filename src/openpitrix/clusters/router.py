@@ -251,10 +251,12 @@ async def get_release(
     revision: Annotated[int, Path(ge=1, le=2**31 - 1)],
     access: CanReadClusters,
     session: ReadSessionDep,
+    providers: ProvidersDep,
 ) -> ReleaseDetail:
-    """One revision with the objects it applied, as rendered (Secret values redacted)."""
-    row = await service.get_release(session, cluster_id, revision, access)
-    return service.release_detail(row)
+    """One revision with what it deployed, as rendered (Kubernetes: its objects, Secret values
+    redacted; a VM provider: its nodes)."""
+    cluster, row = await service.get_release(session, cluster_id, revision, access)
+    return service.release_detail(row, providers.named(cluster.provider))
 
 
 @router.patch("/{cluster_id}", operation_id="update_cluster")

@@ -51,6 +51,7 @@ from openpitrix.providers.base import (
     NodeState,
     Preview,
     PreviewRequest,
+    Provider,
     ProviderError,
     Release,
 )
@@ -448,9 +449,6 @@ def merge_values(current: dict[str, Any], given: dict[str, Any]) -> dict[str, An
     return merged
 
 
-REDACTED = "<redacted>"
-
-
 def release_of(row: ClusterRelease) -> Release:
     """A revision as a provider sees it; a pending one has not been rendered yet, so its
     manifest is unknown (None), not empty."""
@@ -473,25 +471,23 @@ def release_read(row: ClusterRelease) -> ReleaseRead:
     )
 
 
-def release_detail(row: ClusterRelease) -> ReleaseDetail:
-    """A revision with its rendered objects; Secrets keep their keys, not their values."""
+def release_detail(row: ClusterRelease, provider: Provider) -> ReleaseDetail:
+    """A revision with its rendered manifest as its provider shows it (Kubernetes: Secrets keep
+    their keys, not their values)."""
     objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
-    for obj in objects:
-        if obj.get("kind") == "Secret":
-            for field in ("data", "stringData"):
-                if isinstance(obj.get(field), dict):
-                    obj[field] = dict.fromkeys(obj[field], REDACTED)
-    return ReleaseDetail(**release_read(row).model_dump(), manifest=objects)
+    return ReleaseDetail(
+        **release_read(row).model_dump(), manifest=provider.redact_manifest(objects)
+    )
 
 
 async def get_release(
     session: AsyncSession, cluster_id: str, revision: int, access: Access
-) -> ClusterRelease:
-    await get_cluster(session, cluster_id, access)
+) -> tuple[Cluster, ClusterRelease]:
+    cluster = await get_cluster(session, cluster_id, access)
     row = await session.get(ClusterRelease, (cluster_id, revision))
     if row is None:
         raise NotFound("release", f"{cluster_id}/{revision}")
-    return row
+    return cluster, row
 
 
 async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRelease]:

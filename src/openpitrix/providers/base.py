@@ -384,6 +384,11 @@ class Provider(ABC):
         render, a quota too small); a provider that cannot tell raises PreviewUnsupported."""
         raise PreviewUnsupported(f"{self.name} clusters cannot preview {request.action}")
 
+    def redact_manifest(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A release's manifest as the API may show it: hide what is secret in it (Kubernetes
+        Secrets' values). By default shown as rendered."""
+        return objects
+
     async def close(self) -> None:  # noqa: B027  optional hook, nothing to do by default
         """Release what the provider keeps between tasks (pooled connections); called when
         a worker stops."""

@@ -138,6 +138,15 @@ class KubernetesProvider(Provider):
     async def close(self) -> None:
         await self._clients.close()
 
+    def redact_manifest(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Secrets keep their keys, not their values."""
+        for obj in objects:
+            if obj.get("kind") == "Secret":
+                for field in ("data", "stringData"):
+                    if isinstance(obj.get(field), dict):
+                        obj[field] = dict.fromkeys(obj[field], previews.REDACTED)
+        return objects
+
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
         _, server = parse_kubeconfig(content)
         if endpoint_url and endpoint_url.rstrip("/") != server.rstrip("/"):
