@@ -503,97 +503,69 @@ _simple_action(
 )
 
 
-@router.post(
-    "/{cluster_id}/actions/resize",
-    status_code=status.HTTP_202_ACCEPTED,
-    operation_id="resize_cluster",
-    response_model=ClusterJobAccepted,
-    responses=ACTION_RESPONSES,
+def _node_action(
+    action: str,
+    operation_id: str,
+    body: type[ResizeRequest | AddNodesRequest | DeleteNodesRequest],
+    doc: str,
+) -> None:
+    """Register the route of a node action: its body is the action's parameters (checked
+    against the cluster's roles and nodes by the service) and may ask for a dry run."""
+
+    async def act(
+        cluster_id: str,
+        data: Any,
+        access: CanWriteClusters,
+        platform: ActionsDep,
+        response: Response,
+        idem: IdempotencyDep,
+    ) -> ClusterJobAccepted | JSONResponse:
+        return await _act(
+            platform,
+            access,
+            idem,
+            data,
+            response,
+            cluster_id,
+            action,
+            dry_run=data.dry_run,
+            params=_params(data),
+        )
+
+    act.__annotations__["data"] = body  # the request body's model, per action
+    act.__doc__ = doc
+    act.__name__ = operation_id
+    router.post(
+        f"/{{cluster_id}}/actions/{action.replace('_', '-')}",
+        status_code=status.HTTP_202_ACCEPTED,
+        operation_id=operation_id,
+        response_model=ClusterJobAccepted,
+        responses=ACTION_RESPONSES,
+    )(act)
+
+
+_node_action(
+    "resize",
+    "resize_cluster",
+    ResizeRequest,
+    "Resize every node of one role (cpu, memory, data volume) of an active or stopped "
+    "cluster. A role the cluster does not have is a 409 `no_such_role`.",
 )
-async def resize(
-    cluster_id: str,
-    data: ResizeRequest,
-    access: CanWriteClusters,
-    platform: ActionsDep,
-    response: Response,
-    idem: IdempotencyDep,
-) -> ClusterJobAccepted | JSONResponse:
-    """Resize every node of one role (cpu, memory, data volume) of an active or stopped
-    cluster. A role the cluster does not have is a 409 `no_such_role`."""
-    return await _act(
-        platform,
-        access,
-        idem,
-        data,
-        response,
-        cluster_id,
-        "resize",
-        dry_run=data.dry_run,
-        params=_params(data),
-    )
-
-
-@router.post(
-    "/{cluster_id}/actions/add-nodes",
-    status_code=status.HTTP_202_ACCEPTED,
-    operation_id="add_cluster_nodes",
-    response_model=ClusterJobAccepted,
-    responses=ACTION_RESPONSES,
+_node_action(
+    "add_nodes",
+    "add_cluster_nodes",
+    AddNodesRequest,
+    "Add nodes to one role of an active cluster, made like the role's others. A role the "
+    "cluster does not have is a 409 `no_such_role`.",
 )
-async def add_nodes(
-    cluster_id: str,
-    data: AddNodesRequest,
-    access: CanWriteClusters,
-    platform: ActionsDep,
-    response: Response,
-    idem: IdempotencyDep,
-) -> ClusterJobAccepted | JSONResponse:
-    """Add nodes to one role of an active cluster, made like the role's others. A role the
-    cluster does not have is a 409 `no_such_role`."""
-    return await _act(
-        platform,
-        access,
-        idem,
-        data,
-        response,
-        cluster_id,
-        "add_nodes",
-        dry_run=data.dry_run,
-        params=_params(data),
-    )
-
-
-@router.post(
-    "/{cluster_id}/actions/delete-nodes",
-    status_code=status.HTTP_202_ACCEPTED,
-    operation_id="delete_cluster_nodes",
-    response_model=ClusterJobAccepted,
-    responses=ACTION_RESPONSES,
+_node_action(
+    "delete_nodes",
+    "delete_cluster_nodes",
+    DeleteNodesRequest,
+    "Remove nodes (by `node_id`, as GET /nodes lists them) from an active cluster. A node it "
+    "does not have is a 409 `no_such_node`; removing every node is a 409 `last_nodes` (delete "
+    "the cluster instead).",
 )
-async def delete_nodes(
-    cluster_id: str,
-    data: DeleteNodesRequest,
-    access: CanWriteClusters,
-    platform: ActionsDep,
-    response: Response,
-    idem: IdempotencyDep,
-) -> ClusterJobAccepted | JSONResponse:
-    """Remove nodes (by `node_id`, as GET /nodes lists them) from an active cluster. A node it
-    does not have is a 409 `no_such_node`; removing every node is a 409 `last_nodes` (delete
-    the cluster instead)."""
-    return await _act(
-        platform,
-        access,
-        idem,
-        data,
-        response,
-        cluster_id,
-        "delete_nodes",
-        dry_run=data.dry_run,
-        params=_params(data),
-    )
-
-
 _simple_action(
     "recover",
     "recover_cluster",
