@@ -14,7 +14,8 @@ what they launch.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import logging
+from typing import Any, ClassVar
 
 import aioboto3
 
@@ -28,9 +29,13 @@ from openpitrix.providers.base import (
     Credential,
     CredentialInvalid,
     EndpointRefused,
+    TaskRun,
     ZoneUnavailable,
 )
+from openpitrix.providers.vm.cloud import VmCloud
 from openpitrix.providers.vm.provider import PLANS, VM_TASK_KINDS, VmProvider
+
+log = logging.getLogger(__name__)
 
 
 class AwsProvider(VmProvider):
@@ -86,6 +91,23 @@ class AwsProvider(VmProvider):
             instance_profile=key.instance_profile,
             poll_seconds=self.poll_seconds,
         )
+
+    async def _run(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
+        """The VM base's task, and what it cost in AWS API calls: logged, and kept in the
+        task's result as `cloud_calls` (but the survey's, whose result is the state)."""
+        result = await super()._run(run, cloud)
+        if isinstance(cloud, AwsVm):
+            calls = dict(sorted(cloud.client.calls.items()))
+            log.info(
+                "aws cloud calls cluster=%s task=%s total=%d %s",
+                run.cluster_id,
+                run.action,
+                sum(calls.values()),
+                " ".join(f"{k}={v}" for k, v in calls.items()),
+            )
+            if run.action != "survey":
+                result = {**result, "cloud_calls": calls}
+        return result
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
         # GetCallerIdentity needs no permission at all, so it proves the key and nothing
