@@ -26,10 +26,12 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 from cryptography.fernet import Fernet
+from moto.servicequotas.models import ServiceQuotasBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_deploy import (
@@ -61,7 +63,25 @@ from tests.support.aws_vm import ZONE, aws_content, ec2
 from tests.support.http_repo import RepoServer
 from tests.support.vmpackages import VmPackageSpec, write_vm_index
 
+from openpitrix.providers.aws.client import STANDARD_VCPU_QUOTA
 from openpitrix.settings import WorkerSettings
+
+VCPU_QUOTA = 1024.0
+
+
+def give_moto_a_vcpu_quota() -> None:
+    """moto knows no EC2 quota in Service Quotas, so the check falls back to its max-instances
+    (20); a real account's vCPU quota (VCPU_QUOTA here) lets every cluster launch."""
+    original = ServiceQuotasBackend.get_service_quota
+
+    def get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+        if (service_code, quota_code) == ("ec2", STANDARD_VCPU_QUOTA):
+            return {"ServiceCode": "ec2", "QuotaCode": quota_code, "Value": VCPU_QUOTA}
+        result: dict[str, Any] = original(self, service_code, quota_code)
+        return result
+
+    ServiceQuotasBackend.get_service_quota = get_service_quota  # type: ignore[method-assign]
+
 
 TEMPLATE = """
 {
@@ -169,7 +189,8 @@ async def bench(run: Run, moto: MotoAws, image: str, clusters: int, task_manager
         running = {child.name: child.log() for child in children.started}
         children.stop_all()
     findings = log_findings(children, running)
-    instances = sum(len(r["Instances"]) for r in ec2(moto).describe_instances()["Reservations"])
+    pages = ec2(moto).get_paginator("describe_instances").paginate()
+    instances = sum(len(r["Instances"]) for page in pages for r in page["Reservations"])
 
     posted = [d.posted for d in deploys]
     failures = [d for d in deploys if d.status != "successful"]
@@ -224,6 +245,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: a line a request
+    give_moto_a_vcpu_quota()
     exit_on_sigterm()
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="op-bench-vm-"))
@@ -262,7 +284,8 @@ def main() -> None:
             images = ec2(moto).describe_images(Owners=["amazon"])["Images"]
             image = sorted(i["ImageId"] for i in images if i["Architecture"] == "x86_64")[0]
             print(
-                f"VM benchmark: {args.clusters} aws clusters of 3 nodes on moto, "
+                f"VM benchmark: {args.clusters} aws clusters of 3 nodes on moto "
+                f"(vCPU quota {VCPU_QUOTA:.0f}), "
                 f"database {database_label(database_url)}, {args.task_managers} task-managers "
                 f"(task concurrency {settings.task_concurrency}), {psutil.cpu_count()} CPUs"
             )
