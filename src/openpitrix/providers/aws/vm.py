@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Final
 
@@ -92,6 +93,8 @@ class AwsVm(VmCloud):
         self.wait_timeout = wait_timeout
         self.poll_seconds = poll_seconds
         self._sizes: dict[str, tuple[int, int]] = {}
+        # The cluster's ended instances by node, looked up once a session (a task).
+        self._ended: dict[str, Counter[str]] = {}
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -174,12 +177,13 @@ class AwsVm(VmCloud):
         return tags
 
     async def launch(self, cluster_id: str, node: NodeSpec) -> CloudInstance:
-        ended = await self.client.find_instances(
-            {CLUSTER_TAG: cluster_id, NODE_TAG: node.node_id}, states=ENDED
-        )
         image = image_for(node, self.image_id)
         instance_type = choose_instance_type(node.cpu, node.memory, node.instance_class)
-        for generation in range(len(ended), len(ended) + MAX_GENERATIONS):
+        if cluster_id not in self._ended:
+            found = await self.client.find_instances({CLUSTER_TAG: cluster_id}, states=ENDED)
+            self._ended[cluster_id] = Counter(i.tags.get(NODE_TAG, "") for i in found)
+        ended = self._ended[cluster_id][node.node_id]
+        for generation in range(ended, ended + MAX_GENERATIONS):
             spec = InstanceSpec(
                 client_token=client_token(cluster_id, node.node_id, generation),
                 image_id=image,
