@@ -246,3 +246,19 @@ async def test_an_unknown_ami_is_the_jobs_error(
     assert [t["action"] for t in job["tasks"] if t["status"] == "failed"] == ["launch"]
     cluster = await cluster_of(client, made["cluster_id"])
     assert cluster["transition_status"] == "", cluster
+
+
+async def test_a_region_too_full_fails_the_create_before_anything_is_made(
+    client: httpx.AsyncClient, moto: MotoAws, vm: dict[str, Any], images: tuple[str, str]
+) -> None:
+    # moto has no EC2 vCPU quota: the limit is its max-instances attribute, 20. 18 run.
+    ec2(moto).run_instances(ImageId=images[0], MinCount=18, MaxCount=18, InstanceType="t3.micro")
+    made = await deploy(client, vm, "shop@1.0.0", values={})
+    job = await wait_job(client, made["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "insufficient_resources", job["error"]
+    assert (
+        "3 instances of on-demand standard instances needed, 2 left" in (job["error"]["message"])
+    ), job["error"]
+    assert [t["action"] for t in job["tasks"] if t["status"] == "failed"] == ["check"]
+    assert in_cloud(moto, made["cluster_id"]) == {}

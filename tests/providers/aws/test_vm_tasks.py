@@ -142,3 +142,31 @@ async def test_a_create_costs_a_known_number_of_ec2_calls(
         "ec2:RunInstances": 3,
     }
     assert any("aws cloud calls" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_missing_data_volume_is_made_and_attached(moto: MotoAws, image_id: str) -> None:
+    # Launch gives the db node its volume; a node without one (web-1 here) gets one made by
+    # CreateVolume and attached at /dev/sdf, after which the cluster's volumes list it.
+    runner = Runner(moto, image_id, image_id)
+    await runner.run("render_spec")
+    await runner.run("launch")
+    await runner.run("await_running")
+    web1 = in_cloud(moto, CLUSTER)["web-1"]["instance_id"]
+    told: list[str] = []
+
+    async def progress(message: str) -> None:
+        told.append(message)
+
+    cloud = runner.provider.open_cloud(runner.credential, ZONE, OPEN)
+    try:
+        made = await cloud.create_volume(CLUSTER, "web-1", 5)
+        await cloud.attach([made.volume_id], web1, progress)
+        await cloud.attach([made.volume_id], web1, progress)  # attached already: nothing
+        volumes = {v.node_id: v for v in await cloud.volumes(CLUSTER)}
+    finally:
+        await cloud.close()
+    assert told == [f"EBS volume {made.volume_id} attaching to {web1}"]
+    assert sorted(volumes) == ["db-1", "web-1"]
+    assert (volumes["web-1"].volume_id, volumes["web-1"].instance_id) == (made.volume_id, web1)
+    assert volumes["web-1"].size == 5
+    assert in_cloud(moto, CLUSTER)["web-1"]["volume_size"] == 5
