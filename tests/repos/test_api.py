@@ -299,7 +299,7 @@ async def test_a_provider_not_installed_is_400_naming_the_installed_ones(
     )
     body = assert_error(resp, 400, "unknown_provider")
     assert "azure" in body["message"] and "kubernetes" in body["message"]
-    patch = await client.patch(f"/v1/repos/{made.json()['repo_id']}", json={"providers": ["aws"]})
+    patch = await client.patch(f"/v1/repos/{made.json()['repo_id']}", json={"providers": ["gcp"]})
     assert_error(patch, 400, "unknown_provider")
     after = await client.get(f"/v1/repos/{made.json()['repo_id']}")
     assert after.json()["providers"] == ["testcloud"]

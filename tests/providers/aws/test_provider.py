@@ -181,13 +181,25 @@ async def test_the_vcpu_quota_counts_running_standard_instances(
     assert "21 vCPUs" in info.value.message and "20 left of the limit of 32" in info.value.message
 
 
-async def test_the_lifecycle_is_not_there_yet(moto: MotoAws) -> None:
-    request = PlanRequest(
-        action="create", params={}, cluster_id="cl-1", zone="us-east-1a", state=ClusterState()
-    )
+def test_the_lifecycle_is_the_vm_providers() -> None:
+    def plan(action: str) -> list[list[str]]:
+        request = PlanRequest(
+            action=action, params={}, cluster_id="cl-1", zone="us-east-1a", state=ClusterState()
+        )
+        return [[t.action for t in layer] for layer in provider.plan(request)]
 
+    assert plan("create") == [
+        ["render_spec"],
+        ["check"],
+        ["launch"],
+        ["await_running"],
+        ["attach_volumes"],
+        ["survey"],
+    ]
+    # A running instance cannot take a new package without an agent.
     with pytest.raises(ProviderError) as info:
-        provider.plan(request)
-
+        plan("upgrade")
     assert info.value.code == "action_unsupported"
-    assert provider.describe()["package_kinds"] == ["vm"]
+    described = provider.describe()
+    assert described["package_kinds"] == ["vm"]
+    assert described["exclusive_zones"] is False

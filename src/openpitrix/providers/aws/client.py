@@ -418,6 +418,40 @@ class AwsClient:
         await self.modify_volume(volume_id, size)
         return True
 
+    async def create_volume(
+        self, zone: str, size: int, tags: Mapping[str, str], *, volume_type: str = "gp3"
+    ) -> Volume:
+        answer = await self.call(
+            "ec2",
+            "CreateVolume",
+            AvailabilityZone=zone,
+            Size=size,
+            VolumeType=volume_type,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(tags)}],
+        )
+        return Volume.of(answer)
+
+    async def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
+        await self.call(
+            "ec2", "AttachVolume", VolumeId=volume_id, InstanceId=instance_id, Device=device
+        )
+
+    async def delete_volume(self, volume_id: str) -> None:
+        await self.call("ec2", "DeleteVolume", VolumeId=volume_id)
+
+    async def instance_type_sizes(self, names: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """The vCPUs and memory (MiB) of each of the instance types `names`."""
+        items = await self._pages(
+            "ec2", "DescribeInstanceTypes", "InstanceTypes", InstanceTypes=sorted(set(names))
+        )
+        return {
+            str(item["InstanceType"]): (
+                int(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
+                int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)),
+            )
+            for item in items
+        }
+
     async def describe_instance_types(self, names: Sequence[str]) -> dict[str, int]:
         """The vCPUs of each of the instance types `names`."""
         items = await self._pages(

@@ -1,9 +1,9 @@
 """The content of an aws runtime credential, parsed without ever quoting the secret.
 
 A credential is a JSON or YAML mapping `{access_key_id, secret_access_key, session_token?,
-region}`; the runtime credential's endpoint URL, when set, replaces AWS's own endpoints (an
-AWS-compatible cloud, or a test server) and goes through the address guard like every
-connection.
+region, image_id?, key_name?, instance_profile?}`; the runtime credential's endpoint URL, when
+set, replaces AWS's own endpoints (an AWS-compatible cloud, or a test server) and goes through
+the address guard like every connection.
 """
 
 from __future__ import annotations
@@ -32,6 +32,20 @@ class AwsKey(BaseModel):
         None, min_length=1, max_length=8192, repr=False, description="For temporary keys (STS)."
     )
     region: str = Field(min_length=1, max_length=32, pattern=REGION_PATTERN)
+    image_id: str | None = Field(
+        None,
+        pattern=r"^ami-[0-9a-f]{8,17}$",
+        description="The AMI nodes boot when their role names none.",
+    )
+    key_name: str | None = Field(
+        None, min_length=1, max_length=255, description="The EC2 key pair nodes let log in."
+    )
+    instance_profile: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The IAM instance profile nodes run with (one allowing SSM, for commands).",
+    )
 
 
 def parse_aws_key(content: str) -> AwsKey:
@@ -47,7 +61,8 @@ def parse_aws_key(content: str) -> AwsKey:
     if not isinstance(doc, dict):
         raise CredentialInvalid(
             "credential must be a mapping "
-            "{access_key_id, secret_access_key, session_token?, region}"
+            "{access_key_id, secret_access_key, session_token?, region, image_id?, key_name?, "
+            "instance_profile?}"
         )
     try:
         return AwsKey.model_validate(doc)

@@ -1,9 +1,10 @@
-"""The aws provider (a sketch): credentials, zones and the vCPU check; the cluster lifecycle
-plugs into the shared VM provider base later.
+"""The aws provider: VM app clusters on AWS EC2, on the shared VM provider (what each action
+does in EC2 is in `aws.vm`).
 
 A credential is a JSON or YAML mapping `{access_key_id, secret_access_key, session_token?,
-region}`; the runtime credential's endpoint URL, when set, is used for every service instead of
-AWS's endpoints (an AWS-compatible cloud, a test server), always through the address guard.
+region, image_id?, key_name?, instance_profile?}`; the runtime credential's endpoint URL, when
+set, is used for every service instead of AWS's endpoints (an AWS-compatible cloud, a test
+server), always through the address guard.
 
 Zones are the region's availability zones: shared by every account, never made, and carrying
 no mark a runtime could set. So claiming a zone checks that it exists in the region and records
@@ -13,39 +14,46 @@ what they launch.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import aioboto3
 
-from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.aws.client import AwsClient
 from openpitrix.providers.aws.credential import check_endpoint, parse_aws_key
 from openpitrix.providers.aws.quota import VcpuRoom, vcpu_room
+from openpitrix.providers.aws.vm import AwsVm
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
     CredentialInvalid,
     EndpointRefused,
-    PlanRequest,
-    Provider,
-    ProviderError,
     TaskRun,
     ZoneUnavailable,
 )
+from openpitrix.providers.vm.cloud import VmCloud
+from openpitrix.providers.vm.provider import PLANS, VM_TASK_KINDS, VmProvider
+
+log = logging.getLogger(__name__)
 
 
-class AwsProvider(Provider):
-    """AWS EC2. Not registered as an entry point until the VM cluster lifecycle lands."""
+class AwsProvider(VmProvider):
+    """AWS EC2: VM app clusters of instances and EBS volumes in one availability zone."""
 
     name: ClassVar[str] = "aws"
     capabilities: ClassVar[Capabilities] = Capabilities(
         zone_kind="availability zone",
         credential_format=(
-            "JSON or YAML: {access_key_id, secret_access_key, session_token?, region}"
+            "JSON or YAML: {access_key_id, secret_access_key, session_token?, region, "
+            "image_id?, key_name?, instance_profile?}"
         ),
-        cluster_actions=frozenset(),  # the lifecycle is not written yet
+        cluster_actions=frozenset(PLANS),
+        task_kinds=VM_TASK_KINDS,
         package_kinds=frozenset({"vm"}),
+        # An availability zone is shared by every account and runtime: clusters are told
+        # apart by their tags.
+        exclusive_zones=False,
     )
 
     def __init__(self) -> None:
@@ -72,6 +80,34 @@ class AwsProvider(Provider):
             endpoint_url=credential.endpoint_url,
             session=self._session,
         )
+
+    def open_cloud(self, credential: Credential, zone: str, policy: AddressPolicy) -> AwsVm:
+        key = parse_aws_key(credential.content)
+        return AwsVm(
+            self.client(credential, policy),
+            zone,
+            image_id=key.image_id,
+            key_name=key.key_name,
+            instance_profile=key.instance_profile,
+            poll_seconds=self.poll_seconds,
+        )
+
+    async def _run(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
+        """The VM base's task, and what it cost in AWS API calls: logged, and kept in the
+        task's result as `cloud_calls` (but the survey's, whose result is the state)."""
+        result = await super()._run(run, cloud)
+        if isinstance(cloud, AwsVm):
+            calls = dict(sorted(cloud.client.calls.items()))
+            log.info(
+                "aws cloud calls cluster=%s task=%s total=%d %s",
+                run.cluster_id,
+                run.action,
+                sum(calls.values()),
+                " ".join(f"{k}={v}" for k, v in calls.items()),
+            )
+            if run.action != "survey":
+                result = {**result, "cloud_calls": calls}
+        return result
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
         # GetCallerIdentity needs no permission at all, so it proves the key and nothing
@@ -123,22 +159,7 @@ class AwsProvider(Provider):
         instances: int = 0,
     ) -> VcpuRoom:
         """The region's room for `instances` more instances of `vcpus` vCPUs together;
-        ProviderError("insufficient_resources") naming the shortfall. The lifecycle's check
-        task will call this."""
+        ProviderError("insufficient_resources") naming the shortfall (the lifecycle's check
+        task asks the same of `AwsVm`)."""
         async with self.client(credential, policy) as client:
             return await vcpu_room(client, vcpus=vcpus, instances=instances)
-
-    def plan(self, request: PlanRequest) -> list[list[PlannedTask]]:
-        raise _not_yet(request.action)
-
-    async def run_task(self, run: TaskRun) -> dict[str, Any]:
-        raise _not_yet(run.action)
-
-    async def describe_cluster(
-        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
-    ) -> dict[str, Any]:
-        raise _not_yet("describe")
-
-
-def _not_yet(action: str) -> ProviderError:
-    return ProviderError("action_unsupported", f"aws clusters cannot {action} yet: no VM lifecycle")

@@ -1,0 +1,172 @@
+"""The aws provider's VM tasks run directly against moto's server, as a worker runs them: a
+redelivered task converges instead of making things twice, a node whose instance ended is
+launched anew, and a create costs a known number of EC2 calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from openpitrix.providers.aws.vm import client_token
+from openpitrix.providers.base import ClusterState, ProviderError, Release, TaskRun
+from openpitrix.providers.registry import load_providers
+from tests.support.aws import OPEN, MotoAws
+from tests.support.aws_vm import ZONE, aws_shop_package, in_cloud, volumes_of
+from tests.support.vmpackages import build_vm_package
+
+CLUSTER = "cl-awstasks1"
+
+
+def provider() -> Any:
+    return load_providers()["aws"]  # through the entry point, as the server loads it
+
+
+class Runner:
+    """Builds each task's TaskRun as the cluster job adapter does, keeping what it reports."""
+
+    def __init__(self, moto: MotoAws, web_image: str, image_id: str | None) -> None:
+        content = json.loads(moto.content())
+        if image_id is not None:
+            content["image_id"] = image_id
+        self.provider = provider()
+        self.credential = self.provider.parse_credential(json.dumps(content), moto.url)
+        self.package = build_vm_package(aws_shop_package(web_image))
+        self.manifest: list[dict[str, Any]] | None = None
+        self.state = ClusterState()
+        self.reports: list[tuple[str, int | None, dict[str, Any]]] = []
+
+    async def run(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        async def fetch() -> bytes:
+            return self.package
+
+        async def report(message: str, percent: int | None, data: dict[str, Any]) -> None:
+            self.reports.append((message, percent, data))
+
+        release = Release(1, "appv-1", {}, self.manifest)
+        result: dict[str, Any] = await self.provider.run_task(
+            TaskRun(
+                action=action,
+                params=params or {},
+                cluster_id=CLUSTER,
+                zone=ZONE,
+                credential=self.credential,
+                release=release,
+                previous=None,
+                history=(release,) if self.manifest is not None else (),
+                state=self.state,
+                fetch_package=fetch,
+                report=report,
+                timeout_seconds=30,
+                policy=OPEN,
+            )
+        )
+        if action == "render_spec":
+            self.manifest = result["objects"]
+        if action == "survey":
+            self.state = ClusterState.model_validate(result)
+        return result
+
+
+async def test_a_launch_run_twice_makes_each_instance_once(moto: MotoAws, image_id: str) -> None:
+    runner = Runner(moto, image_id, image_id)
+    await runner.run("render_spec")
+    assert (await runner.run("launch"))["launched"] == 3
+    first = {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()}
+    assert sorted(first) == ["db-1", "web-1", "web-2"]
+    # Redelivered (the worker died after EC2 accepted): found by tags, nothing made.
+    again = await runner.run("launch")
+    assert (again["launched"], again["found"]) == (0, 3)
+    assert again["cloud_calls"] == {"ec2:DescribeInstances": 1}  # one look, no launch
+    assert {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()} == first
+    assert (await runner.run("await_running"))["running"] == 3
+    # The data volume came with the launch: attaching finds it on its instance.
+    attached = await runner.run("attach_volumes")
+    assert (attached["attached"], attached["volumes"]) == (0, 1)
+    assert len(volumes_of(moto, CLUSTER)) == 1
+    survey = await runner.run("survey")
+    assert [(n["node_id"], n["status"], n["volume_size"]) for n in survey["nodes"]] == [
+        ("db-1", "running", 10),
+        ("web-1", "running", 0),
+        ("web-2", "running", 0),
+    ]
+
+
+async def test_a_node_whose_instance_ended_is_launched_anew_with_a_new_token(
+    moto: MotoAws, image_id: str
+) -> None:
+    runner = Runner(moto, image_id, image_id)
+    await runner.run("render_spec")
+    await runner.run("launch")
+    lost = in_cloud(moto, CLUSTER)["web-1"]["instance_id"]
+    async with moto.client() as client:
+        await client.terminate_instances([lost])
+        with pytest.raises(ProviderError) as info:
+            await runner.run("await_running")
+        assert info.value.code == "instance_lost"
+        relaunched = await runner.run("launch")
+        assert (relaunched["launched"], relaunched["found"]) == (1, 2)
+        again = in_cloud(moto, CLUSTER)["web-1"]["instance_id"]
+        assert again != lost
+        [made] = await client.find_instances(instance_ids=[again])
+        [ended] = await client.find_instances(instance_ids=[lost], states=("terminated",))
+    # The new launch's client token is the node's next generation, so AWS (which answers a
+    # token with its first launch, even ended) makes a new instance.
+    assert ended.tags["openpitrix:client-token"] == client_token(CLUSTER, "web-1", 0)
+    assert made.tags["openpitrix:client-token"] == client_token(CLUSTER, "web-1", 1)
+    assert (await runner.run("await_running"))["running"] == 3
+
+
+async def test_without_an_ami_the_launch_says_which_is_needed(moto: MotoAws, image_id: str) -> None:
+    runner = Runner(moto, image_id, None)  # the db role names no AMI, the credential none
+    await runner.run("render_spec")
+    with pytest.raises(ProviderError) as info:
+        await runner.run("launch")
+    assert info.value.code == "image_required"
+    assert "db-1" in info.value.message and "image_id" in info.value.message
+
+
+async def test_a_create_costs_a_known_number_of_ec2_calls(
+    moto: MotoAws, image_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = Runner(moto, image_id, image_id)
+    await runner.run("render_spec")
+    with caplog.at_level(logging.INFO, logger="openpitrix.providers.aws.provider"):
+        launched = await runner.run("launch")
+    # One look at the cluster's instances, one at its ended ones (for the tokens' generation);
+    # per node a look for its token's tag, and the launch.
+    assert launched["cloud_calls"] == {
+        "ec2:DescribeInstances": 2 + 3,
+        "ec2:RunInstances": 3,
+    }
+    assert any("aws cloud calls" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_missing_data_volume_is_made_and_attached(moto: MotoAws, image_id: str) -> None:
+    # Launch gives the db node its volume; a node without one (web-1 here) gets one made by
+    # CreateVolume and attached at /dev/sdf, after which the cluster's volumes list it.
+    runner = Runner(moto, image_id, image_id)
+    await runner.run("render_spec")
+    await runner.run("launch")
+    await runner.run("await_running")
+    web1 = in_cloud(moto, CLUSTER)["web-1"]["instance_id"]
+    told: list[str] = []
+
+    async def progress(message: str) -> None:
+        told.append(message)
+
+    cloud = runner.provider.open_cloud(runner.credential, ZONE, OPEN)
+    try:
+        made = await cloud.create_volume(CLUSTER, "web-1", 5)
+        await cloud.attach([made.volume_id], web1, progress)
+        await cloud.attach([made.volume_id], web1, progress)  # attached already: nothing
+        volumes = {v.node_id: v for v in await cloud.volumes(CLUSTER)}
+    finally:
+        await cloud.close()
+    assert told == [f"EBS volume {made.volume_id} attaching to {web1}"]
+    assert sorted(volumes) == ["db-1", "web-1"]
+    assert (volumes["web-1"].volume_id, volumes["web-1"].instance_id) == (made.volume_id, web1)
+    assert volumes["web-1"].size == 5
+    assert in_cloud(moto, CLUSTER)["web-1"]["volume_size"] == 5
