@@ -148,13 +148,21 @@ class EventStream:
                 if listener.overflowed.is_set():
                     return  # fell behind: the client resumes with Last-Event-ID
                 if listener.buffer:
-                    seq, frame, event = listener.buffer.popleft()
-                    if seq <= last_seq:
-                        continue  # already replayed
-                    last_seq = seq
-                    last_sent = loop.time()
-                    yield frame
-                    if self.ends is not None and event is not None and self.ends(event):
+                    # Everything buffered goes out in one write: a burst costs one send per
+                    # client, not one per event.
+                    frames: list[bytes] = []
+                    ended = False
+                    while listener.buffer and not ended:
+                        seq, frame, event = listener.buffer.popleft()
+                        if seq <= last_seq:
+                            continue  # already replayed
+                        last_seq = seq
+                        frames.append(frame)
+                        ended = self.ends is not None and event is not None and self.ends(event)
+                    if frames:
+                        last_sent = loop.time()
+                        yield frames[0] if len(frames) == 1 else b"".join(frames)
+                    if ended:
                         return
                     continue
                 listener.wake.clear()
