@@ -7,12 +7,13 @@ settings; its outbox relay publishes the events) and a minimal in-process broadc
 A load generator in its own process opens --watchers connections to `GET /v1/events` (as the
 bootstrap admin, whose token is checked like any other) and waits until each has its stream.
 With every watcher connected and nothing happening, the gateway's CPU is read from /proc over
---idle-seconds (idle CPU, % of one core). Then --events job events (each job's terminal event) are written
-straight into the outbox (one transaction); the gateway's relay publishes them on the bus, and every
-watcher must receive every one (zero lost). Latency is from the event's arrival on the bus (a
-probe subscription in the load generator, same clock) to its receipt by a watcher: first event
-of the burst per watcher, and every event. Delivery throughput is frames received per second
-from the first publish to the last receipt; the baseline's, from its publish request.
+--idle-seconds (idle CPU, % of one core). Then --events job events (each the terminal event of
+its own job) are written straight into the outbox (one transaction); the gateway's relay
+publishes them on the bus, and every watcher must receive every one (zero lost). Latency is
+from the event's arrival on the bus (a probe subscription in the load generator, same clock)
+to its receipt by a watcher: first event of the burst per watcher, and every event. Delivery
+throughput is frames received per second from the first publish to the last receipt; the
+baseline's, from its publish request.
 
 usage: python bench/bench_sse.py [--watchers 1000] [--events 20] [--idle-seconds 10] [--keep]
        python bench/bench_sse.py --loadgen ...  (internal)
