@@ -76,6 +76,7 @@ def create_app(
                 stream=settings.bus.events_stream,
                 subject=f"{EVENT_PREFIX}.>",
                 buffer_limit=settings.http.sse_client_buffer,
+                keepalive_seconds=settings.sse_keepalive_seconds,
             )
             await broadcaster.start()
             app.state.broadcaster = broadcaster

@@ -59,6 +59,8 @@ class Listener:
         self.buffer: deque[Delivery] = deque()
         self.wake = asyncio.Event()
         self.overflowed = asyncio.Event()
+        # Set (and woken) by the broadcaster's keep-alive tick: time to check for silence.
+        self.tick = False
 
     def push(self, delivery: Delivery) -> bool:
         """Buffer one delivery; False when the buffer is full (the caller drops the listener)."""
@@ -75,9 +77,19 @@ class Broadcaster:
     """The process's one subscription to the events stream and its local listeners."""
 
     def __init__(
-        self, js: JetStreamContext, *, stream: str, subject: str, buffer_limit: int
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        subject: str,
+        buffer_limit: int,
+        keepalive_seconds: float | None = None,
     ) -> None:
         self.js = js
+        # One timer for every idle client instead of one per client: each tick (twice per
+        # keep-alive interval) wakes the listeners, which send a keep-alive if silent.
+        self.tick_seconds = keepalive_seconds / 2 if keepalive_seconds else None
+        self._ticker: asyncio.Task[None] | None = None
         self.stream = stream
         self.subject = subject
         self.buffer_limit = buffer_limit
@@ -97,8 +109,23 @@ class Broadcaster:
             # A burst is handed to the listeners as it comes; nothing waits on a client.
             pending_msgs_limit=1_000_000,
         )
+        if self.tick_seconds is not None:
+            self._ticker = asyncio.create_task(self._tick(self.tick_seconds), name="sse-ticks")
+
+    async def _tick(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            for listeners in self._by_filter.values():
+                for listener in listeners:
+                    listener.tick = True
+                    listener.wake.set()
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

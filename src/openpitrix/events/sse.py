@@ -144,6 +144,11 @@ class EventStream:
             wait = self.keepalive_seconds
             if self.done is not None:
                 wait = min(wait, DONE_CHECK_SECONDS)
+            # A feed stream relies on the broadcaster's ticks for its keep-alives (when it
+            # ticks at this stream's interval); a job stream also checks `done` on its own.
+            ticks = self.broadcaster.tick_seconds
+            if self.done is not None or ticks is None or ticks * 2 != self.keepalive_seconds:
+                ticks = None
             while True:
                 if listener.overflowed.is_set():
                     return  # fell behind: the client resumes with Last-Event-ID
@@ -166,12 +171,21 @@ class EventStream:
                         return
                     continue
                 listener.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await listener.wake.wait()
-                    continue
+                if ticks is not None:
+                    # Woken by an event or by the broadcaster's keep-alive tick.
+                    await listener.wake.wait()
+                    if not listener.tick:
+                        continue
+                    listener.tick = False
+                    silent_for = self.keepalive_seconds - ticks / 2
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await listener.wake.wait()
+                        continue
+                    silent_for = self.keepalive_seconds
                 now = loop.time()
-                if now - last_sent >= self.keepalive_seconds:
+                if now - last_sent >= silent_for:
                     last_sent = now
                     yield b": keep-alive\n\n"
                 if self.done is not None and now - last_done_check >= DONE_CHECK_SECONDS:
