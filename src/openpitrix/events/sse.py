@@ -53,8 +53,9 @@ EndCheck = Callable[[dict[str, Any]], bool]
 class StreamCounter:
     """Event streams open in this process, per caller and in all, against their caps.
 
-    Each stream holds a JetStream consumer and a task until its client leaves, so one caller
-    (or a crowd) opening streams without end would exhaust the process and the NATS server."""
+    Each stream holds a buffer and a task until its client leaves (and a JetStream consumer
+    while it catches up), so one caller (or a crowd) opening streams without end would exhaust
+    the process."""
 
     def __init__(self, *, per_caller: int, per_process: int) -> None:
         self.per_caller = per_caller
