@@ -18,8 +18,10 @@ from openpitrix.api.params import reject_unknown_query
 from openpitrix.api.responses import document_platform_responses
 from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
+from openpitrix.bus.topology import EVENT_PREFIX
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.composition import build_registry
+from openpitrix.events.broadcast import Broadcaster
 from openpitrix.events.sse import StreamCounter
 from openpitrix.feed.router import router as events_router
 from openpitrix.iam.authcache import AuthCache
@@ -67,6 +69,17 @@ def create_app(
             auth_cache = AuthCache(platform.db, settings.auth.check_cache_seconds)
             await auth_cache.start(platform.nc)
             app.state.auth_cache = auth_cache
+            # The one subscription to the events stream that every SSE client of this
+            # process is fed from.
+            broadcaster = Broadcaster(
+                platform.js,
+                stream=settings.bus.events_stream,
+                subject=f"{EVENT_PREFIX}.>",
+                buffer_limit=settings.http.sse_client_buffer,
+                keepalive_seconds=settings.sse_keepalive_seconds,
+            )
+            await broadcaster.start()
+            app.state.broadcaster = broadcaster
             generated = await ensure_bootstrap_admin(platform.db, settings)
         except BaseException:
             await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool
@@ -100,6 +113,7 @@ def create_app(
             # Previews lease provider clients in the gateway too: close them with the process.
             await registry.providers.close()
             await auth_cache.stop()
+            await broadcaster.stop()
             await platform.stop()
 
     app = FastAPI(

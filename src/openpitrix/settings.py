@@ -192,6 +192,12 @@ class HttpSettings(BaseModel):
     sse_streams_per_process: int = Field(
         10_000, ge=1, description="Event streams this process serves at once, all callers."
     )
+    sse_client_buffer: int = Field(
+        1000,
+        ge=1,
+        description="Events buffered for one event stream client; a client that falls this "
+        "far behind is disconnected and resumes with `Last-Event-ID`.",
+    )
     sse_retry_after_seconds: int = Field(
         5, ge=1, description="`Retry-After` of a 429 refusing an event stream over a cap."
     )

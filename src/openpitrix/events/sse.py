@@ -1,7 +1,10 @@
 """Server-sent events from the events stream, with `Last-Event-ID` = JetStream sequence.
 
-An ordered consumer on a subject filter replays from the requested sequence and then follows
-live, so a resumed stream has neither gaps nor duplicates.
+Live events come from the process's one `Broadcaster` (events.broadcast); JetStream is read
+only to catch a client up: a resume after `Last-Event-ID`, or a job's history. The client
+joins the broadcaster first (its live events are buffered), then replays with a short-lived
+ordered consumer up to where the stream stood after joining, then drains the buffer, skipping
+whatever sequence it has already sent: no gap and no duplicate at the seam.
 """
 
 from __future__ import annotations
@@ -18,21 +21,31 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from openpitrix.events.broadcast import Broadcaster, Listener, Visibility, format_sse
+
+__all__ = [
+    "MAX_SEQUENCE",
+    "EventStream",
+    "StreamCounter",
+    "Visibility",
+    "format_sse",
+    "stream_events",
+]
+
 log = logging.getLogger(__name__)
 
 # JetStream sequences are uint64, and a resume asks for the one after: the largest sequence a
 # client may name leaves room for that, and fits a signed 64-bit integer everywhere.
 MAX_SEQUENCE = 2**63 - 1
 
-IDLE_CHECK_SECONDS = 1.0
+# How long a replay waits for its next message before asking the server whether any is left.
+REPLAY_WAIT_SECONDS = 0.25
 # How often an idle job stream asks `done` (a database read): a job's stream normally ends at
 # its terminal event; this only ends the rare stream that will not see one.
 DONE_CHECK_SECONDS = 5.0
 
 # Asked while idle: has the stream nothing more to say after `last_seq`? (job streams only)
 DoneCheck = Callable[[int], Awaitable[bool]]
-# Whether the client may receive this event (its JSON); for filters a subject cannot express.
-Visibility = Callable[[dict[str, Any]], bool]
 # Whether the stream ends after this event (its JSON), e.g. a job's terminal status.
 EndCheck = Callable[[dict[str, Any]], bool]
 
@@ -40,8 +53,9 @@ EndCheck = Callable[[dict[str, Any]], bool]
 class StreamCounter:
     """Event streams open in this process, per caller and in all, against their caps.
 
-    Each stream holds a JetStream consumer and a task until its client leaves, so one caller
-    (or a crowd) opening streams without end would exhaust the process and the NATS server."""
+    Each stream holds a buffer and a task until its client leaves (and a JetStream consumer
+    while it catches up), so one caller (or a crowd) opening streams without end would exhaust
+    the process."""
 
     def __init__(self, *, per_caller: int, per_process: int) -> None:
         self.per_caller = per_caller
@@ -67,12 +81,156 @@ class StreamCounter:
         return self._total if caller is None else self._open[caller]
 
 
-def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
+class EventStream:
+    """One client's SSE frames: replay (when asked), then the live feed until the client
+    leaves, the stream ends (`ends`, `done`), or the client falls behind (`overflowed`: its
+    connection is dropped and it resumes with `Last-Event-ID`)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        broadcaster: Broadcaster,
+        *,
+        stream: str,
+        subject: str,
+        after_seq: int | None,
+        keepalive_seconds: float,
+        done: DoneCheck | None = None,
+        ends: EndCheck | None = None,
+        visible: Visibility | None = None,
+    ) -> None:
+        self.js = js
+        self.broadcaster = broadcaster
+        self.stream = stream
+        self.subject = subject
+        self.after_seq = after_seq
+        self.keepalive_seconds = keepalive_seconds
+        self.done = done
+        self.ends = ends
+        self.visible = visible
+        self.listener: Listener = broadcaster.listener(subject, visible=visible)
+
+    @property
+    def overflowed(self) -> asyncio.Event:
+        return self.listener.overflowed
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        last_seq = self.after_seq or 0
+        if self.done is not None and await self.done(last_seq):
+            return
+        listener = self.listener
+        self.broadcaster.join(listener)
+        try:
+            yield b"retry: 2000\n\n"
+            if self.after_seq is not None:
+                replay_from: int | None = self.after_seq + 1
+            else:
+                replay_from = 1 if self.done is not None else None
+            if replay_from is not None:
+                async for seq, data in self._replay(replay_from):
+                    if seq <= last_seq:
+                        continue
+                    last_seq = seq
+                    event = _parse(data)
+                    if self.visible is not None and (event is None or not self.visible(event)):
+                        continue
+                    yield format_sse(seq, str((event or {}).get("type") or "message"), data)
+                    if self.ends is not None and event is not None and self.ends(event):
+                        return
+            loop = asyncio.get_running_loop()
+            last_sent = last_done_check = loop.time()
+            wait = self.keepalive_seconds
+            if self.done is not None:
+                wait = min(wait, DONE_CHECK_SECONDS)
+            # A feed stream relies on the broadcaster's ticks for its keep-alives (when it
+            # ticks at this stream's interval); a job stream also checks `done` on its own.
+            ticks = self.broadcaster.tick_seconds
+            if self.done is not None or ticks is None or ticks * 2 != self.keepalive_seconds:
+                ticks = None
+            while True:
+                if listener.overflowed.is_set():
+                    return  # fell behind: the client resumes with Last-Event-ID
+                if listener.buffer:
+                    # Everything buffered goes out in one write: a burst costs one send per
+                    # client, not one per event.
+                    frames: list[bytes] = []
+                    ended = False
+                    while listener.buffer and not ended:
+                        seq, frame, event = listener.buffer.popleft()
+                        if seq <= last_seq:
+                            continue  # already replayed
+                        last_seq = seq
+                        frames.append(frame)
+                        ended = self.ends is not None and event is not None and self.ends(event)
+                    if frames:
+                        last_sent = loop.time()
+                        yield frames[0] if len(frames) == 1 else b"".join(frames)
+                    if ended:
+                        return
+                    continue
+                listener.wake.clear()
+                if ticks is not None:
+                    # Woken by an event or by the broadcaster's keep-alive tick.
+                    await listener.wake.wait()
+                    if not listener.tick:
+                        continue
+                    listener.tick = False
+                    silent_for = self.keepalive_seconds - ticks / 2
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await listener.wake.wait()
+                        continue
+                    silent_for = self.keepalive_seconds
+                now = loop.time()
+                if now - last_sent >= silent_for:
+                    last_sent = now
+                    yield b": keep-alive\n\n"
+                if self.done is not None and now - last_done_check >= DONE_CHECK_SECONDS:
+                    last_done_check = now
+                    if await self.done(last_seq):
+                        return
+        finally:
+            self.broadcaster.leave(listener)
+
+    async def _replay(self, start: int) -> AsyncIterator[tuple[int, bytes]]:
+        """The stream's events on the subject from `start` up to where the stream stood once
+        the listener had joined (later ones reach the listener live)."""
+        info = await self.js.stream_info(self.stream)
+        if info.state.last_seq < start:
+            return
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        sub = await self.js.subscribe(
+            self.subject, stream=self.stream, ordered_consumer=True, config=config
+        )
+        last_seen = start - 1
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=REPLAY_WAIT_SECONDS)
+                except (NatsTimeoutError, TimeoutError):
+                    consumer = await sub.consumer_info()
+                    delivered = consumer.delivered.stream_seq if consumer.delivered else 0
+                    if not consumer.num_pending and (delivered or 0) <= last_seen:
+                        return  # nothing (more) matches
+                    continue
+                meta = msg.metadata
+                seq = meta.sequence.stream
+                last_seen = seq
+                yield seq, msg.data
+                if seq >= info.state.last_seq or not meta.num_pending:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
-async def stream_events(
+def stream_events(
     js: JetStreamContext,
+    broadcaster: Broadcaster,
     *,
     stream: str,
     subject: str,
@@ -81,58 +239,25 @@ async def stream_events(
     done: DoneCheck | None = None,
     ends: EndCheck | None = None,
     visible: Visibility | None = None,
-) -> AsyncIterator[bytes]:
-    """Yield SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
+) -> EventStream:
+    """SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
     `done` is set, i.e. a job replay, else only new events)."""
-    last_seq = after_seq or 0
-    if done is not None and await done(last_seq):
-        return
-    if after_seq is not None:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1
-        )
-    elif done is not None:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    else:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-    sub = await js.subscribe(
-        subject, stream=stream, ordered_consumer=True, config=config, idle_heartbeat=5.0
+    return EventStream(
+        js,
+        broadcaster,
+        stream=stream,
+        subject=subject,
+        after_seq=after_seq,
+        keepalive_seconds=keepalive_seconds,
+        done=done,
+        ends=ends,
+        visible=visible,
     )
-    loop = asyncio.get_running_loop()
-    last_sent = last_done_check = loop.time()
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
     try:
-        yield b"retry: 2000\n\n"
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=IDLE_CHECK_SECONDS)
-            except (NatsTimeoutError, TimeoutError):
-                if loop.time() - last_sent >= keepalive_seconds:
-                    last_sent = loop.time()
-                    yield b": keep-alive\n\n"
-                if done is not None and loop.time() - last_done_check >= DONE_CHECK_SECONDS:
-                    last_done_check = loop.time()
-                    if await done(last_seq):
-                        return
-                continue
-            seq = msg.metadata.sequence.stream
-            if seq <= last_seq:
-                continue
-            last_seq = seq
-            try:
-                event = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                event = None
-            if not isinstance(event, dict):
-                if visible is not None:
-                    continue  # nothing to judge it by: withheld
-                event = {}
-            if visible is not None and not visible(event):
-                continue
-            event_type = str(event.get("type") or "message")
-            last_sent = loop.time()
-            yield format_sse(seq, event_type, msg.data)
-            if ends is not None and ends(event):
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None

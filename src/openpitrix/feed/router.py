@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Send
+from starlette.types import Scope as Scope_
 
 from openpitrix.api.deps import PlatformDep, SettingsDep
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.bus.topology import events_filter
 from openpitrix.errors import BadRequest, TooManyRequests
-from openpitrix.events.sse import MAX_SEQUENCE, StreamCounter, Visibility, stream_events
+from openpitrix.events.broadcast import Broadcaster
+from openpitrix.events.sse import (
+    MAX_SEQUENCE,
+    EventStream,
+    StreamCounter,
+    Visibility,
+    stream_events,
+)
 from openpitrix.iam.access import Caller, Scope
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadEvents, authenticate
 
@@ -90,12 +101,44 @@ async def stream_slot(
 StreamSlot = Annotated[None, Depends(stream_slot)]
 
 
-def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(
-        frames,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+def broadcaster_of(request: Request) -> Broadcaster:
+    broadcaster: Broadcaster = request.app.state.broadcaster
+    return broadcaster
+
+
+# The process's one subscription to the events stream (events.broadcast).
+BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_of)]
+
+
+class SSEResponse(StreamingResponse):
+    """A stream of SSE frames that is cut off (the connection closed) as soon as its client
+    falls behind, even while a write to it is blocked on a client that does not read."""
+
+    def __init__(self, frames: EventStream) -> None:
+        super().__init__(
+            frames,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.overflowed = frames.overflowed
+
+    async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        streaming = asyncio.ensure_future(super().__call__(scope, receive, send))
+        behind = asyncio.ensure_future(self.overflowed.wait())
+        try:
+            await asyncio.wait({streaming, behind}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            behind.cancel()
+            if not streaming.done():
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+        if not streaming.cancelled():
+            streaming.result()
+
+
+def sse_response(frames: EventStream) -> StreamingResponse:
+    return SSEResponse(frames)
 
 
 @router.get(
@@ -108,6 +151,7 @@ async def stream_feed(
     access: CanReadEvents,
     _: StreamSlot,
     platform: PlatformDep,
+    broadcaster: BroadcasterDep,
     settings: SettingsDep,
     resource_kind: Annotated[str | None, Query(pattern=KINDS)] = None,
     resource_id: Annotated[str | None, Query(pattern=IDS)] = None,
@@ -131,6 +175,7 @@ async def stream_feed(
     return sse_response(
         stream_events(
             platform.js,
+            broadcaster,
             stream=settings.bus.events_stream,
             subject=subject,
             after_seq=after_seq,

@@ -19,6 +19,7 @@ from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.feed.router import (
     SSE_RESPONSES,
     After,
+    BroadcasterDep,
     StreamSlot,
     parse_last_event_id,
     sse_response,
@@ -98,6 +99,7 @@ async def stream_job_events(
     access: CanReadJobs,
     _: StreamSlot,
     platform: PlatformDep,
+    broadcaster: BroadcasterDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: After = None,
@@ -107,7 +109,7 @@ async def stream_job_events(
     async with platform.db.session() as session:
         job = await service.get_visible_job(session, job_id, access)
     after_seq = parse_last_event_id(last_event_id, after)
-    return sse_response(job_event_stream(platform, settings, job, after_seq))
+    return sse_response(job_event_stream(platform, broadcaster, settings, job, after_seq))
 
 
 @router.post("/v1/jobs/{job_id}/actions/cancel", status_code=202, operation_id="cancel_job")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from nats.js import JetStreamContext
@@ -12,8 +11,9 @@ from sqlmodel import col
 
 from openpitrix.bus.topology import event_subject
 from openpitrix.db.engine import Database
+from openpitrix.events.broadcast import Broadcaster
 from openpitrix.events.schemas import EventType
-from openpitrix.events.sse import stream_events
+from openpitrix.events.sse import EventStream, stream_events
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES
 from openpitrix.outbox.relay import unsent_count
@@ -31,8 +31,12 @@ class StreamResources(Protocol):
 
 
 def job_event_stream(
-    platform: StreamResources, settings: Settings, job: Job, after_seq: int | None
-) -> AsyncIterator[bytes]:
+    platform: StreamResources,
+    broadcaster: Broadcaster,
+    settings: Settings,
+    job: Job,
+    after_seq: int | None,
+) -> EventStream:
     subject = event_subject(job.owner, job.resource_kind, job.resource_id, job.job_id)
     stream = settings.bus.events_stream
     run = _run_of(job.result)
@@ -56,6 +60,7 @@ def job_event_stream(
 
     return stream_events(
         platform.js,
+        broadcaster,
         stream=stream,
         subject=subject,
         after_seq=after_seq,
