@@ -71,7 +71,10 @@ def gated_moto() -> Iterator[tuple[MotoAws, Gate]]:
     thread.start()
     try:
         host, port = server.server_address[:2]
-        yield MotoAws(url=f"http://{host!s}:{port}"), gate
+        moto = MotoAws(url=f"http://{host!s}:{port}")
+        # moto's backends are global to this process: forget what earlier tests made there.
+        moto.reset()
+        yield moto, gate
     finally:
         gate.open.set()
         server.shutdown()
@@ -110,7 +113,7 @@ async def test_task_worker_killed_mid_launch_makes_each_instance_once(
 
         # The first node's instance exists and the second's launch waits at the gate: the
         # doomed worker is inside its launch task.
-        await _until(gate.held.is_set, "a second RunInstances")
+        await _until(gate.held.is_set, f"a second RunInstances (job {job_id})")
         first = await asyncio.to_thread(all_instances, moto, cid)
         assert len(first) == 1, first
         doomed.kill()

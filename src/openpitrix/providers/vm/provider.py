@@ -418,14 +418,17 @@ class VmProvider(Provider):
                 if not service.get("cmd"):
                     continue
                 members = [i for i in running if i.role == role]
+                losing = any(n.rsplit("-", 1)[0] == role for n in named)
                 if name == "stop":
+                    if named and not losing:
+                        continue  # delete_nodes: only the roles losing nodes stop any
                     targets = [i for i in members if not named or i.node_id in named]
                 elif name == "scale_out":
                     if role != run.params.get("role"):
                         continue
                     targets = [i for i in members if i.node_id not in named]
                 elif name == "scale_in":
-                    if not any(n.rsplit("-", 1)[0] == role for n in named):
+                    if not losing:
                         continue
                     targets = [i for i in members if i.node_id not in named]
                 else:
