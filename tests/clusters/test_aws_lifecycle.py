@@ -19,6 +19,7 @@ from tests.support.aws_vm import (
     ec2,
     in_cloud,
     prepare_aws_runtime,
+    ssm,
     volumes_of,
     write_aws_shop_repo,
 )
@@ -139,7 +140,7 @@ async def test_an_aws_vm_cluster_goes_through_its_whole_lifecycle(
 
     # Stop: every instance stops; the job's stream shows EC2's state changes.
     job = await jobs.done(await client.post(f"/v1/clusters/{cid}/actions/stop"))
-    assert [t["action"] for t in job["tasks"]] == ["stop", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "stop", "survey"]
     assert "3 instances stopped" in job["messages"]
     web1 = cloud["web-1"]["instance_id"]
     assert f"EC2 StopInstances {web1}: running -> stopping" in job["messages"], job["messages"]
@@ -192,6 +193,18 @@ async def test_an_aws_vm_cluster_goes_through_its_whole_lifecycle(
     assert sorted(cloud) == ["db-1", "web-1", "web-2", "web-3", "web-4"]
     assert (cloud["web-4"]["instance_type"], cloud["web-4"]["status"]) == ("t3.xlarge", "running")
     assert f"launched web-4 ({cloud['web-4']['instance_id']})" in job["messages"]
+    # Then the web role's scale_out ran through SSM on the role's other nodes, web-1 and web-2
+    # (moto's command lists every instance of the region besides those it was sent to).
+    assert "ran scale_out of web on web-1, web-2 through SSM" in job["messages"], job["messages"]
+    commands = ssm(moto).list_commands()["Commands"]
+    assert len(commands) == 1, commands
+    others = {cloud[n]["instance_id"] for n in ("web-1", "web-2")}
+    assert others <= set(commands[0]["InstanceIds"])
+    assert commands[0]["DocumentName"] == "AWS-RunShellScript"
+    script = commands[0]["Parameters"]["commands"][0]
+    assert script.endswith("\necho never at boot\n"), script
+    command_id = commands[0]["CommandId"]
+    assert f"web scale_out: SSM command {command_id} succeeded on 2 instances" in job["messages"]
     same_as_cloud(await nodes_of(client, cid), cloud)
 
     # Delete nodes: their instances are terminated.
@@ -210,7 +223,7 @@ async def test_an_aws_vm_cluster_goes_through_its_whole_lifecycle(
     # Delete: the instances stop and are kept with their volumes; recover starts the same.
     kept = {k: v["instance_id"] for k, v in cloud.items()}
     job = await jobs.done(await client.delete(f"/v1/clusters/{cid}"))
-    assert [t["action"] for t in job["tasks"]] == ["stop", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "stop", "survey"]
     assert (await cluster_of(client, cid))["status"] == "deleted"
     assert {i["status"] for i in in_cloud(moto, cid).values()} == {"stopped"}
     assert list(volumes_of(moto, cid)) == [db_volume]
@@ -225,7 +238,7 @@ async def test_an_aws_vm_cluster_goes_through_its_whole_lifecycle(
     # Delete again, then cease: every instance terminated, the data volume deleted.
     await jobs.done(await client.delete(f"/v1/clusters/{cid}"))
     job = await jobs.done(await client.post(f"/v1/clusters/{cid}/actions/cease"))
-    assert [t["action"] for t in job["tasks"]] == ["terminate", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "terminate", "survey"]
     assert f"EBS volume {db_volume} deleted" in job["messages"], job["messages"]
     assert in_cloud(moto, cid) == {}
     assert volumes_of(moto, cid) == {}

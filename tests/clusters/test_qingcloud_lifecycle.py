@@ -146,7 +146,7 @@ async def test_a_qingcloud_vm_cluster_goes_through_its_whole_lifecycle(
 
     # Stop: every instance stops; the job's stream shows QingCloud's job.
     job = await jobs.done(await client.post(f"/v1/clusters/{cid}/actions/stop"))
-    assert [t["action"] for t in job["tasks"]] == ["stop", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "stop", "survey"]
     assert "3 instances stopped" in job["messages"]
     assert any(m.startswith("QingCloud StopInstances j-") for m in job["messages"])
     assert (await cluster_of(client, cid))["status"] == "stopped"
@@ -216,6 +216,7 @@ async def test_a_qingcloud_vm_cluster_goes_through_its_whole_lifecycle(
         "launch",
         "await_running",
         "attach_volumes",
+        "services",
         "survey",
     ]
     cloud = in_cloud(qingcloud, cid)
@@ -226,6 +227,8 @@ async def test_a_qingcloud_vm_cluster_goes_through_its_whole_lifecycle(
         "running",
     )
     assert f"launched web-4 ({cloud['web-4']['instance_id']})" in job["messages"]
+    # The web role's scale_out would run on web-1 and web-2: QingCloud has no service to run it.
+    assert "cannot run scale_out of web on qingcloud: no run-command service" in job["messages"]
     same_as_cloud(await nodes_of(client, cid), cloud)
 
     # Delete nodes: their instances are terminated (and a node's volume deleted).
@@ -241,7 +244,7 @@ async def test_a_qingcloud_vm_cluster_goes_through_its_whole_lifecycle(
     # Delete: the instances stop and are kept with their volumes; recover starts the same.
     kept = {k: v["instance_id"] for k, v in cloud.items()}
     job = await jobs.done(await client.delete(f"/v1/clusters/{cid}"))
-    assert [t["action"] for t in job["tasks"]] == ["stop", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "stop", "survey"]
     assert (await cluster_of(client, cid))["status"] == "deleted"
     assert {i["status"] for i in in_cloud(qingcloud, cid).values()} == {"stopped"}
     assert list(volumes_of(qingcloud, cid)) == [f"{cid}-db-1-data"]
@@ -256,7 +259,7 @@ async def test_a_qingcloud_vm_cluster_goes_through_its_whole_lifecycle(
     # Delete again, then cease: every instance terminated, every volume deleted.
     await jobs.done(await client.delete(f"/v1/clusters/{cid}"))
     job = await jobs.done(await client.post(f"/v1/clusters/{cid}/actions/cease"))
-    assert [t["action"] for t in job["tasks"]] == ["terminate", "survey"]
+    assert [t["action"] for t in job["tasks"]] == ["services", "terminate", "survey"]
     assert in_cloud(qingcloud, cid) == {}
     assert volumes_of(qingcloud, cid) == {}
     cluster = await cluster_of(client, cid)

@@ -79,6 +79,16 @@ def ec2(moto: MotoAws) -> Any:
     )
 
 
+def ssm(moto: MotoAws) -> Any:
+    return boto3.client(
+        "ssm",
+        region_name=moto.region,
+        endpoint_url=moto.url,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+
+
 def all_instances(moto: MotoAws, cluster_id: str) -> list[dict[str, Any]]:
     """Every instance tagged for the cluster, terminated ones too."""
     answer = ec2(moto).describe_instances(

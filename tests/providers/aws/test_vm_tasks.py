@@ -14,8 +14,8 @@ from openpitrix.providers.aws.vm import client_token
 from openpitrix.providers.base import ClusterState, ProviderError, Release, TaskRun
 from openpitrix.providers.registry import load_providers
 from tests.support.aws import OPEN, MotoAws
-from tests.support.aws_vm import ZONE, aws_shop_package, in_cloud, volumes_of
-from tests.support.vmpackages import build_vm_package
+from tests.support.aws_vm import ZONE, aws_shop_package, in_cloud, ssm, volumes_of
+from tests.support.vmpackages import VmPackageSpec, build_vm_package
 
 CLUSTER = "cl-awstasks1"
 
@@ -170,3 +170,60 @@ async def test_a_missing_data_volume_is_made_and_attached(moto: MotoAws, image_i
     assert (volumes["web-1"].volume_id, volumes["web-1"].instance_id) == (made.volume_id, web1)
     assert volumes["web-1"].size == 5
     assert in_cloud(moto, CLUSTER)["web-1"]["volume_size"] == 5
+
+
+def _package_with_services(web_image: str) -> bytes:
+    """The shop package whose web role also has scale_in and stop, and its db role stop, the
+    db's stop first (`order` 1 before 2)."""
+    spec = aws_shop_package(web_image)
+    web = '"scale_out": {"cmd": "echo never at boot"}'
+    db = '"services": {"init": {"cmd": "mkfs.ext4 /dev/vdb"}}'
+    assert web in spec.template and db in spec.template
+    template = spec.template.replace(
+        web,
+        web + ', "scale_in": {"cmd": "echo web scale in", "timeout": 120}'
+        ', "stop": {"cmd": "echo web stop", "order": 2}',
+    ).replace(
+        db,
+        '"services": {"init": {"cmd": "mkfs.ext4 /dev/vdb"}, '
+        '"stop": {"cmd": "echo db stop", "order": 1}}',
+    )
+    return build_vm_package(VmPackageSpec(spec.package, spec.config, template))
+
+
+async def test_services_run_through_ssm_on_the_right_nodes_in_order(
+    moto: MotoAws, image_id: str
+) -> None:
+    runner = Runner(moto, image_id, image_id)
+    runner.package = _package_with_services(image_id)
+    await runner.run("render_spec")
+    await runner.run("launch")
+    await runner.run("await_running")
+    await runner.run("survey")
+    ids = {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()}
+
+    # delete_nodes of web-2: web's stop on web-2, then web's scale_in on web-1 (db loses none).
+    runner.reports.clear()
+    done = await runner.run("services", {"node_ids": ["web-2"], "services": ["stop", "scale_in"]})
+    assert (done["ran"], done["skipped"]) == (2, 0)
+    ran = [m for m, _, _ in runner.reports if m.startswith("ran ")]
+    assert ran == [
+        "ran stop of web on web-2 through SSM",
+        "ran scale_in of web on web-1 through SSM",
+    ]
+    sent = [d["instances"] for m, _, d in runner.reports if m.startswith("ran ")]
+    assert sent == [[ids["web-2"]], [ids["web-1"]]]
+    commands = ssm(moto).list_commands()["Commands"]
+    scripts = {c["Parameters"]["commands"][0].rsplit("\n", 2)[-2]: c for c in commands}
+    assert set(scripts) == {"echo web stop", "echo web scale in"}
+    assert scripts["echo web scale in"]["Parameters"]["executionTimeout"] == ["120"]
+    assert scripts["echo web stop"]["Parameters"]["executionTimeout"] == ["600"]
+
+    # delete (or stop, cease): stop on every running node, role by role in `order`: db first.
+    runner.reports.clear()
+    await runner.run("services", {"services": ["stop"]})
+    ran = [m for m, _, _ in runner.reports if m.startswith("ran ")]
+    assert ran == [
+        "ran stop of db on db-1 through SSM",
+        "ran stop of web on web-1, web-2 through SSM",
+    ]

@@ -124,6 +124,7 @@ async def test_add_nodes_plans_new_node_ids_like_the_roles_nodes(
         ["launch"],
         ["await_running"],
         ["attach_volumes"],
+        ["services"],
         ["survey"],
     ]
     params = layers[1][0].params

@@ -76,8 +76,21 @@ def _plan(action: str, params: dict[str, object]) -> list[list[tuple[str, dict[s
 def test_plans_carry_the_actions_parameters_to_their_tasks() -> None:
     add = _plan("add_nodes", {"role": "web", "count": 2})
     assert add[1] == [("launch", {"role": "web", "node_ids": ["web-8", "web-9"]})]
-    assert _plan("cease", {}) == [[("terminate", {"all": True})], [("survey", {})]]
-    assert _plan("delete", {}) == [[("stop", {})], [("survey", {})]]
+    assert add[4] == [
+        ("services", {"role": "web", "node_ids": ["web-8", "web-9"], "services": ["scale_out"]})
+    ]
+    assert _plan("cease", {}) == [
+        [("services", {"all": True, "services": ["stop"]})],
+        [("terminate", {"all": True})],
+        [("survey", {})],
+    ]
+    assert _plan("delete", {}) == [
+        [("services", {"services": ["stop"]})],
+        [("stop", {})],
+        [("survey", {})],
+    ]
+    gone = _plan("delete_nodes", {"node_ids": ["web-7"]})
+    assert gone[0] == [("services", {"node_ids": ["web-7"], "services": ["stop", "scale_in"]})]
     resize = _plan("resize", {"role": "db", "volume_size": 20})
     assert resize[0] == [("resize", {"role": "db", "volume_size": 20})]
     for action, params in (("add_nodes", {"role": "cache"}), ("resize", {"role": "x", "cpu": 2})):

@@ -28,6 +28,7 @@ from collections.abc import Collection, Sequence
 from typing import Final
 
 from openpitrix.providers.aws.client import AwsClient, InstanceSpec
+from openpitrix.providers.aws.errors import AwsError
 from openpitrix.providers.aws.instance_types import BY_NAME, FAMILIES, choose_instance_type
 from openpitrix.providers.aws.quota import vcpu_room
 from openpitrix.providers.aws.results import Instance, StateChange, Volume
@@ -73,6 +74,7 @@ class AwsVm(VmCloud):
     """One access key in one availability zone."""
 
     GONE = frozenset({"shutting-down", "terminated"})
+    run_command_service = "SSM"
 
     def __init__(
         self,
@@ -322,3 +324,45 @@ class AwsVm(VmCloud):
         changes = await self.client.terminate_instances(instance_ids)
         await self._report("TerminateInstances", changes, p)
         await self._until(instance_ids, {"terminated"}, p, "terminated")
+
+    # --- services -----------------------------------------------------------------------------
+
+    async def run_commands(
+        self, instance_ids: Sequence[str], script: str, *, timeout_seconds: int, p: Progress
+    ) -> None:
+        """SendCommand (AWS-RunShellScript) to the instances, then GetCommandInvocation each
+        until it ends. The instances need the SSM agent (Amazon Linux and Ubuntu AMIs have it)
+        and an instance profile allowing SSM (the credential's `instance_profile`)."""
+        command_id = await self.client.send_command(
+            instance_ids, [script], timeout_seconds=timeout_seconds, comment="openpitrix service"
+        )
+        await p(f"SSM command {command_id} sent to {len(instance_ids)} instances")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds + 60  # SSM's own timeout ends it before this
+        pending = list(instance_ids)
+        while pending:
+            for instance_id in list(pending):
+                try:
+                    run = await self.client.get_command_invocation(command_id, instance_id)
+                except AwsError as exc:
+                    if exc.aws_code == "InvocationDoesNotExist":
+                        continue  # not registered yet, right after SendCommand
+                    raise
+                if not run.done:
+                    continue
+                pending.remove(instance_id)
+                if run.status != "Success":
+                    raise ProviderError(
+                        "command_failed",
+                        f"SSM command {command_id} on {instance_id}: {run.status} "
+                        f"(exit {run.response_code}): {run.stderr[-500:] or run.stdout[-500:]}",
+                    )
+            if pending:
+                if loop.time() > deadline:
+                    raise ProviderError(
+                        "command_failed",
+                        f"SSM command {command_id} not ended after {timeout_seconds}s on "
+                        f"{', '.join(pending)}",
+                    )
+                await asyncio.sleep(self.poll_seconds)
+        await p(f"SSM command {command_id} succeeded on {len(instance_ids)} instances")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from openpitrix.providers.base import ProviderError
 
 # A message about the cloud's work on a resource (a job's status), for the task's progress.
 Progress = Callable[[str], Awaitable[None]]
@@ -145,6 +147,20 @@ class VmCloud(ABC):
     @abstractmethod
     async def terminate(self, instance_ids: Sequence[str], p: Progress) -> None:
         """Remove instances for good (their volumes are detached, not deleted)."""
+
+    # The cloud's service that runs commands on running instances after boot (AWS: "SSM");
+    # "" for none, and then `run_commands` is not implemented and the VM base skips services.
+    run_command_service: ClassVar[str] = ""
+
+    async def run_commands(
+        self, instance_ids: Sequence[str], script: str, *, timeout_seconds: int, p: Progress
+    ) -> None:
+        """Run a shell script on running instances and wait until it ends on every one;
+        ProviderError("command_failed") if it failed (or timed out) on one. Optional: only a
+        cloud naming a `run_command_service` implements it."""
+        raise ProviderError(
+            "run_command_unsupported", "this cloud has no service that runs commands"
+        )
 
     async def close(self) -> None:  # noqa: B027  optional: nothing kept by default
         """Release the connection this cloud session holds."""

@@ -16,6 +16,15 @@ What each action does in the cloud:
 - delete: stop every instance and keep it with its volume (the cluster's `deleted` status is
   the mark); recover starts them again. cease terminates every instance and deletes every
   volume.
+Services after boot: the `services` task runs the deployed package's `stop` service before
+stop, delete, cease (every running node) and delete_nodes (the leaving nodes); then, for
+delete_nodes, `scale_in` on the other running nodes of each role losing nodes, before they go;
+and, for add_nodes, `scale_out` on the role's other running nodes once the new ones run (as
+QingCloud AppCenter runs them: on the nodes that stay). Each runs role by role in its `order`,
+with its `timeout`, through the cloud's `run_commands` (AWS: SSM); a cloud without a
+run-command service reports each as not run ("cannot run ... no run-command service") and the
+job goes on. `restart` is never run by a lifecycle action; `init` and `start` run at first
+boot (the user data), `destroy` never.
 upgrade, update_env and rollback are not declared for VM clusters: a running instance cannot
 take a new package without an agent.
 """
@@ -43,14 +52,16 @@ from openpitrix.providers.base import (
     Produces,
     Provider,
     ProviderError,
+    Release,
     ResizeParams,
     TaskKind,
     TaskRun,
 )
-from openpitrix.providers.vm.cloud import Needs, NodeSpec, VmCloud
+from openpitrix.providers.vm.cloud import CloudInstance, Needs, NodeSpec, VmCloud
 from openpitrix.providers.vm.nodes import (
     added_nodes,
     new_node_ids,
+    node_number,
     nodes_of_spec,
     rendered,
     state_nodes,
@@ -67,15 +78,32 @@ PLANS: dict[str, list[list[str]]] = {
         ["attach_volumes"],
         ["survey"],
     ],
-    "stop": [["stop"], ["survey"]],
+    "stop": [["services"], ["stop"], ["survey"]],
     "start": [["start"], ["await_running"], ["survey"]],
     "resize": [["resize"], ["survey"]],
-    "add_nodes": [["check"], ["launch"], ["await_running"], ["attach_volumes"], ["survey"]],
-    "delete_nodes": [["terminate"], ["survey"]],
-    "delete": [["stop"], ["survey"]],
+    "add_nodes": [
+        ["check"],
+        ["launch"],
+        ["await_running"],
+        ["attach_volumes"],
+        ["services"],
+        ["survey"],
+    ],
+    "delete_nodes": [["services"], ["terminate"], ["survey"]],
+    "delete": [["services"], ["stop"], ["survey"]],
     "recover": [["start"], ["await_running"], ["survey"]],
-    "cease": [["terminate"], ["survey"]],
+    "cease": [["services"], ["terminate"], ["survey"]],
 }
+
+# The package services each action's `services` task runs, in this order (see `_services`).
+SERVICES: dict[str, tuple[str, ...]] = {
+    "stop": ("stop",),
+    "delete": ("stop",),
+    "cease": ("stop",),
+    "add_nodes": ("scale_out",),
+    "delete_nodes": ("stop", "scale_in"),
+}
+DEFAULT_SERVICE_TIMEOUT = 600  # seconds, for a service that names no timeout
 
 VM_TASK_KINDS: tuple[TaskKind, ...] = (
     TaskKind("render_spec", "render the VM package into the nodes to make", Produces.MANIFEST),
@@ -87,6 +115,7 @@ VM_TASK_KINDS: tuple[TaskKind, ...] = (
     TaskKind("start", "start the stopped instances"),
     TaskKind("resize", "stop, resize and grow one role's nodes, then start them again"),
     TaskKind("terminate", "terminate instances and delete their volumes"),
+    TaskKind("services", "run the package's services for the action on running instances"),
     TaskKind("survey", "find the cluster's instances", Produces.STATE),
 )
 
@@ -121,10 +150,18 @@ class VmProvider(Provider):
             params = DeleteNodesParams.model_validate(request.params).model_dump()
         elif request.action == "cease":
             params = {"all": True}
-        # Every task but the survey acts on the same nodes: each gets the action's parameters.
+
+        # Every task but the survey acts on the same nodes: each gets the action's parameters
+        # (the services task also the services it runs).
+        def params_of(name: str) -> dict[str, Any]:
+            if name == "survey":
+                return {}
+            if name == "services":
+                return {**params, "services": list(SERVICES[request.action])}
+            return params
+
         return [
-            [PlannedTask(action=name, params={} if name == "survey" else params) for name in layer]
-            for layer in layers
+            [PlannedTask(action=name, params=params_of(name)) for name in layer] for layer in layers
         ]
 
     # --- running ------------------------------------------------------------------------------
@@ -177,6 +214,8 @@ class VmProvider(Provider):
             return await self._resize(run, cloud)
         if run.action == "terminate":
             return await self._terminate(run, cloud)
+        if run.action == "services":
+            return await self._services(run, cloud)
         raise ProviderError("unknown_task", f"{self.name} has no task {run.action!r}")
 
     async def _render(self, run: TaskRun) -> dict[str, Any]:
@@ -359,6 +398,80 @@ class VmProvider(Provider):
         )
         return {"instances": len(doomed), "volumes": len(gone)}
 
+    async def _services(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
+        """Run the deployed package's services for the action on the running instances, each
+        service role by role in its `order`, with its `timeout`:
+        - stop: on the nodes leaving (delete_nodes), else on every node (stop, delete, cease);
+        - scale_out: on the added role's other nodes, once the new ones run (add_nodes);
+        - scale_in: on the other nodes of each role losing nodes, before they go (delete_nodes).
+        restart, init, start and destroy are not run here (init and start run at first boot).
+        A cloud with no run-command service runs none: each is reported as not run. A
+        redelivered task runs the commands again: services must bear running twice."""
+        by_role = services_by_role(_deployed(run))
+        named = set(run.params.get("node_ids") or [])
+        found = await cloud.instances(run.cluster_id)
+        running = [i for i in found if i.status == "running" and not i.busy]
+        steps: list[tuple[int, str, str, dict[str, Any], list[CloudInstance]]] = []
+        for name in run.params.get("services") or []:
+            for role, services in sorted(by_role.items()):
+                service = services.get(name) or {}
+                if not service.get("cmd"):
+                    continue
+                members = [i for i in running if i.role == role]
+                losing = any(n.rsplit("-", 1)[0] == role for n in named)
+                if name == "stop":
+                    if named and not losing:
+                        continue  # delete_nodes: only the roles losing nodes stop any
+                    targets = [i for i in members if not named or i.node_id in named]
+                elif name == "scale_out":
+                    if role != run.params.get("role"):
+                        continue
+                    targets = [i for i in members if i.node_id not in named]
+                elif name == "scale_in":
+                    if not losing:
+                        continue
+                    targets = [i for i in members if i.node_id not in named]
+                else:
+                    continue
+                targets.sort(key=lambda i: node_number(i.node_id))
+                steps.append((int(service.get("order") or 0), name, role, service, targets))
+        ran = 0
+        # Each service in the action's order, and within one service its roles by `order`.
+        names = list(run.params.get("services") or [])
+        steps.sort(key=lambda s: (names.index(s[1]), s[0], s[2]))
+        for _order, name, role, service, targets in steps:
+            if not cloud.run_command_service:
+                await run.report(
+                    f"cannot run {name} of {role} on {self.name}: no run-command service",
+                    None,
+                    {"service": name, "role": role, "ran": False},
+                )
+                continue
+            if not targets:
+                await run.report(
+                    f"no running nodes of {role} to run {name} on",
+                    None,
+                    {"service": name, "role": role, "ran": False},
+                )
+                continue
+
+            async def progress(message: str, service_name: str = name, r: str = role) -> None:
+                await run.report(f"{r} {service_name}: {message}", None, {"role": r})
+
+            timeout = int(service.get("timeout") or DEFAULT_SERVICE_TIMEOUT)
+            script = service_script(name, role, str(service["cmd"]))
+            ids = [i.instance_id for i in targets]
+            await cloud.run_commands(ids, script, timeout_seconds=timeout, p=progress)
+            ran += 1
+            nodes = [i.node_id for i in targets]
+            await run.report(
+                f"ran {name} of {role} on {', '.join(nodes)} through {cloud.run_command_service}",
+                None,
+                {"service": name, "role": role, "ran": True, "nodes": nodes, "instances": ids},
+            )
+        await run.report(f"{ran} services run", 100, {"ran": ran, "steps": len(steps)})
+        return {"ran": ran, "skipped": len(steps) - ran}
+
     async def _survey(self, cloud: VmCloud, cluster_id: str) -> dict[str, Any]:
         instances = await cloud.instances(cluster_id)
         volumes = {v.node_id: v.size for v in await cloud.volumes(cluster_id)}
@@ -415,6 +528,27 @@ class VmProvider(Provider):
         else:
             raise PreviewUnsupported(f"{self.name} clusters cannot preview {request.action}")
         return Preview(action=request.action, changes=changes)
+
+
+def _deployed(run: TaskRun) -> Release | None:
+    """The release the cluster runs now: the one before this job's, else the last rendered."""
+    for release in (run.previous, *reversed(run.history), run.release):
+        if release is not None and release.manifest:
+            return release
+    return None
+
+
+def services_by_role(release: Release | None) -> dict[str, dict[str, Any]]:
+    """Each role's services in a release's manifest (its nodes carry their role's)."""
+    found: dict[str, dict[str, Any]] = {}
+    for obj in release.manifest if release is not None and release.manifest else []:
+        found.setdefault(str(obj.get("role")), dict(obj.get("services") or {}))
+    return found
+
+
+def service_script(name: str, role: str, cmd: str) -> str:
+    """The shell script a service runs as on a node."""
+    return f"#!/bin/sh\nset -e\n# OpenPitrix VM service {name} of {role}\n{cmd}\n"
 
 
 def needs_of(objects: Sequence[dict[str, Any]]) -> Needs:
