@@ -10,22 +10,21 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion, PackageKind
+from openpitrix.apps.packages import version_package
 from openpitrix.apps.schemas import RenderedCluster
 from openpitrix.apps.service import get_version
-from openpitrix.crypto import SecretBox, SecretError
+from openpitrix.crypto import SecretBox
 from openpitrix.errors import AppError, Conflict, NotFound
-from openpitrix.fetch import FetchError, fetch
 from openpitrix.iam.access import Access
 from openpitrix.netguard import ADDRESS_NOT_ALLOWED
+from openpitrix.providers.base import ProviderError
 from openpitrix.providers.vm.package import (
-    MAX_PACKAGE_BYTES,
     load_package,
     render_cluster,
     settings_for,
 )
 from openpitrix.repos.models import Repo
 
-FETCH_TIMEOUT_SECONDS: Final = 30.0
 NOT_A_VM_PACKAGE: Final = "not_a_vm_package"
 
 
@@ -39,29 +38,15 @@ class PackageUnavailable(AppError):
 async def fetch_vm_package(
     http: httpx.AsyncClient, secrets: SecretBox, version: AppVersion, repo: Repo
 ) -> bytes:
-    """The package bytes of a version, with its repo's credential, through the address guard
-    (the process's client), size-capped."""
-    if not version.package_url:
-        raise PackageUnavailable(f"app version {version.version_id} has no package URL")
+    """The package bytes of a version (`version_package`), its failures as the API's."""
     try:
-        credential = secrets.open(repo.credential_secret) if repo.credential_secret else None
-    except SecretError:
-        raise PackageUnavailable(
-            "the repo credential cannot be decrypted", code="secret_unreadable"
-        ) from None
-    try:
-        fetched = await fetch(
-            http,
-            version.package_url,
-            credential=credential,
-            max_bytes=MAX_PACKAGE_BYTES,
-            timeout=FETCH_TIMEOUT_SECONDS,
-        )
-    except FetchError as exc:
+        return await version_package(http, secrets, version, repo)
+    except ProviderError as exc:
         if exc.code == ADDRESS_NOT_ALLOWED:
             raise AppError(exc.message, code=ADDRESS_NOT_ALLOWED) from None
+        if exc.code == "secret_unreadable":
+            raise PackageUnavailable(exc.message, code=exc.code) from None
         raise PackageUnavailable(exc.message) from None
-    return fetched.body
 
 
 async def render_version(

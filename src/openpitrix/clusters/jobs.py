@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.apps.models import AppVersion
+from openpitrix.apps.packages import version_package
 from openpitrix.bus.topology import TASK_MANAGER
-from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.lifecycle import rule_of
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.nodes import replace_state, state_of
@@ -241,4 +241,4 @@ async def _fetch_package(ctx: WorkerContext, version_id: str) -> bytes:
         repo = await session.get(Repo, version.repo_id) if version else None
     if version is None or repo is None:
         raise ProviderError("chart_unavailable", f"app version {version_id} has no package")
-    return await chart_package(ctx.http, ctx.secrets, version, repo)
+    return await version_package(ctx.http, ctx.secrets, version, repo)

@@ -422,34 +422,6 @@ async def update_env(
     )
 
 
-@router.post(
-    "/{cluster_id}/actions/cease",
-    status_code=status.HTTP_202_ACCEPTED,
-    operation_id="cease_cluster",
-    response_model=ClusterJobAccepted,
-    responses=ACTION_RESPONSES,
-)
-async def cease(
-    cluster_id: str,
-    access: CanWriteClusters,
-    platform: ActionsDep,
-    response: Response,
-    idem: IdempotencyDep,
-    data: Annotated[ActionOptions | None, Body()] = None,
-) -> ClusterJobAccepted | JSONResponse:
-    """Purge what a deleted cluster left behind and retire its record."""
-    return await _act(
-        platform,
-        access,
-        idem,
-        None,
-        response,
-        cluster_id,
-        "cease",
-        dry_run=data is not None and data.dry_run,
-    )
-
-
 def _params(data: BaseModel) -> dict[str, Any]:
     """A node action's parameters: its body less `dry_run` and the fields left out."""
     return data.model_dump(mode="json", exclude={"dry_run"}, exclude_none=True)
@@ -457,7 +429,7 @@ def _params(data: BaseModel) -> dict[str, Any]:
 
 def _simple_action(action: str, operation_id: str, doc: str) -> None:
     """Register the route of an action without parameters (its body, optional, may ask for a
-    dry run): stop, start, recover."""
+    dry run): stop, start, recover, cease."""
     path = action.replace("_", "-")
 
     async def act(
@@ -571,4 +543,9 @@ _simple_action(
     "recover_cluster",
     "Bring a deleted cluster back from what its delete kept (VM providers: the instances it "
     "set aside); the cluster becomes `active`. Ceased clusters cannot be recovered.",
+)
+_simple_action(
+    "cease",
+    "cease_cluster",
+    "Purge what a deleted cluster left behind and retire its record.",
 )

@@ -20,9 +20,9 @@ from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.apps.models import AppVersion
+from openpitrix.apps.packages import version_package
 from openpitrix.apps.service import get_version
 from openpitrix.bus.topology import JOB_MANAGER
-from openpitrix.clusters.charts import chart_package
 from openpitrix.clusters.lifecycle import LIVE, rule_of
 from openpitrix.clusters.models import Cluster, ClusterRelease
 from openpitrix.clusters.nodes import state_of, states_of
@@ -708,7 +708,7 @@ async def _preview(
     async def fetch_package() -> bytes:
         if version is None or repo is None:
             raise ProviderError("render_failed", "nothing to render: the action deploys nothing")
-        return await chart_package(tools.http, tools.secrets, version, repo)
+        return await version_package(tools.http, tools.secrets, version, repo)
 
     request = PreviewRequest(
         action=action,

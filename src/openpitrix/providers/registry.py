@@ -16,6 +16,14 @@ log = logging.getLogger(__name__)
 GROUP = "openpitrix.providers"
 
 
+def unknown_provider(name: str, installed: Iterable[str]) -> BadRequest:
+    """The 400 for a provider name that is not installed, listing those that are."""
+    return BadRequest(
+        f"provider {name!r} is not available; installed: {', '.join(sorted(installed)) or 'none'}",
+        code="unknown_provider",
+    )
+
+
 class Providers(Mapping[str, Provider]):
     """Providers by name, fixed when built. One instance of each per process, shared by every
     request and task."""
@@ -40,11 +48,7 @@ class Providers(Mapping[str, Provider]):
         """The provider a request names; 400 `unknown_provider` listing the installed ones."""
         provider = self._by_name.get(name)
         if provider is None:
-            raise BadRequest(
-                f"provider {name!r} is not available; installed: "
-                f"{', '.join(sorted(self._by_name)) or 'none'}",
-                code="unknown_provider",
-            )
+            raise unknown_provider(name, self._by_name)
         return provider
 
     async def close(self) -> None:

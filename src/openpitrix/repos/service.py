@@ -27,6 +27,7 @@ from openpitrix.jobs import service as jobs
 from openpitrix.jobs.commands import ADVANCE
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
+from openpitrix.providers.registry import unknown_provider
 from openpitrix.repos import helm
 from openpitrix.repos.models import Repo, RepoLabel
 from openpitrix.repos.schemas import (
@@ -201,11 +202,7 @@ def installed_providers(names: Sequence[str], installed: Collection[str]) -> lis
     apps are for the runtimes of these providers."""
     for name in names:
         if name not in installed:
-            raise BadRequest(
-                f"provider {name!r} is not available; installed: "
-                f"{', '.join(sorted(installed)) or 'none'}",
-                code="unknown_provider",
-            )
+            raise unknown_provider(name, installed)
     return list(names)
 
 

@@ -1,4 +1,5 @@
-"""Chart packages for cluster jobs and previews: fetched with the repo's credential, size-capped."""
+"""An app version's package (a chart, a VM package), fetched with its repo's credential through
+the process's guarded client, size-capped: for cluster jobs, previews and the render endpoint."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from openpitrix.netguard import ADDRESS_NOT_ALLOWED
 from openpitrix.providers.base import EndpointRefused, ProviderError
 from openpitrix.repos.models import Repo
 
-MAX_CHART_BYTES = 10 * 1024 * 1024
+MAX_PACKAGE_BYTES = 10 * 1024 * 1024
 
 
-async def chart_package(
+async def version_package(
     http: httpx.AsyncClient, secrets: SecretBox, version: AppVersion, repo: Repo
 ) -> bytes:
-    """The chart package of a version, with the repo's credential, size-capped."""
+    """The package of a version, with the repo's credential, size-capped; failures are
+    ProviderErrors as a job's task meets them (retryable where trying again may help)."""
     if not version.package_url:
         raise ProviderError("chart_unavailable", f"app version {version.version_id} has no package")
     try:
@@ -28,7 +30,7 @@ async def chart_package(
         ) from None
     url = version.package_url
     try:
-        fetched = await fetch(http, url, credential=secret, max_bytes=MAX_CHART_BYTES, timeout=60)
+        fetched = await fetch(http, url, credential=secret, max_bytes=MAX_PACKAGE_BYTES, timeout=60)
     except FetchError as exc:
         raise _chart_error(exc) from None
     if fetched.status != 200:
@@ -45,7 +47,7 @@ def _chart_error(exc: FetchError) -> ProviderError:
         transient = exc.status >= 500 or exc.status == 429
         return ProviderError("chart_unavailable", exc.message, retryable=transient)
     if exc.code == INDEX_TOO_LARGE:
-        return ProviderError("chart_unavailable", f"chart package is over {MAX_CHART_BYTES} bytes")
+        return ProviderError("chart_unavailable", f"the package is over {MAX_PACKAGE_BYTES} bytes")
     # Network trouble (a reset, a timeout, a body cut short) may pass; a credential that no
     # header can carry, or a URL that cannot be requested, will not.
     transient = exc.code in (REPO_TIMEOUT, INDEX_TRUNCATED) or isinstance(
