@@ -236,12 +236,14 @@ async def list_nodes(cluster_id: str, access: CanReadClusters, session: ReadSess
 
 @router.get("/{cluster_id}/releases", operation_id="list_cluster_releases")
 async def list_releases(
-    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep, providers: ProvidersDep
 ) -> ReleasePage:
-    """The cluster's revisions, newest first: what `rollback {revision}` can return to."""
-    await service.get_cluster(session, cluster_id, access)
+    """The cluster's revisions, newest first: what `rollback {revision}` can return to (a VM
+    package's password settings hidden in their values)."""
+    cluster = await service.get_cluster(session, cluster_id, access)
     rows = await service.releases_of(session, cluster_id)
-    items = [service.release_read(r) for r in reversed(rows)]
+    provider = providers.named(cluster.provider)
+    items = [service.release_read(r, provider) for r in reversed(rows)]
     return ReleasePage(total_count=len(items), items=items)
 
 
@@ -254,7 +256,8 @@ async def get_release(
     providers: ProvidersDep,
 ) -> ReleaseDetail:
     """One revision with what it deployed, as rendered (Kubernetes: its objects, Secret values
-    redacted; a VM provider: its nodes)."""
+    redacted; a VM provider: its nodes, the values of the package's password settings
+    redacted wherever they were rendered, and in the revision's values)."""
     cluster, row = await service.get_release(session, cluster_id, revision, access)
     return service.release_detail(row, providers.named(cluster.provider))
 

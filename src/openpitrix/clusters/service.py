@@ -458,12 +458,19 @@ def release_of(row: ClusterRelease) -> Release:
     )
 
 
-def release_read(row: ClusterRelease) -> ReleaseRead:
+def _stored_manifest(row: ClusterRelease) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
+    return objects
+
+
+def release_read(row: ClusterRelease, provider: Provider) -> ReleaseRead:
+    """A revision as the API shows it: its values as its provider shows them (a VM package's
+    password settings hidden)."""
     return ReleaseRead(
         revision=row.revision,
         version_id=row.version_id,
         chart_version=row.chart_version,
-        values=row.values,
+        values=provider.redact_values(row.values, _stored_manifest(row)),
         values_mode=ValuesMode(row.values_mode),
         status=row.status,
         job_id=row.job_id,
@@ -473,10 +480,10 @@ def release_read(row: ClusterRelease) -> ReleaseRead:
 
 def release_detail(row: ClusterRelease, provider: Provider) -> ReleaseDetail:
     """A revision with its rendered manifest as its provider shows it (Kubernetes: Secrets keep
-    their keys, not their values)."""
-    objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
+    their keys, not their values; VM: password settings' values hidden)."""
     return ReleaseDetail(
-        **release_read(row).model_dump(), manifest=provider.redact_manifest(objects)
+        **release_read(row, provider).model_dump(),
+        manifest=provider.redact_manifest(_stored_manifest(row)),
     )
 
 

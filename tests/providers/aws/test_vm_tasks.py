@@ -15,6 +15,7 @@ from openpitrix.providers.base import ClusterState, ProviderError, Release, Task
 from openpitrix.providers.registry import load_providers
 from tests.support.aws import OPEN, MotoAws
 from tests.support.aws_vm import ZONE, aws_shop_package, in_cloud, ssm, volumes_of
+from tests.support.ssm_fake import failing_ssm
 from tests.support.vmpackages import VmPackageSpec, build_vm_package
 
 CLUSTER = "cl-awstasks1"
@@ -27,12 +28,16 @@ def provider() -> Any:
 class Runner:
     """Builds each task's TaskRun as the cluster job adapter does, keeping what it reports."""
 
-    def __init__(self, moto: MotoAws, web_image: str, image_id: str | None) -> None:
+    def __init__(
+        self, moto: MotoAws, web_image: str, image_id: str | None, endpoint_url: str = ""
+    ) -> None:
         content = json.loads(moto.content())
         if image_id is not None:
             content["image_id"] = image_id
         self.provider = provider()
-        self.credential = self.provider.parse_credential(json.dumps(content), moto.url)
+        self.credential = self.provider.parse_credential(
+            json.dumps(content), endpoint_url or moto.url
+        )
         self.package = build_vm_package(aws_shop_package(web_image))
         self.manifest: list[dict[str, Any]] | None = None
         self.state = ClusterState()
@@ -227,3 +232,31 @@ async def test_services_run_through_ssm_on_the_right_nodes_in_order(
         "ran stop of db on db-1 through SSM",
         "ran stop of web on web-1, web-2 through SSM",
     ]
+
+
+async def test_a_failing_scale_in_fails_the_task_naming_the_service_role_command_and_node(
+    moto: MotoAws, image_id: str
+) -> None:
+    with failing_ssm(moto) as proxy:
+        runner = Runner(moto, image_id, image_id, proxy.url)
+        runner.package = _package_with_services(image_id)
+        for action in ("render_spec", "launch", "await_running", "survey"):
+            await runner.run(action)
+        ids = {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()}
+        # web's scale_in fails on web-1, the node that stays when web-2 goes.
+        proxy.fail_commands(
+            "echo web scale in", instance_ids={ids["web-1"]}, exit_code=2, stdout="refused"
+        )
+        runner.reports.clear()
+        with pytest.raises(ProviderError) as info:
+            await runner.run("services", {"node_ids": ["web-2"], "services": ["stop", "scale_in"]})
+    assert info.value.code == "command_failed"
+    assert info.value.message.startswith(
+        f"scale_in of web failed on web-1 ({ids['web-1']}): `echo web scale in`: SSM command "
+    ), info.value.message
+    assert info.value.message.endswith(f"on {ids['web-1']}: Failed (exit 2): refused")
+    # The leaving node's stop ran before; the failed scale_in is not reported as run.
+    ran = [m for m, _, _ in runner.reports if m.startswith("ran ")]
+    assert ran == ["ran stop of web on web-2 through SSM"]
+    # Nothing was terminated: that is the next task's, which a failed job never reaches.
+    assert sorted(in_cloud(moto, CLUSTER)) == ["db-1", "web-1", "web-2"]
