@@ -1,8 +1,8 @@
 """A VM package's `password` settings are not shown back through the API: a release's manifest
-hides their values wherever the template rendered them (a role's env, a service's command), a
-release's values hide them too, and a create's preview names nodes, not values; the nodes
-themselves (and the nodes a later add-nodes makes) boot with the real value. The render
-endpoint echoes the caller's own settings in clear: see its test below."""
+hides their values wherever the template rendered them (a role's env, a service's command),
+a release's and the cluster's values hide them too, and a create's preview names nodes, not
+values; the nodes themselves (and the nodes a later add-nodes makes) boot with the real value.
+The render endpoint echoes the caller's own settings in clear: see its test below."""
 
 from __future__ import annotations
 
@@ -80,6 +80,15 @@ async def test_a_password_setting_is_hidden_in_the_release_but_boots_the_nodes(
     listed = await client.get(f"/v1/clusters/{cid}/releases")
     assert PASSWORD not in listed.text
     assert listed.json()["items"][0]["values"] == {"cluster": {"db": {"password": HIDDEN}}}
+    # The cluster itself, alone and in a list, shows its values the same way.
+    cluster = await client.get(f"/v1/clusters/{cid}")
+    assert PASSWORD not in cluster.text
+    assert cluster.json()["values"] == {"cluster": {"db": {"password": HIDDEN}}}
+    clusters = await client.get("/v1/clusters")
+    assert PASSWORD not in clusters.text
+    assert [c["values"] for c in clusters.json()["items"]] == [
+        {"cluster": {"db": {"password": HIDDEN}}}
+    ]
 
     # The node booted with the real value.
     assert f"export DB_PASSWORD={PASSWORD}\n" in in_cloud(qingcloud, cid)["db-1"]["userdata"]

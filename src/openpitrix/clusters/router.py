@@ -203,8 +203,11 @@ async def list_clusters(
     runtime_id: Filter = None,
     status: Annotated[list[ClusterStatus] | None, Query()] = None,
     owner: Filter = None,
+    *,
+    providers: ProvidersDep,
 ) -> ClusterPage:
-    """Clusters you may see. Ceased ones show only with `status=ceased`."""
+    """Clusters you may see. Ceased ones show only with `status=ceased`. A VM cluster's values
+    hide its package's password settings."""
     filters = service.ClusterFilters(
         app_id=app_id or (),
         version_id=version_id or (),
@@ -212,17 +215,18 @@ async def list_clusters(
         status=status or (),
         owner=owner or (),
     )
-    total, items = await service.list_clusters(session, query, access, filters)
+    total, items = await service.list_clusters(session, query, access, filters, providers)
     return ClusterPage(total_count=total, items=items)
 
 
 @router.get("/{cluster_id}", operation_id="get_cluster")
 async def get_cluster(
-    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep, providers: ProvidersDep
 ) -> ClusterRead:
-    """A cluster with its roles (workloads) and nodes (pods) as last described."""
+    """A cluster with its roles (workloads) and nodes (pods) as last described; a VM
+    cluster's values hide its package's password settings."""
     return await service.read_cluster(
-        session, await service.get_cluster(session, cluster_id, access)
+        session, await service.get_cluster(session, cluster_id, access), providers
     )
 
 
@@ -264,10 +268,14 @@ async def get_release(
 
 @router.patch("/{cluster_id}", operation_id="update_cluster")
 async def update_cluster(
-    cluster_id: str, data: ClusterUpdate, access: CanWriteClusters, session: SessionDep
+    cluster_id: str,
+    data: ClusterUpdate,
+    access: CanWriteClusters,
+    session: SessionDep,
+    providers: ProvidersDep,
 ) -> ClusterRead:
     row = await service.update_cluster(session, cluster_id, data, access)
-    return await service.read_cluster(session, row)
+    return await service.read_cluster(session, row, providers)
 
 
 @router.delete(

@@ -80,7 +80,7 @@ from openpitrix.providers.vm.nodes import (
     survey_of,
     user_data,
 )
-from openpitrix.providers.vm.redact import hide, redact_objects, redact_value, secrets_of
+from openpitrix.providers.vm.redact import hide, redact_objects, redact_settings, secrets_of
 
 PLANS: dict[str, list[list[str]]] = {
     "create": [
@@ -138,6 +138,7 @@ class VmProvider(Provider):
     the lifecycle is here."""
 
     package_kind: ClassVar[str] = "vm"
+    redacts_values = True
     poll_seconds: ClassVar[float] = 0.5  # how often await_running looks at the instances
 
     @abstractmethod
@@ -154,9 +155,9 @@ class VmProvider(Provider):
     def redact_values(
         self, values: dict[str, Any], objects: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """The settings with the password settings' values hidden."""
-        redacted: dict[str, Any] = redact_value(values, secrets_of(objects))
-        return redacted
+        """The settings with the password settings' values hidden (every text setting while
+        the release is not rendered yet)."""
+        return redact_settings(values, objects)
 
     # --- planning -----------------------------------------------------------------------------
 

@@ -43,6 +43,25 @@ def redact_value(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
+def redact_settings(values: dict[str, Any], objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """A release's settings as shown: the password settings' values hidden. Until the release
+    is rendered (or when its manifest predates `secrets`), which settings are passwords is not
+    known here, so every text setting is hidden."""
+    if not any(SECRETS_KEY in obj for obj in objects):
+        return _every_text_hidden(values)  # type: ignore[no-any-return]
+    return redact_value(values, secrets_of(objects))  # type: ignore[no-any-return]
+
+
+def _every_text_hidden(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _every_text_hidden(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_every_text_hidden(v) for v in value]
+    return value
+
+
 def redact_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A manifest as shown: its secrets' list dropped, their values hidden in every field but
     the node's identity."""
