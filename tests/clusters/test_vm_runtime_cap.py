@@ -6,7 +6,6 @@ free slot, and every job ends."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from openpitrix.settings import Settings
 from tests.helpers import read_sse, wait_job, when
 from tests.support.deployments import deploy, task_reaches
 from tests.support.http_repo import RepoServer
-from tests.support.qingcloud_fake import QingCloudFake, running_fake
+from tests.support.qingcloud_fake import QingCloudFake
 from tests.support.qingcloud_vm import in_cloud, prepare_qingcloud_runtime, write_shop_repo
 
 
@@ -25,12 +24,6 @@ from tests.support.qingcloud_vm import in_cloud, prepare_qingcloud_runtime, writ
 def settings(settings: Settings) -> Settings:
     worker = settings.worker.model_copy(update={"runtime_concurrency": 1})
     return settings.model_copy(update={"worker": worker})
-
-
-@pytest.fixture
-def qingcloud() -> Iterator[QingCloudFake]:
-    with running_fake(job_delay=0.02) as fake:
-        yield fake
 
 
 @pytest.fixture
