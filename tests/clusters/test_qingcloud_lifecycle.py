@@ -24,7 +24,7 @@ from tests.support.qingcloud_vm import (
     write_shop_repo,
 )
 from tests.support.vm_cloud_scenarios import Nodes, VmCloud, lifecycle
-from tests.support.vm_scenarios import cluster_of
+from tests.support.vm_scenarios import cluster_of, preview_create
 
 
 @pytest.fixture
@@ -108,16 +108,7 @@ async def test_a_quota_too_small_fails_the_create_before_anything_is_made(
 ) -> None:
     qingcloud.quota["instance"] = 2
     # A preview says so first, as the create's check task would.
-    preview = await client.post(
-        "/v1/clusters",
-        json={
-            "version_id": vm["versions"]["shop@1.0.0"],
-            "runtime_id": vm["runtime"]["runtime_id"],
-            "name": "preview",
-            "values": {},
-            "dry_run": True,
-        },
-    )
+    preview = await preview_create(client, vm, {})
     error = assert_error(preview, 409, "insufficient_resources")
     assert "3 instances needed, 2 left" in error["message"], error
     made = await deploy(client, vm, "shop@1.0.0", values={})

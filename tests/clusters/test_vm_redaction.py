@@ -21,7 +21,7 @@ from tests.support.qingcloud_vm import (
     prepare_qingcloud_runtime,
     secret_shop_package,
 )
-from tests.support.vm_scenarios import Jobs
+from tests.support.vm_scenarios import Jobs, preview_create
 from tests.support.vmpackages import write_vm_index
 
 PASSWORD = "Hunter2-user-pw"
@@ -40,16 +40,7 @@ async def vm(
 async def test_a_password_setting_is_hidden_in_the_release_but_boots_the_nodes(
     client: httpx.AsyncClient, qingcloud: QingCloudFake, vm: dict[str, Any]
 ) -> None:
-    preview = await client.post(
-        "/v1/clusters",
-        json={
-            "version_id": vm["versions"]["shop@1.0.0"],
-            "runtime_id": vm["runtime"]["runtime_id"],
-            "name": "preview",
-            "values": VALUES,
-            "dry_run": True,
-        },
-    )
+    preview = await preview_create(client, vm, VALUES)
     assert preview.status_code == 200, preview.text
     assert [c["resource"] for c in preview.json()["changes"]][:3] == [
         "node web-1",

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 
 from tests.support.deployments import deploy
-from tests.support.vm_scenarios import Jobs, cluster_of, nodes_of
+from tests.support.vm_scenarios import Jobs, cluster_of, nodes_of, preview_create
 
 ACTIONS = ["create", "stop", "start", "resize", "add_nodes", "delete_nodes", "delete"]
 ACTIONS += ["recover", "cease"]
@@ -97,16 +97,7 @@ async def lifecycle(client: httpx.AsyncClient, vm: dict[str, Any], cloud_: VmClo
 
     # Create: previewed as nodes and volumes (making nothing), launched, running, volumes
     # attached.
-    preview = await client.post(
-        "/v1/clusters",
-        json={
-            "version_id": vm["versions"]["shop@1.0.0"],
-            "runtime_id": vm["runtime"]["runtime_id"],
-            "name": "preview",
-            "values": {},
-            "dry_run": True,
-        },
-    )
+    preview = await preview_create(client, vm, {})
     assert preview.status_code == 200, preview.text
     assert [(c["kind"], c["resource"]) for c in preview.json()["changes"]] == [
         ("create", "node web-1"),
