@@ -52,7 +52,9 @@ async def test_a_password_setting_is_hidden_in_the_release_but_boots_the_nodes(
     made = await deploy(client, vm, "shop@1.0.0", values=VALUES)
     cid = made["cluster_id"]
     jobs = Jobs(client)
-    await jobs.finished(made["job_id"])
+    job = await jobs.finished(made["job_id"])
+    # Neither the job (its tasks' results) nor its event stream carries the value.
+    assert PASSWORD not in str(job)
 
     release = await client.get(f"/v1/clusters/{cid}/releases/1")
     assert release.status_code == 200, release.text

@@ -505,12 +505,15 @@ def _stored_manifest(row: ClusterRelease) -> list[dict[str, Any]]:
 
 def release_read(row: ClusterRelease, provider: Provider) -> ReleaseRead:
     """A revision as the API shows it: its values as its provider shows them (a VM package's
-    password settings hidden)."""
+    password settings hidden; the manifest is read only for a provider that hides some)."""
+    values = row.values
+    if provider.redacts_values:
+        values = provider.redact_values(values, _stored_manifest(row))
     return ReleaseRead(
         revision=row.revision,
         version_id=row.version_id,
         chart_version=row.chart_version,
-        values=provider.redact_values(row.values, _stored_manifest(row)),
+        values=values,
         values_mode=ValuesMode(row.values_mode),
         status=row.status,
         job_id=row.job_id,
