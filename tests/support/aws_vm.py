@@ -17,23 +17,26 @@ from tests.conftest import unique
 from tests.helpers import create_repo, wait_job
 from tests.support.aws import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoAws
 from tests.support.deployments import versions
-from tests.support.qingcloud_vm import SHOP_TEMPLATE, shop_package
+from tests.support.qingcloud_vm import shop_package
 from tests.support.vmpackages import VmPackageSpec, write_vm_index
 
 ZONE = "us-east-1a"
 
 
-def aws_shop_package(web_image: str, version: str = "1.0.0") -> VmPackageSpec:
-    """The qingcloud shop package (two web nodes, one db node with a 10 GiB volume), its web
-    role booting `web_image` (an AMI id); the db role names no AMI."""
-    spec = shop_package(version)
-    template = SHOP_TEMPLATE.replace('"image": "bionic1x64"', f'"image": "{web_image}"')
-    assert template != SHOP_TEMPLATE
+def aws_shop_package(
+    web_image: str, version: str = "1.0.0", spec: VmPackageSpec | None = None
+) -> VmPackageSpec:
+    """The qingcloud shop package (two web nodes, one db node with a 10 GiB volume), or
+    `spec` (a variant of it), its web role booting `web_image` (an AMI id); the db role names
+    no AMI."""
+    spec = spec or shop_package(version)
+    template = spec.template.replace('"image": "bionic1x64"', f'"image": "{web_image}"')
+    assert template != spec.template
     return VmPackageSpec(spec.package, spec.config, template)
 
 
-def write_aws_shop_repo(repo_dir: Path, web_image: str) -> None:
-    write_vm_index(repo_dir, [aws_shop_package(web_image)])
+def write_aws_shop_repo(repo_dir: Path, web_image: str, spec: VmPackageSpec | None = None) -> None:
+    write_vm_index(repo_dir, [aws_shop_package(web_image, spec=spec)])
 
 
 def aws_content(moto: MotoAws, image_id: str) -> str:
@@ -41,10 +44,15 @@ def aws_content(moto: MotoAws, image_id: str) -> str:
 
 
 async def prepare_aws_runtime(
-    client: httpx.AsyncClient, moto: MotoAws, repo_url: str, image_id: str
+    client: httpx.AsyncClient,
+    moto: MotoAws,
+    repo_url: str,
+    image_id: str,
+    endpoint_url: str | None = None,
 ) -> dict[str, Any]:
-    """A repo of VM apps for aws runtimes, indexed; a credential for moto whose default image
-    is `image_id`; a runtime on ZONE. Returns {"runtime", "credential_id", "versions"}."""
+    """A repo of VM apps for aws runtimes, indexed; a credential for moto (at `endpoint_url`,
+    a proxy in front of it, if given) whose default image is `image_id`; a runtime on ZONE.
+    Returns {"runtime", "credential_id", "versions"}."""
     repo = await create_repo(client, unique(), repo_url, providers=["aws"])
     assert (await wait_job(client, repo["index_job_id"]))["status"] == "successful"
     cred = await client.post(
@@ -52,7 +60,7 @@ async def prepare_aws_runtime(
         json={
             "name": unique("c"),
             "provider": "aws",
-            "endpoint_url": moto.url,
+            "endpoint_url": endpoint_url or moto.url,
             "content": aws_content(moto, image_id),
         },
     )

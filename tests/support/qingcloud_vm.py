@@ -85,6 +85,30 @@ def shop_package(version: str = "1.0.0") -> VmPackageSpec:
     return VmPackageSpec(package, {"type": "array", "properties": [cluster]}, SHOP_TEMPLATE)
 
 
+DEFAULT_DB_PASSWORD = "s3cret-default-pw"
+
+
+def secret_shop_package(version: str = "1.0.0") -> VmPackageSpec:
+    """The shop package with a `password` setting, cluster.db.password, that the template
+    renders into the db role's env (DB_PASSWORD) and into its stop command; the web role
+    stops too, after the db (`order` 1 before 2)."""
+    spec = shop_package(version)
+    db = '"services": {"init": {"cmd": "mkfs.ext4 /dev/vdb"}}'
+    web = '"scale_out": {"cmd": "echo never at boot"}'
+    assert db in spec.template and web in spec.template
+    template = spec.template.replace(
+        db,
+        '"env": {"DB_PASSWORD": "{{.cluster.db.password}}"}, '
+        '"services": {"init": {"cmd": "mkfs.ext4 /dev/vdb"}, '
+        '"stop": {"cmd": "mysqladmin --password={{.cluster.db.password}} shutdown", '
+        '"order": 1}}',
+    ).replace(web, web + ', "stop": {"cmd": "echo web stop", "order": 2}')
+    config = spec.config
+    db_group = next(p for p in config["properties"][0]["properties"] if p["key"] == "db")
+    db_group["properties"].append(_item("password", "password", DEFAULT_DB_PASSWORD, required=True))
+    return VmPackageSpec(spec.package, config, template)
+
+
 def write_shop_repo(repo_dir: Path) -> None:
     write_vm_index(repo_dir, [shop_package("1.0.0")])
 

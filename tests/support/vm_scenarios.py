@@ -50,6 +50,22 @@ class Jobs:
         return job
 
 
+async def preview_create(
+    client: httpx.AsyncClient, vm: dict[str, Any], values: dict[str, Any]
+) -> httpx.Response:
+    """A dry-run create of the shop 1.0.0 on `vm`'s runtime: what it would make."""
+    return await client.post(
+        "/v1/clusters",
+        json={
+            "version_id": vm["versions"]["shop@1.0.0"],
+            "runtime_id": vm["runtime"]["runtime_id"],
+            "name": "preview",
+            "values": values,
+            "dry_run": True,
+        },
+    )
+
+
 async def nodes_of(client: httpx.AsyncClient, cid: str) -> dict[str, dict[str, Any]]:
     page = (await client.get(f"/v1/clusters/{cid}/nodes")).json()
     assert page["total_count"] == len(page["items"])
@@ -98,16 +114,7 @@ async def lifecycle(client: httpx.AsyncClient, cloud: Cloud, vm: dict[str, Any])
 
     # Create: the nodes of the values (a preview lists them), launched in the cloud and
     # found there.
-    preview = await client.post(
-        "/v1/clusters",
-        json={
-            "version_id": vm["versions"]["shop@1.0.0"],
-            "runtime_id": vm["runtime"]["runtime_id"],
-            "name": "preview",
-            "values": VALUES,
-            "dry_run": True,
-        },
-    )
+    preview = await preview_create(client, vm, VALUES)
     assert preview.status_code == 200, preview.text
     assert [(c["kind"], c["resource"]) for c in preview.json()["changes"]] == [
         ("create", "node web-1"),

@@ -203,8 +203,11 @@ async def list_clusters(
     runtime_id: Filter = None,
     status: Annotated[list[ClusterStatus] | None, Query()] = None,
     owner: Filter = None,
+    *,
+    providers: ProvidersDep,
 ) -> ClusterPage:
-    """Clusters you may see. Ceased ones show only with `status=ceased`."""
+    """Clusters you may see. Ceased ones show only with `status=ceased`. A VM cluster's values
+    hide its package's password settings."""
     filters = service.ClusterFilters(
         app_id=app_id or (),
         version_id=version_id or (),
@@ -212,17 +215,18 @@ async def list_clusters(
         status=status or (),
         owner=owner or (),
     )
-    total, items = await service.list_clusters(session, query, access, filters)
+    total, items = await service.list_clusters(session, query, access, filters, providers)
     return ClusterPage(total_count=total, items=items)
 
 
 @router.get("/{cluster_id}", operation_id="get_cluster")
 async def get_cluster(
-    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep, providers: ProvidersDep
 ) -> ClusterRead:
-    """A cluster with its roles (workloads) and nodes (pods) as last described."""
+    """A cluster with its roles (workloads) and nodes (pods) as last described; a VM
+    cluster's values hide its package's password settings."""
     return await service.read_cluster(
-        session, await service.get_cluster(session, cluster_id, access)
+        session, await service.get_cluster(session, cluster_id, access), providers
     )
 
 
@@ -236,12 +240,14 @@ async def list_nodes(cluster_id: str, access: CanReadClusters, session: ReadSess
 
 @router.get("/{cluster_id}/releases", operation_id="list_cluster_releases")
 async def list_releases(
-    cluster_id: str, access: CanReadClusters, session: ReadSessionDep
+    cluster_id: str, access: CanReadClusters, session: ReadSessionDep, providers: ProvidersDep
 ) -> ReleasePage:
-    """The cluster's revisions, newest first: what `rollback {revision}` can return to."""
-    await service.get_cluster(session, cluster_id, access)
+    """The cluster's revisions, newest first: what `rollback {revision}` can return to (a VM
+    package's password settings hidden in their values)."""
+    cluster = await service.get_cluster(session, cluster_id, access)
     rows = await service.releases_of(session, cluster_id)
-    items = [service.release_read(r) for r in reversed(rows)]
+    provider = providers.named(cluster.provider)
+    items = [service.release_read(r, provider) for r in reversed(rows)]
     return ReleasePage(total_count=len(items), items=items)
 
 
@@ -254,17 +260,22 @@ async def get_release(
     providers: ProvidersDep,
 ) -> ReleaseDetail:
     """One revision with what it deployed, as rendered (Kubernetes: its objects, Secret values
-    redacted; a VM provider: its nodes)."""
+    redacted; a VM provider: its nodes, the values of the package's password settings
+    redacted wherever they were rendered, and in the revision's values)."""
     cluster, row = await service.get_release(session, cluster_id, revision, access)
     return service.release_detail(row, providers.named(cluster.provider))
 
 
 @router.patch("/{cluster_id}", operation_id="update_cluster")
 async def update_cluster(
-    cluster_id: str, data: ClusterUpdate, access: CanWriteClusters, session: SessionDep
+    cluster_id: str,
+    data: ClusterUpdate,
+    access: CanWriteClusters,
+    session: SessionDep,
+    providers: ProvidersDep,
 ) -> ClusterRead:
     row = await service.update_cluster(session, cluster_id, data, access)
-    return await service.read_cluster(session, row)
+    return await service.read_cluster(session, row, providers)
 
 
 @router.delete(

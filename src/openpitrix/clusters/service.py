@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -75,15 +75,50 @@ CLUSTER_LIST = ListSpec(
 )
 
 
-def cluster_read(row: Cluster, state: ClusterState) -> ClusterRead:
+def cluster_read(
+    row: Cluster, state: ClusterState, values: dict[str, Any] | None = None
+) -> ClusterRead:
     return ClusterRead.model_validate(
-        {**row.model_dump(), "roles": state.roles, "nodes": state.nodes}
+        {
+            **row.model_dump(),
+            "values": row.values if values is None else values,
+            "roles": state.roles,
+            "nodes": state.nodes,
+        }
     )
 
 
-async def read_cluster(session: AsyncSession, row: Cluster) -> ClusterRead:
-    """The cluster with its roles and nodes."""
-    return cluster_read(row, await state_of(session, row.cluster_id))
+async def shown_values(
+    session: AsyncSession, rows: Sequence[Cluster], providers: Providers
+) -> dict[str, dict[str, Any]]:
+    """Each cluster's values as its provider shows them, for the providers that hide some
+    (a VM package's password settings): read with the manifest of the cluster's revision,
+    which says which values are secret. Other clusters' values are shown as stored."""
+    hiding = [r for r in rows if r.provider in providers and providers[r.provider].redacts_values]
+    if not hiding:
+        return {}
+    found = await session.execute(
+        select(ClusterRelease).where(
+            or_(
+                *(
+                    (col(ClusterRelease.cluster_id) == r.cluster_id)
+                    & (col(ClusterRelease.revision) == r.revision)
+                    for r in hiding
+                )
+            )
+        )
+    )
+    manifests = {rel.cluster_id: _stored_manifest(rel) for rel in found.scalars().all()}
+    return {
+        r.cluster_id: providers[r.provider].redact_values(r.values, manifests.get(r.cluster_id, []))
+        for r in hiding
+    }
+
+
+async def read_cluster(session: AsyncSession, row: Cluster, providers: Providers) -> ClusterRead:
+    """The cluster with its roles and nodes, its values as its provider shows them."""
+    values = await shown_values(session, [row], providers)
+    return cluster_read(row, await state_of(session, row.cluster_id), values.get(row.cluster_id))
 
 
 async def cluster_nodes(session: AsyncSession, cluster_id: str) -> list[NodeState]:
@@ -239,7 +274,11 @@ class ClusterFilters:
 
 
 async def list_clusters(
-    session: AsyncSession, query: ListQuery, access: Access, filters: ClusterFilters
+    session: AsyncSession,
+    query: ListQuery,
+    access: Access,
+    filters: ClusterFilters,
+    providers: Providers,
 ) -> tuple[int, list[ClusterRead]]:
     stmt = select(Cluster).where(access.clause(col(Cluster.owner), col(Cluster.owner_path)))
     for column, values in (
@@ -258,7 +297,8 @@ async def list_clusters(
     )
     total, rows = await paginate(session, stmt, CLUSTER_LIST, query)
     states = await states_of(session, [r.cluster_id for r in rows])
-    return total, [cluster_read(r, states[r.cluster_id]) for r in rows]
+    shown = await shown_values(session, rows, providers)
+    return total, [cluster_read(r, states[r.cluster_id], shown.get(r.cluster_id)) for r in rows]
 
 
 async def update_cluster(
@@ -458,12 +498,22 @@ def release_of(row: ClusterRelease) -> Release:
     )
 
 
-def release_read(row: ClusterRelease) -> ReleaseRead:
+def _stored_manifest(row: ClusterRelease) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
+    return objects
+
+
+def release_read(row: ClusterRelease, provider: Provider) -> ReleaseRead:
+    """A revision as the API shows it: its values as its provider shows them (a VM package's
+    password settings hidden; the manifest is read only for a provider that hides some)."""
+    values = row.values
+    if provider.redacts_values:
+        values = provider.redact_values(values, _stored_manifest(row))
     return ReleaseRead(
         revision=row.revision,
         version_id=row.version_id,
         chart_version=row.chart_version,
-        values=row.values,
+        values=values,
         values_mode=ValuesMode(row.values_mode),
         status=row.status,
         job_id=row.job_id,
@@ -473,10 +523,10 @@ def release_read(row: ClusterRelease) -> ReleaseRead:
 
 def release_detail(row: ClusterRelease, provider: Provider) -> ReleaseDetail:
     """A revision with its rendered manifest as its provider shows it (Kubernetes: Secrets keep
-    their keys, not their values)."""
-    objects: list[dict[str, Any]] = orjson.loads(row.manifest) if row.status != "pending" else []
+    their keys, not their values; VM: password settings' values hidden)."""
     return ReleaseDetail(
-        **release_read(row).model_dump(), manifest=provider.redact_manifest(objects)
+        **release_read(row, provider).model_dump(),
+        manifest=provider.redact_manifest(_stored_manifest(row)),
     )
 
 

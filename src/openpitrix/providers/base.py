@@ -389,6 +389,17 @@ class Provider(ABC):
         Secrets' values). By default shown as rendered."""
         return objects
 
+    # Whether `redact_values` changes anything: the API reads a cluster's manifest to show
+    # its values only for such providers.
+    redacts_values: ClassVar[bool] = False
+
+    def redact_values(
+        self, values: dict[str, Any], objects: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A revision's values as the API may show them, given its manifest as stored ([]
+        until rendered): a VM package's `password` settings hidden. By default as given."""
+        return values
+
     async def close(self) -> None:  # noqa: B027  optional hook, nothing to do by default
         """Release what the provider keeps between tasks (pooled connections); called when
         a worker stops."""

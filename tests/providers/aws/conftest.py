@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from openpitrix.providers.aws.client import AwsClient
 from tests.support.aws import MotoAws, running_moto
+from tests.support.aws_vm import ec2
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,11 @@ async def image_id(moto: MotoAws) -> str:
     """An image moto knows: it loads the same public AMIs after every reset, so the (slow)
     lookup is done once."""
     if "x86_64" not in _IMAGES:
-        async with moto.client() as client:
-            images = await client.describe_images(owners=["amazon"])
-        _IMAGES["x86_64"] = next(i.image_id for i in images if i.architecture == "x86_64")
+        # boto3 in a thread, with its own minute of patience: moto's first DescribeImages
+        # loads every AMI it knows, which can take longer than our client's 10 s on a busy
+        # machine.
+        answer = await asyncio.to_thread(ec2(moto).describe_images, Owners=["amazon"])
+        _IMAGES["x86_64"] = next(
+            i["ImageId"] for i in answer["Images"] if i["Architecture"] == "x86_64"
+        )
     return _IMAGES["x86_64"]

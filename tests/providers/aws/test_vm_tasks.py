@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from openpitrix.providers.aws.vm import client_token
-from openpitrix.providers.base import ClusterState, ProviderError, Release, TaskRun
+from openpitrix.providers.base import ProviderError
 from openpitrix.providers.registry import load_providers
 from tests.support.aws import OPEN, MotoAws
 from tests.support.aws_vm import ZONE, aws_shop_package, in_cloud, ssm, volumes_of
+from tests.support.ssm_fake import failing_ssm
+from tests.support.vm_tasks import TaskRunner
 from tests.support.vmpackages import VmPackageSpec, build_vm_package
 
 CLUSTER = "cl-awstasks1"
@@ -24,54 +26,27 @@ def provider() -> Any:
     return load_providers()["aws"]  # through the entry point, as the server loads it
 
 
-class Runner:
-    """Builds each task's TaskRun as the cluster job adapter does, keeping what it reports."""
-
-    def __init__(self, moto: MotoAws, web_image: str, image_id: str | None) -> None:
-        content = json.loads(moto.content())
-        if image_id is not None:
-            content["image_id"] = image_id
-        self.provider = provider()
-        self.credential = self.provider.parse_credential(json.dumps(content), moto.url)
-        self.package = build_vm_package(aws_shop_package(web_image))
-        self.manifest: list[dict[str, Any]] | None = None
-        self.state = ClusterState()
-        self.reports: list[tuple[str, int | None, dict[str, Any]]] = []
-
-    async def run(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        async def fetch() -> bytes:
-            return self.package
-
-        async def report(message: str, percent: int | None, data: dict[str, Any]) -> None:
-            self.reports.append((message, percent, data))
-
-        release = Release(1, "appv-1", {}, self.manifest)
-        result: dict[str, Any] = await self.provider.run_task(
-            TaskRun(
-                action=action,
-                params=params or {},
-                cluster_id=CLUSTER,
-                zone=ZONE,
-                credential=self.credential,
-                release=release,
-                previous=None,
-                history=(release,) if self.manifest is not None else (),
-                state=self.state,
-                fetch_package=fetch,
-                report=report,
-                timeout_seconds=30,
-                policy=OPEN,
-            )
-        )
-        if action == "render_spec":
-            self.manifest = result["objects"]
-        if action == "survey":
-            self.state = ClusterState.model_validate(result)
-        return result
+def runner_for(
+    moto: MotoAws, web_image: str, image_id: str | None, endpoint_url: str = ""
+) -> TaskRunner:
+    """A runner for CLUSTER on moto (or a proxy in front of it at `endpoint_url`), the shop
+    package's web role on `web_image`, the credential's default image `image_id`."""
+    content = json.loads(moto.content())
+    if image_id is not None:
+        content["image_id"] = image_id
+    aws = provider()
+    return TaskRunner(
+        aws,
+        aws.parse_credential(json.dumps(content), endpoint_url or moto.url),
+        build_vm_package(aws_shop_package(web_image)),
+        cluster_id=CLUSTER,
+        zone=ZONE,
+        policy=OPEN,
+    )
 
 
 async def test_a_launch_run_twice_makes_each_instance_once(moto: MotoAws, image_id: str) -> None:
-    runner = Runner(moto, image_id, image_id)
+    runner = runner_for(moto, image_id, image_id)
     await runner.run("render_spec")
     assert (await runner.run("launch"))["launched"] == 3
     first = {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()}
@@ -97,7 +72,7 @@ async def test_a_launch_run_twice_makes_each_instance_once(moto: MotoAws, image_
 async def test_a_node_whose_instance_ended_is_launched_anew_with_a_new_token(
     moto: MotoAws, image_id: str
 ) -> None:
-    runner = Runner(moto, image_id, image_id)
+    runner = runner_for(moto, image_id, image_id)
     await runner.run("render_spec")
     await runner.run("launch")
     lost = in_cloud(moto, CLUSTER)["web-1"]["instance_id"]
@@ -120,7 +95,7 @@ async def test_a_node_whose_instance_ended_is_launched_anew_with_a_new_token(
 
 
 async def test_without_an_ami_the_launch_says_which_is_needed(moto: MotoAws, image_id: str) -> None:
-    runner = Runner(moto, image_id, None)  # the db role names no AMI, the credential none
+    runner = runner_for(moto, image_id, None)  # the db role names no AMI, the credential none
     await runner.run("render_spec")
     with pytest.raises(ProviderError) as info:
         await runner.run("launch")
@@ -131,7 +106,7 @@ async def test_without_an_ami_the_launch_says_which_is_needed(moto: MotoAws, ima
 async def test_a_create_costs_a_known_number_of_ec2_calls(
     moto: MotoAws, image_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = Runner(moto, image_id, image_id)
+    runner = runner_for(moto, image_id, image_id)
     await runner.run("render_spec")
     with caplog.at_level(logging.INFO, logger="openpitrix.providers.aws.provider"):
         launched = await runner.run("launch")
@@ -147,7 +122,7 @@ async def test_a_create_costs_a_known_number_of_ec2_calls(
 async def test_a_missing_data_volume_is_made_and_attached(moto: MotoAws, image_id: str) -> None:
     # Launch gives the db node its volume; a node without one (web-1 here) gets one made by
     # CreateVolume and attached at /dev/sdf, after which the cluster's volumes list it.
-    runner = Runner(moto, image_id, image_id)
+    runner = runner_for(moto, image_id, image_id)
     await runner.run("render_spec")
     await runner.run("launch")
     await runner.run("await_running")
@@ -194,7 +169,7 @@ def _package_with_services(web_image: str) -> bytes:
 async def test_services_run_through_ssm_on_the_right_nodes_in_order(
     moto: MotoAws, image_id: str
 ) -> None:
-    runner = Runner(moto, image_id, image_id)
+    runner = runner_for(moto, image_id, image_id)
     runner.package = _package_with_services(image_id)
     await runner.run("render_spec")
     await runner.run("launch")
@@ -206,7 +181,7 @@ async def test_services_run_through_ssm_on_the_right_nodes_in_order(
     runner.reports.clear()
     done = await runner.run("services", {"node_ids": ["web-2"], "services": ["stop", "scale_in"]})
     assert (done["ran"], done["skipped"]) == (2, 0)
-    ran = [m for m, _, _ in runner.reports if m.startswith("ran ")]
+    ran = runner.ran()
     assert ran == [
         "ran stop of web on web-2 through SSM",
         "ran scale_in of web on web-1 through SSM",
@@ -222,8 +197,36 @@ async def test_services_run_through_ssm_on_the_right_nodes_in_order(
     # delete (or stop, cease): stop on every running node, role by role in `order`: db first.
     runner.reports.clear()
     await runner.run("services", {"services": ["stop"]})
-    ran = [m for m, _, _ in runner.reports if m.startswith("ran ")]
+    ran = runner.ran()
     assert ran == [
         "ran stop of db on db-1 through SSM",
         "ran stop of web on web-1, web-2 through SSM",
     ]
+
+
+async def test_a_failing_scale_in_fails_the_task_naming_the_service_role_command_and_node(
+    moto: MotoAws, image_id: str
+) -> None:
+    with failing_ssm(moto) as proxy:
+        runner = runner_for(moto, image_id, image_id, proxy.url)
+        runner.package = _package_with_services(image_id)
+        for action in ("render_spec", "launch", "await_running", "survey"):
+            await runner.run(action)
+        ids = {k: v["instance_id"] for k, v in in_cloud(moto, CLUSTER).items()}
+        # web's scale_in fails on web-1, the node that stays when web-2 goes.
+        proxy.fail_commands(
+            "echo web scale in", instance_ids={ids["web-1"]}, exit_code=2, stdout="refused"
+        )
+        runner.reports.clear()
+        with pytest.raises(ProviderError) as info:
+            await runner.run("services", {"node_ids": ["web-2"], "services": ["stop", "scale_in"]})
+    assert info.value.code == "command_failed"
+    assert info.value.message.startswith(
+        f"scale_in of web failed on web-1 ({ids['web-1']}): `echo web scale in`: SSM command "
+    ), info.value.message
+    assert info.value.message.endswith(f"on {ids['web-1']}: Failed (exit 2): refused")
+    # The leaving node's stop ran before; the failed scale_in is not reported as run.
+    ran = runner.ran()
+    assert ran == ["ran stop of web on web-2 through SSM"]
+    # Nothing was terminated: that is the next task's, which a failed job never reaches.
+    assert sorted(in_cloud(moto, CLUSTER)) == ["db-1", "web-1", "web-2"]

@@ -4,68 +4,38 @@ runs them: a redelivered task converges instead of making things twice."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from openpitrix.providers.base import ClusterState, PlanRequest, ProviderError, Release, TaskRun
+from openpitrix.providers.base import PlanRequest, ProviderError
 from openpitrix.providers.qingcloud.provider import QingCloudProvider
 from tests.providers.qingcloud.conftest import OPEN, client_for
 from tests.support.qingcloud_fake import QingCloudFake
 from tests.support.qingcloud_vm import in_cloud, shop_package, volumes_of
+from tests.support.vm_tasks import TaskRunner
 from tests.support.vmpackages import build_vm_package
 
 provider = QingCloudProvider()
 CLUSTER = "cl-tasks001"
 
 
-class Runner:
-    """Builds each task's TaskRun as the cluster job adapter does, keeping what it reports."""
-
-    def __init__(self, fake: QingCloudFake) -> None:
-        content = json.dumps(
-            {"access_key_id": fake.access_key_id, "secret_access_key": fake.secret_access_key}
-        )
-        self.credential = provider.parse_credential(content, fake.url)
-        self.package = build_vm_package(shop_package())
-        self.manifest: list[dict[str, Any]] | None = None
-        self.state = ClusterState()
-        self.reports: list[tuple[str, int | None, dict[str, Any]]] = []
-
-    async def run(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        async def fetch() -> bytes:
-            return self.package
-
-        async def report(message: str, percent: int | None, data: dict[str, Any]) -> None:
-            self.reports.append((message, percent, data))
-
-        release = Release(1, "appv-1", {}, self.manifest)
-        result = await provider.run_task(
-            TaskRun(
-                action=action,
-                params=params or {},
-                cluster_id=CLUSTER,
-                zone="pek3a",
-                credential=self.credential,
-                release=release,
-                previous=None,
-                history=(release,) if self.manifest is not None else (),
-                state=self.state,
-                fetch_package=fetch,
-                report=report,
-                timeout_seconds=30,
-                policy=OPEN,
-            )
-        )
-        if action == "render_spec":
-            self.manifest = result["objects"]
-        if action == "survey":
-            self.state = ClusterState.model_validate(result)
-        return result
+def runner_for(fake: QingCloudFake) -> TaskRunner:
+    """A runner for CLUSTER on the fake's pek3a, with the shop package."""
+    content = json.dumps(
+        {"access_key_id": fake.access_key_id, "secret_access_key": fake.secret_access_key}
+    )
+    return TaskRunner(
+        provider,
+        provider.parse_credential(content, fake.url),
+        build_vm_package(shop_package()),
+        cluster_id=CLUSTER,
+        zone="pek3a",
+        policy=OPEN,
+    )
 
 
 async def test_a_launch_run_twice_makes_each_instance_once(qingcloud: QingCloudFake) -> None:
-    runner = Runner(qingcloud)
+    runner = runner_for(qingcloud)
     rendered = await runner.run("render_spec")
     assert rendered["chart_version"] == "1.0.0"
     assert [o["node_id"] for o in rendered["objects"]] == ["web-1", "web-2", "db-1"]
@@ -90,7 +60,7 @@ async def test_a_launch_run_twice_makes_each_instance_once(qingcloud: QingCloudF
 async def test_a_launch_that_failed_in_the_cloud_fails_the_wait_and_is_made_again(
     qingcloud: QingCloudFake,
 ) -> None:
-    runner = Runner(qingcloud)
+    runner = runner_for(qingcloud)
     await runner.run("render_spec")
     qingcloud.fail_jobs("RunInstances", 1)  # the first instance's job fails: it is terminated
     await runner.run("launch")
@@ -107,7 +77,7 @@ async def test_a_launch_that_failed_in_the_cloud_fails_the_wait_and_is_made_agai
 async def test_add_nodes_plans_new_node_ids_like_the_roles_nodes(
     qingcloud: QingCloudFake,
 ) -> None:
-    runner = Runner(qingcloud)
+    runner = runner_for(qingcloud)
     for action in ("render_spec", "launch", "await_running", "survey"):
         await runner.run(action)
     layers = provider.plan(
@@ -136,7 +106,7 @@ async def test_add_nodes_plans_new_node_ids_like_the_roles_nodes(
 async def test_a_redelivered_resize_starts_again_what_its_first_run_stopped(
     qingcloud: QingCloudFake,
 ) -> None:
-    runner = Runner(qingcloud)
+    runner = runner_for(qingcloud)
     for action in ("render_spec", "launch", "await_running", "attach_volumes", "survey"):
         await runner.run(action)
     # The first run stopped the role and died; the state is still the one found before.

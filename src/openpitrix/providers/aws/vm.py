@@ -36,6 +36,7 @@ from openpitrix.providers.base import ProviderError
 from openpitrix.providers.vm.cloud import (
     CloudInstance,
     CloudVolume,
+    CommandFailed,
     Needs,
     NodeSpec,
     Progress,
@@ -352,15 +353,15 @@ class AwsVm(VmCloud):
                     continue
                 pending.remove(instance_id)
                 if run.status != "Success":
-                    raise ProviderError(
-                        "command_failed",
+                    raise CommandFailed(
+                        [instance_id],
                         f"SSM command {command_id} on {instance_id}: {run.status} "
                         f"(exit {run.response_code}): {run.stderr[-500:] or run.stdout[-500:]}",
                     )
             if pending:
                 if loop.time() > deadline:
-                    raise ProviderError(
-                        "command_failed",
+                    raise CommandFailed(
+                        pending,
                         f"SSM command {command_id} not ended after {timeout_seconds}s on "
                         f"{', '.join(pending)}",
                     )

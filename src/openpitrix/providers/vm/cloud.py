@@ -16,6 +16,17 @@ from openpitrix.providers.base import ProviderError
 # A message about the cloud's work on a resource (a job's status), for the task's progress.
 Progress = Callable[[str], Awaitable[None]]
 
+COMMAND_FAILED = "command_failed"
+
+
+class CommandFailed(ProviderError):
+    """A command run after boot failed (or did not end in time) on these instances; the VM
+    base names the nodes, role and service in the job's reason."""
+
+    def __init__(self, instance_ids: Sequence[str], message: str) -> None:
+        super().__init__(COMMAND_FAILED, message)
+        self.instance_ids = tuple(instance_ids)
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -156,8 +167,9 @@ class VmCloud(ABC):
         self, instance_ids: Sequence[str], script: str, *, timeout_seconds: int, p: Progress
     ) -> None:
         """Run a shell script on running instances and wait until it ends on every one;
-        ProviderError("command_failed") if it failed (or timed out) on one. Optional: only a
-        cloud naming a `run_command_service` implements it."""
+        CommandFailed naming the instances where it failed (or timed out), its message the
+        cloud's status, exit code and output. Optional: only a cloud naming a
+        `run_command_service` implements it."""
         raise ProviderError(
             "run_command_unsupported", "this cloud has no service that runs commands"
         )

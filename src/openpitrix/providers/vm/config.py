@@ -218,3 +218,22 @@ def _fill_group(item: ConfigItem, conf: Any, path: str, errors: list[FieldError]
             errors.append(FieldError(source, child_path, problem))
         out[child.key] = value
     return out
+
+
+def secret_values(root: ConfigItem, settings: Any) -> list[str]:
+    """The values of the `password` settings in filled-in settings, longest first (so that a
+    secret holding another is hidden whole): what a shown manifest must not give away."""
+    found: set[str] = set()
+
+    def walk(item: ConfigItem, given: Any) -> None:
+        if not isinstance(given, dict):
+            return
+        for child in item.properties:
+            value = given.get(child.key)
+            if child.type == GROUP:
+                walk(child, value)
+            elif child.type == "password" and isinstance(value, str) and value:
+                found.add(value)
+
+    walk(root, settings)
+    return sorted(found, key=lambda s: (-len(s), s))

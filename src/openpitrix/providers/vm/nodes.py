@@ -18,17 +18,27 @@ from openpitrix.providers.base import (
     RoleState,
 )
 from openpitrix.providers.vm.cloud import CloudInstance
-from openpitrix.providers.vm.package import ClusterSpec, Role, load_package, render_cluster
+from openpitrix.providers.vm.config import secret_values
+from openpitrix.providers.vm.package import (
+    ClusterSpec,
+    Role,
+    load_package,
+    render_cluster,
+    settings_for,
+)
 
 DEFAULT_ROLE = "node"
 
 
-async def rendered(data: bytes, conf: Any) -> tuple[str, ClusterSpec]:
-    """The package's version and the spec it renders with `conf` (in a thread)."""
+async def rendered(data: bytes, conf: Any) -> tuple[str, ClusterSpec, list[str]]:
+    """The package's version, the spec it renders with `conf`, and the values of its
+    `password` settings (for `nodes_of_spec`), in a thread."""
 
-    def render() -> tuple[str, ClusterSpec]:
+    def render() -> tuple[str, ClusterSpec, list[str]]:
         package = load_package(data)
-        return package.meta.version, render_cluster(package, conf)
+        spec = render_cluster(package, conf)
+        secrets = secret_values(package.config, settings_for(package, conf))
+        return package.meta.version, spec, secrets
 
     try:
         return await asyncio.to_thread(render)
@@ -48,8 +58,11 @@ def image_of(role: Role) -> str:
     return role.container.image
 
 
-def nodes_of_spec(spec: ClusterSpec) -> list[dict[str, Any]]:
-    """The manifest objects of a rendered spec: one per node, in role order."""
+def nodes_of_spec(spec: ClusterSpec, secrets: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The manifest objects of a rendered spec: one per node, in role order. Each keeps the
+    values of the package's `password` settings (`secrets`) as rendered, so that the API can
+    hide them wherever they were rendered to (`redact.redact_objects`) while the nodes a
+    later add-nodes makes still boot with them."""
     objects = []
     for role in spec.nodes:
         name = role_name(role)
@@ -73,6 +86,7 @@ def nodes_of_spec(spec: ClusterSpec) -> list[dict[str, Any]]:
                     "subnet": spec.subnet,
                     "env": {**spec.env, **role.env},
                     "services": {k: v.model_dump() for k, v in role.services.items()},
+                    "secrets": list(secrets),
                 }
             )
     return objects

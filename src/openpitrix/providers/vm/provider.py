@@ -23,8 +23,13 @@ and, for add_nodes, `scale_out` on the role's other running nodes once the new o
 QingCloud AppCenter runs them: on the nodes that stay). Each runs role by role in its `order`,
 with its `timeout`, through the cloud's `run_commands` (AWS: SSM); a cloud without a
 run-command service reports each as not run ("cannot run ... no run-command service") and the
-job goes on. `restart` is never run by a lifecycle action; `init` and `start` run at first
-boot (the user data), `destroy` never.
+job goes on. A service that fails, or does not end within its timeout, on a node fails the
+task and so the job, with the reason `command_failed` naming the service, its role and command
+and the nodes it failed on. The action's later tasks do not run: a failed stop, delete or cease
+leaves every instance as it was (running) and the cluster in its status (the lock released);
+a failed delete_nodes keeps every node. Retrying the job runs the services again, so services
+must bear running twice. `restart` is never run by a lifecycle action; `init` and `start` run
+at first boot (the user data), `destroy` never.
 upgrade, update_env and rollback are not declared for VM clusters: a running instance cannot
 take a new package without an agent.
 """
@@ -57,7 +62,14 @@ from openpitrix.providers.base import (
     TaskKind,
     TaskRun,
 )
-from openpitrix.providers.vm.cloud import CloudInstance, Needs, NodeSpec, VmCloud
+from openpitrix.providers.vm.cloud import (
+    COMMAND_FAILED,
+    CloudInstance,
+    CommandFailed,
+    Needs,
+    NodeSpec,
+    VmCloud,
+)
 from openpitrix.providers.vm.nodes import (
     added_nodes,
     new_node_ids,
@@ -68,6 +80,7 @@ from openpitrix.providers.vm.nodes import (
     survey_of,
     user_data,
 )
+from openpitrix.providers.vm.redact import hide, redact_objects, redact_settings, secrets_of
 
 PLANS: dict[str, list[list[str]]] = {
     "create": [
@@ -125,11 +138,26 @@ class VmProvider(Provider):
     the lifecycle is here."""
 
     package_kind: ClassVar[str] = "vm"
+    redacts_values = True
     poll_seconds: ClassVar[float] = 0.5  # how often await_running looks at the instances
 
     @abstractmethod
     def open_cloud(self, credential: Credential, zone: str, policy: AddressPolicy) -> VmCloud:
         """A session with the cloud for one task (closed after it)."""
+
+    # --- showing ------------------------------------------------------------------------------
+
+    def redact_manifest(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The nodes with the values of the package's password settings hidden wherever the
+        template rendered them (env, service commands, any text)."""
+        return redact_objects(objects)
+
+    def redact_values(
+        self, values: dict[str, Any], objects: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The settings with the password settings' values hidden (every text setting while
+        the release is not rendered yet)."""
+        return redact_settings(values, objects)
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -221,8 +249,8 @@ class VmProvider(Provider):
     async def _render(self, run: TaskRun) -> dict[str, Any]:
         if run.release is None:
             raise ProviderError("render_failed", "the job has no release to render")
-        version, spec = await rendered(await run.fetch_package(), run.release.values)
-        objects = nodes_of_spec(spec)
+        version, spec, secrets = await rendered(await run.fetch_package(), run.release.values)
+        objects = nodes_of_spec(spec, secrets)
         await run.report(f"{len(objects)} nodes to make", None, {"nodes": len(objects)})
         return {"objects": objects, "chart_version": version}
 
@@ -407,7 +435,9 @@ class VmProvider(Provider):
         restart, init, start and destroy are not run here (init and start run at first boot).
         A cloud with no run-command service runs none: each is reported as not run. A
         redelivered task runs the commands again: services must bear running twice."""
-        by_role = services_by_role(_deployed(run))
+        deployed = _deployed(run)
+        by_role = services_by_role(deployed)
+        secrets = secrets_of(deployed.manifest or []) if deployed is not None else []
         named = set(run.params.get("node_ids") or [])
         found = await cloud.instances(run.cluster_id)
         running = [i for i in found if i.status == "running" and not i.busy]
@@ -461,7 +491,10 @@ class VmProvider(Provider):
             timeout = int(service.get("timeout") or DEFAULT_SERVICE_TIMEOUT)
             script = service_script(name, role, str(service["cmd"]))
             ids = [i.instance_id for i in targets]
-            await cloud.run_commands(ids, script, timeout_seconds=timeout, p=progress)
+            try:
+                await cloud.run_commands(ids, script, timeout_seconds=timeout, p=progress)
+            except CommandFailed as exc:
+                raise _command_failed(exc, name, role, service, targets, secrets) from None
             ran += 1
             nodes = [i.node_id for i in targets]
             await run.report(
@@ -504,8 +537,8 @@ class VmProvider(Provider):
         state = request.state
         changes: list[Change] = []
         if request.action == "create" and request.release is not None:
-            _, spec = await rendered(await request.fetch_package(), request.release.values)
-            objects = nodes_of_spec(spec)
+            _, spec, secrets = await rendered(await request.fetch_package(), request.release.values)
+            objects = nodes_of_spec(spec, secrets)
             await self._check_preview(request, objects)
             changes = _creates(objects)
         elif request.action == "add_nodes":
@@ -536,6 +569,25 @@ def _deployed(run: TaskRun) -> Release | None:
         if release is not None and release.manifest:
             return release
     return None
+
+
+def _command_failed(
+    exc: CommandFailed,
+    name: str,
+    role: str,
+    service: dict[str, Any],
+    targets: Sequence[CloudInstance],
+    secrets: Sequence[str],
+) -> ProviderError:
+    """The job's reason for a service that failed: the service, its role and command, the
+    nodes it failed on, and what the cloud said (password settings' values hidden)."""
+    failed = [i for i in targets if i.instance_id in exc.instance_ids]
+    nodes = ", ".join(f"{i.node_id} ({i.instance_id})" for i in failed) or "its nodes"
+    cmd = hide(str(service.get("cmd", "")), secrets)
+    return ProviderError(
+        COMMAND_FAILED,
+        f"{name} of {role} failed on {nodes}: `{cmd}`: {hide(exc.message, secrets)}",
+    )
 
 
 def services_by_role(release: Release | None) -> dict[str, dict[str, Any]]:
