@@ -166,7 +166,9 @@ class QingCloudVm(VmCloud):
         their instances are listed; or ended: failed ones made nothing to find). A launch
         with no job id was sent by a worker that died before the answer: it is one of the
         zone's RunInstances jobs still pending, if QingCloud took it at all, so those are
-        waited for too (other clusters' launches among them only cost the wait)."""
+        waited for too (other clusters' launches among them only cost the wait). A request
+        still on the wire when this looks is not covered; a task is resumed only after the
+        bus's ack wait has passed, long after a dead worker's last request arrived."""
         waiting = {job for job in launches if job}
         if not all(launches):
             pending = await self.client.find_jobs(action="RunInstances", status=[JobStatus.PENDING])
