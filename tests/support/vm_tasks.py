@@ -32,6 +32,8 @@ class TaskRunner:
         self.manifest: list[dict[str, Any]] | None = None
         self.state = ClusterState()
         self.reports: list[tuple[str, int | None, dict[str, Any]]] = []
+        # The task's checkpoint as the engine keeps it: the runs of one task share it.
+        self.checkpoint: dict[str, Any] = {}
 
     async def run(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         async def fetch() -> bytes:
@@ -39,6 +41,9 @@ class TaskRunner:
 
         async def report(message: str, percent: int | None, data: dict[str, Any]) -> None:
             self.reports.append((message, percent, data))
+
+        async def keep(data: dict[str, Any]) -> None:
+            self.checkpoint.update(data)
 
         release = Release(1, "appv-1", {}, self.manifest)
         result: dict[str, Any] = await self.provider.run_task(
@@ -56,6 +61,8 @@ class TaskRunner:
                 report=report,
                 timeout_seconds=30,
                 policy=self.policy,
+                checkpoint=dict(self.checkpoint),
+                keep=keep,
             )
         )
         if action == "render_spec":

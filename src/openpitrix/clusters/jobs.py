@@ -3,6 +3,7 @@ cluster's credential and release history, and settle the cluster when the job en
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from openpitrix.jobs.adapter import Reporter
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
+from openpitrix.jobs.service import keep_checkpoint
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     ClusterState,
@@ -129,6 +131,8 @@ class ClusterJobs:
             report=report,
             timeout_seconds=task.timeout_seconds or ctx.settings.worker.task_timeout_seconds,
             policy=AddressPolicy.of(ctx.settings.network),
+            checkpoint=dict(task.checkpoint),
+            keep=partial(_keep, ctx, task.task_id),
         )
         result = await provider.run_task(run)
         kind = provider.capabilities.task_kind(task.action)
@@ -242,3 +246,9 @@ async def _fetch_package(ctx: WorkerContext, version_id: str) -> bytes:
     if version is None or repo is None:
         raise ProviderError("chart_unavailable", f"app version {version_id} has no package")
     return await version_package(ctx.http, ctx.secrets, version, repo)
+
+
+async def _keep(ctx: WorkerContext, task_id: str, data: dict[str, Any]) -> None:
+    """A task's keeper: the checkpoint is committed before the provider goes on."""
+    async with ctx.db.transaction() as session:
+        await keep_checkpoint(session, task_id, data)

@@ -67,3 +67,6 @@ class Task(RunState, table=True):
     slot: str = Field(default="", max_length=8)
     # Times the task was sent to the task-managers: numbers each dispatch's message id.
     dispatches: int = Field(default=0)
+    # What the task's runs recorded to find their own work again: a run resumed after its
+    # worker died (or a retry) reads what the earlier runs kept here (`keep_checkpoint`).
+    checkpoint: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)

@@ -232,6 +232,15 @@ def report_progress(
     )
 
 
+async def keep_checkpoint(session: AsyncSession, task_id: str, data: dict[str, Any]) -> None:
+    """Merge `data` into the task's checkpoint (its top-level keys replace the kept ones). The
+    task's row is locked for it: two runs of one task (a stale worker, a resumed one) never
+    lose each other's keys."""
+    task = await session.get(Task, task_id, with_for_update=True, populate_existing=True)
+    if task is not None:
+        task.checkpoint = {**task.checkpoint, **data}
+
+
 def finish_task(
     session: AsyncSession,
     job: Job,

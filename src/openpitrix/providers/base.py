@@ -228,6 +228,12 @@ class PlanRequest:
 Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
 # Fetches the package of the app version a release deploys (a chart; a VM app package).
 PackageFetcher = Callable[[], Awaitable[bytes]]
+# Merges keys into the task's checkpoint, durably: committed when it returns.
+Keeper = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def keep_nowhere(data: dict[str, Any]) -> None:
+    """The keeper of a run outside the job engine (a test of one run): nothing is kept."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +253,10 @@ class TaskRun:
     report: Reporter
     timeout_seconds: float
     policy: AddressPolicy  # where the task may connect (the server's network setting)
+    # What earlier runs of this task kept (a run resumed after its worker died reads what the
+    # dead one recorded before it waited on the cloud), and how this run keeps more.
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    keep: Keeper = keep_nowhere
 
 
 @dataclass(frozen=True)

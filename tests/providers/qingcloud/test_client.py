@@ -3,6 +3,8 @@ their jobs, as the provider will drive them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from openpitrix.providers.qingcloud.client import QingCloudClient
@@ -40,7 +42,7 @@ async def test_run_instances_with_user_data_and_wait_for_the_job(
     client: QingCloudClient, qingcloud: QingCloudFake
 ) -> None:
     script = "#!/bin/sh\necho 'role=db' > /etc/role\n# 数据库\n"
-    qingcloud.pause_jobs()
+    qingcloud.hold_jobs("RunInstances")
     accepted = await client.run_instances(
         image_id="centos7x64d",
         instance_type="c2m4",
@@ -50,8 +52,18 @@ async def test_run_instances_with_user_data_and_wait_for_the_job(
         login_keypair="kp-fake0001",
         user_data=UserData(script),
     )
-    # Right after the call the instances exist, pending, without an address yet.
+    # Right after the call the job is known but the instances are not listed until it starts;
+    # then they are, pending, without an address yet.
+    assert await client.describe_instances(accepted.ids) == []
+    assert [j.status for j in await client.find_jobs([accepted.job_id])] == ["pending"]
+    while not any(j.held for j in qingcloud.jobs()):
+        await asyncio.sleep(0.01)
+    qingcloud.pause_jobs()  # the job stops once started, before it ends
+    qingcloud.release_jobs("RunInstances")
     pending = await client.describe_instances(accepted.ids)
+    while not pending:
+        await asyncio.sleep(0.01)
+        pending = await client.describe_instances(accepted.ids)
     assert {(i.status, i.transition_status, i.private_ip) for i in pending} == {
         ("pending", "creating", "")
     }
@@ -157,6 +169,7 @@ async def test_describe_reads_every_page(client: QingCloudClient, qingcloud: Qin
             login_passwd="Passw0rd-long",
         )
         ids.extend(accepted.ids)
+        await client.wait_job(accepted.job_id, **WAIT)  # listed once the job has started
 
     found = await client.describe_instances()
 

@@ -3,7 +3,10 @@ runs them: a redelivered task converges instead of making things twice."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -55,6 +58,42 @@ async def test_a_launch_run_twice_makes_each_instance_once(qingcloud: QingCloudF
         ("web-1", "running", 0),
         ("web-2", "running", 0),
     ]
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_launch_resumed_before_its_accepted_instances_are_listed_launches_none_again(
+    qingcloud: QingCloudFake,
+) -> None:
+    runner = runner_for(qingcloud)
+    await runner.run("render_spec")
+    # QingCloud accepts each RunInstances (a job id) but lists nothing until the job starts.
+    qingcloud.hold_jobs("RunInstances")
+    dying = asyncio.create_task(runner.run("launch"))
+    await _until(lambda: len(qingcloud.jobs()) == 3)
+    dying.cancel()  # its worker dies, all three launches taken by QingCloud
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+    assert [i.listed for i in qingcloud.instances()] == [False] * 3
+    seen = len(qingcloud.requests)
+
+    resumed = asyncio.create_task(runner.run("launch"))
+    # The resumed run finds nothing by name; it either waits for the launches kept by the
+    # first run (DescribeJobs) or launches again (what a launch found by name alone did).
+    await _until(
+        lambda: any(r.action in ("DescribeJobs", "RunInstances") for r in qingcloud.requests[seen:])
+    )
+    qingcloud.release_jobs("RunInstances")
+    assert await resumed == {"launched": 0, "found": 3}
+
+    assert sum(r.action == "RunInstances" for r in qingcloud.requests) == 3
+    assert sorted(in_cloud(qingcloud, CLUSTER)) == ["db-1", "web-1", "web-2"]
+    assert len(qingcloud.instances()) == 3
+    assert await runner.run("await_running") == {"running": 3}
 
 
 async def test_a_launch_that_failed_in_the_cloud_fails_the_wait_and_is_made_again(

@@ -1,5 +1,13 @@
 """The fake QingCloud's state and actions: every change goes through a job that runs on the
-fake's event loop, pending -> working -> successful (or failed, when a test asks)."""
+fake's event loop, pending -> working -> successful (or failed, when a test asks).
+
+An instance is listed late, as QingCloud's asynchronous job model lets it be: RunInstances
+answers at once with the new instance ids and a job id, but the instances appear in
+DescribeInstances (by name, by id, or in any action naming them) only once that job has
+started (left `pending`); DescribeJobs knows the job from the start. A launch task that looks
+for its instances by name in between finds nothing. The window is `job_delay` long unless a
+test holds the jobs of an action in `pending` (`held_jobs`), to show it for as long as it likes.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +51,7 @@ class Cloud:
         self.quota = dict(DEFAULT_QUOTA)
         self.lock = threading.Lock()
         self.paused = False
+        self.held_jobs: set[str] = set()  # actions whose jobs stay pending while named here
         self.failing_jobs: dict[str, int] = {}
         self.instances: dict[str, FakeInstance] = {}
         self.volumes: dict[str, FakeVolume] = {}
@@ -79,6 +88,10 @@ class Cloud:
 
         async def run() -> None:
             await step()
+            while action in self.held_jobs:
+                job.held = True
+                await asyncio.sleep(0.01)
+            job.held = False
             with self.lock:
                 job.status, job.status_time = "working", now_text()
                 working()
@@ -136,7 +149,7 @@ class Cloud:
 
     def _instance(self, ident: str, zone: str) -> FakeInstance:
         found = self.instances.get(ident)
-        if found is None or found.zone != zone:
+        if found is None or found.zone != zone or not found.listed:
             raise not_found("instance", ident)
         return found
 
@@ -184,6 +197,7 @@ class Cloud:
                 vxnet_id=vxnets[0],
                 userdata_type=userdata_type,
                 userdata=userdata,
+                listed=False,
             )
             for _ in range(count)
         ]
@@ -200,8 +214,12 @@ class Cloud:
             for instance in made:
                 move(instance, "terminated")
 
+        def working() -> None:
+            for instance in made:
+                instance.listed = True
+
         ids = [i.instance_id for i in made]
-        job_id = self._start_job("RunInstances", ids, zone, lambda: None, done, failed)
+        job_id = self._start_job("RunInstances", ids, zone, working, done, failed)
         return {"instances": ids, "job_id": job_id}
 
     def _userdata(self, args: dict[str, Any]) -> tuple[str, str]:
@@ -227,7 +245,7 @@ class Cloud:
     def _do_describe_instances(self, args: dict[str, Any]) -> dict[str, Any]:
         if args.get("tags"):
             raise invalid("the fake does not keep tags")
-        found = [i for i in self.instances.values() if i.zone == args["zone"]]
+        found = [i for i in self.instances.values() if i.zone == args["zone"] and i.listed]
         if "instances" in args:
             found = [i for i in found if i.instance_id in args["instances"]]
         if "status" in args:

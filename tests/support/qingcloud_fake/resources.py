@@ -49,6 +49,9 @@ class FakeInstance:
     volume_ids: list[str] = field(default_factory=list)
     create_time: str = field(default_factory=now_text)
     status_time: str = field(default_factory=now_text)
+    # Shown by DescribeInstances (and found by the actions that name it): from when the
+    # RunInstances job making it starts, not when RunInstances answers (see Cloud).
+    listed: bool = True
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class FakeJob:
     status: str = "pending"
     create_time: str = field(default_factory=now_text)
     status_time: str = field(default_factory=now_text)
+    held: bool = False  # kept pending by a test (`QingCloudFake.hold_jobs`) right now
 
     def as_json(self) -> dict[str, Any]:
         return {

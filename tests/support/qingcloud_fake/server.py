@@ -4,6 +4,7 @@ tests steer it by."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 import threading
@@ -60,6 +61,9 @@ class QingCloudFake:
         self._lock = self.cloud.lock
         self._keys = {self.access_key_id: self.secret_access_key}
         self._failures: dict[str, list[ApiError]] = {}
+        self._gates: dict[str, int] = {}  # action -> how many more of it pass before a hold
+        self._gate_open = threading.Event()
+        self.waiting_requests = 0  # requests held at a gate, unanswered
         self._http_statuses: list[int] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -147,6 +151,30 @@ class QingCloudFake:
         with self._lock:
             self.cloud.paused = False
 
+    def hold_jobs(self, action: str) -> None:
+        """Jobs of `action` stay `pending` until `release_jobs` (RunInstances' instances stay
+        unlisted meanwhile: a launch accepted, not yet visible)."""
+        with self._lock:
+            self.cloud.held_jobs.add(action)
+
+    def release_jobs(self, action: str) -> None:
+        with self._lock:
+            self.cloud.held_jobs.discard(action)
+
+    def hold_requests(self, action: str, *, after: int = 0) -> None:
+        """Requests of `action` after the next `after` wait unanswered (not yet taken by the
+        cloud) until `release_requests`: a request in flight when its sender dies."""
+        with self._lock:
+            self._gates[action] = after
+            self._gate_open.clear()
+
+    def release_requests(self) -> None:
+        """Let held requests through: QingCloud takes them, as it would a request it got
+        just before its sender died."""
+        with self._lock:
+            self._gates.clear()
+            self._gate_open.set()
+
     def instances(self) -> list[FakeInstance]:
         with self._lock:
             return [
@@ -198,11 +226,30 @@ class QingCloudFake:
         else:
             await respond(send, 405, b"method not allowed", "text/plain")
             return
+        if self._gates:
+            with contextlib.suppress(ApiError):  # a malformed request is refused below
+                await self._gate(parse_query(raw).get("action", ""))
         try:
             answer = self._handle(method, raw)
         except ApiError as exc:
             answer = {"ret_code": exc.ret_code, "message": exc.message}
         await respond(send, 200, orjson.dumps(answer), "application/json")
+
+    async def _gate(self, action: str) -> None:
+        with self._lock:
+            if action not in self._gates:
+                return
+            if self._gates[action] > 0:
+                self._gates[action] -= 1
+                return
+            self.waiting_requests += 1
+        try:
+            # On the fake's loop: other requests go on while this one waits.
+            while not self._gate_open.is_set():
+                await asyncio.sleep(0.01)
+        finally:
+            with self._lock:
+                self.waiting_requests -= 1
 
     def _handle(self, method: str, raw: str) -> dict[str, Any]:
         params = parse_query(raw)

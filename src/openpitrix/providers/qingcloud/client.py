@@ -380,6 +380,24 @@ class QingCloudClient:
         body = await self.call("DescribeJobs", {"jobs": _ids(job_ids)})
         return _parse_list(Job, body.get("job_set"))
 
+    async def find_jobs(
+        self,
+        job_ids: Sequence[str] = (),
+        *,
+        action: str | None = None,
+        status: Sequence[str] = (),
+    ) -> list[Job]:
+        """The zone's jobs with these ids (all, if none named), of `action`, in one of these
+        statuses, every page of them."""
+        params: dict[str, ParamValue] = {}
+        if job_ids:
+            params["jobs"] = list(job_ids)
+        if action is not None:
+            params["job_action"] = action
+        if status:
+            params["status"] = list(status)
+        return await self._describe_all("DescribeJobs", "job_set", Job, params)
+
     async def wait_job(
         self,
         job_id: str,

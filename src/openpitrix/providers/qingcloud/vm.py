@@ -4,18 +4,26 @@ Instances are named `<cluster_id>-<node_id>` and volumes `<cluster_id>-<node_id>
 (QingCloud's RunInstances has no client token, and the API's tags are separate resources, so
 the name is what a re-run finds); both are found with DescribeInstances/DescribeVolumes
 `search_word`, then matched on the exact prefix. Every change is a QingCloud job, waited for
-with its status changes reported as progress."""
+with its status changes reported as progress.
+
+A name does not cover a launch in flight: RunInstances answers with a job id at once, but an
+instance is listed only once that job has started, so a launch task resumed after its worker
+died could find nothing by name for a RunInstances the dead worker sent. The VM base keeps each
+launch (this job id, or "" while unanswered) in the task's checkpoint before it waits, and a
+resumed run waits here for those jobs to start (`await_launches`) before looking again."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Final
 
+from openpitrix.providers.base import ProviderError
 from openpitrix.providers.qingcloud import quota
 from openpitrix.providers.qingcloud.client import QingCloudClient
-from openpitrix.providers.qingcloud.results import Instance, Job, UserData
+from openpitrix.providers.qingcloud.results import Instance, Job, JobStatus, UserData
 from openpitrix.providers.vm.cloud import (
     CloudInstance,
     CloudVolume,
@@ -148,7 +156,44 @@ class QingCloudVm(VmCloud):
             role=node.role,
             status="pending",
             busy=True,
+            launch=accepted.job_id,
         )
+
+    lists_launches_late = True
+
+    async def await_launches(self, launches: Sequence[str], p: Progress) -> None:
+        """Wait until the RunInstances jobs of these launches have left `pending` (started:
+        their instances are listed; or ended: failed ones made nothing to find). A launch
+        with no job id was sent by a worker that died before the answer: it is one of the
+        zone's RunInstances jobs still pending, if QingCloud took it at all, so those are
+        waited for too (other clusters' launches among them only cost the wait). A request
+        still on the wire when this looks is not covered; a task is resumed only after the
+        bus's ack wait has passed, long after a dead worker's last request arrived."""
+        waiting = {job for job in launches if job}
+        if not all(launches):
+            pending = await self.client.find_jobs(action="RunInstances", status=[JobStatus.PENDING])
+            waiting |= {job.job_id for job in pending}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.job_timeout
+        delay = self.poll_seconds
+        while waiting:
+            jobs = await self.client.find_jobs(sorted(waiting))
+            # A job QingCloud no longer knows has nothing left to wait for.
+            waiting &= {job.job_id for job in jobs if job.status == JobStatus.PENDING}
+            for job in jobs:
+                if job.job_id not in waiting:
+                    await p(f"QingCloud {job.job_action} {job.job_id} {job.status}")
+            if not waiting:
+                return
+            if loop.time() > deadline:
+                raise ProviderError(
+                    "launch_not_started",
+                    f"QingCloud RunInstances jobs still pending after {self.job_timeout:.0f}s: "
+                    f"{', '.join(sorted(waiting))}",
+                    retryable=True,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, max(self.poll_seconds, 5.0))
 
     async def create_volume(self, cluster_id: str, node_id: str, size: int) -> CloudVolume:
         accepted = await self.client.create_volumes(

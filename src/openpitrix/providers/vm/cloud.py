@@ -81,6 +81,9 @@ class CloudInstance:
     memory: int = 0
     busy: bool = False  # in a transition (starting, stopping, ...)
     volume_ids: tuple[str, ...] = field(default=())
+    # The cloud's handle on the request that made it (QingCloud: the RunInstances job id), set
+    # by `launch` for `await_launches`; "" when the cloud gives none.
+    launch: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,18 @@ class VmCloud(ABC):
     async def launch(self, cluster_id: str, node: NodeSpec) -> CloudInstance:
         """Start making the node's instance, named (or tagged) for the cluster and node; does
         not wait for it to run (await_running polls `instances`)."""
+
+    # True for a cloud that may accept a launch before `instances` lists it (QingCloud lists
+    # an instance once its RunInstances job starts) and that has no idempotency token: the VM
+    # base then keeps every launch it sends in the task's checkpoint and waits on them
+    # (`await_launches`) before it looks for a node by name again.
+    lists_launches_late: ClassVar[bool] = False
+
+    async def await_launches(self, launches: Sequence[str], p: Progress) -> None:  # noqa: B027
+        """Wait until the instances of these launches are listed by `instances`, or never
+        will be (the launch failed). `launches` are `CloudInstance.launch` handles, and ""
+        for a launch sent whose answer never came (its worker died waiting). Only a cloud
+        that `lists_launches_late` needs it; the others list what they accepted at once."""
 
     @abstractmethod
     async def create_volume(self, cluster_id: str, node_id: str, size: int) -> CloudVolume:

@@ -275,15 +275,52 @@ class VmProvider(Provider):
         return {"left": left, "nodes": len(todo)}
 
     async def _launch(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
+        """Launch the nodes the cloud does not list yet, each once however often the task runs.
+
+        A node is found by its name (or tag) before it is launched. That is enough where the
+        cloud lists what it accepted at once, or dedupes by a token (AWS). A cloud that
+        `lists_launches_late` (QingCloud: a RunInstances answered with a job id, the instance
+        listed only once that job starts) leaves a window where a run resumed after its worker
+        died finds nothing by name for a launch the dead run sent, and would send it again. So
+        there, before each launch is sent the node is kept in the task's checkpoint (durably)
+        as sent, and once answered with the cloud's handle on it (the job id); a run that finds
+        kept launches unlisted waits for them (`await_launches`: the known jobs, or, for a
+        launch sent with no answer seen, every launch of the zone still pending) and looks
+        again, launching only what is still missing (a launch that failed in the cloud is
+        made anew). Each run also waits for its own launches to be listed before it ends, so
+        await_running never takes a launch in flight for a lost instance."""
+
+        async def progress(message: str) -> None:
+            await run.report(message, None, {})
+
         wanted = self._wanted(run)
+        tracked = cloud.lists_launches_late
+        kept: dict[str, str] = dict(run.checkpoint.get("launches") or {}) if tracked else {}
         found = {i.node_id: i for i in await cloud.instances(run.cluster_id)}
+        unlisted = sorted(node for node in kept if node not in found)
+        if unlisted:
+            await run.report(
+                f"waiting for launches sent before: {', '.join(unlisted)}",
+                None,
+                {"node_ids": unlisted},
+            )
+            await cloud.await_launches([kept[node] for node in unlisted], progress)
+            found = {i.node_id: i for i in await cloud.instances(run.cluster_id)}
+        sent: list[str] = []
         launched = 0
         for n, obj in enumerate(wanted, 1):
             node_id = obj["node_id"]
             inst = found.get(node_id)
             verb = "found"
             if inst is None:
+                if tracked:
+                    kept[node_id] = ""  # sent, not answered yet
+                    await run.keep({"launches": dict(kept)})
                 inst = await cloud.launch(run.cluster_id, NodeSpec.of(obj, user_data(obj)))
+                if tracked:
+                    kept[node_id] = inst.launch
+                    await run.keep({"launches": dict(kept)})
+                    sent.append(inst.launch)
                 launched += 1
                 verb = "launched"
             await run.report(
@@ -291,6 +328,8 @@ class VmProvider(Provider):
                 100 * n // len(wanted),
                 {"node_id": node_id, "instance_id": inst.instance_id},
             )
+        if sent:
+            await cloud.await_launches(sent, progress)
         return {"launched": launched, "found": len(wanted) - launched}
 
     async def _await_running(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
