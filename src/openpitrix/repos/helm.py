@@ -295,6 +295,7 @@ class _Normalizer:
             return
         seen: set[str] = set()
         versions: list[ChartVersion] = []
+        shared: dict[Any, Any] = {}
         for position, raw in enumerate(raw_versions):
             if not isinstance(raw, dict):
                 skipped.append(f"{chart}[{position}]: entry is not a mapping")
@@ -309,7 +310,9 @@ class _Normalizer:
             if version in seen:
                 skipped.append(f"{chart}[{position}]: duplicate version {version!r}")
                 continue
-            chart_version = _chart_version(chart, version, raw, self.package_base, self.kind)
+            chart_version = _chart_version(
+                chart, version, raw, self.package_base, self.kind, shared
+            )
             if chart_version.package_url and not _is_web_url(chart_version.package_url):
                 # Deploys fetch packages over http(s) only; another scheme (file:, oci:, ...)
                 # would only fail there, or reach what it should not.
@@ -336,23 +339,41 @@ class _Normalizer:
 
 
 def _chart_version(
-    chart: str, version: str, raw: dict[Any, Any], package_base: str, index_kind: str = HELM
+    chart: str,
+    version: str,
+    raw: dict[Any, Any],
+    package_base: str,
+    index_kind: str = HELM,
+    shared: dict[Any, Any] | None = None,
 ) -> ChartVersion:
+    """One version; `shared` (one per chart) hands back the first of equal values, since a
+    chart's versions mostly repeat its links, keywords and maintainers (never mutated after)."""
     get = raw.get
     kind = package_kind(raw, index_kind)
     urls = get("urls")
     first_url = _text(urls[0]) if isinstance(urls, list) and urls else ""
+    memo: dict[Any, Any] = {} if shared is None else shared
+    keywords = _text_list(get("keywords"))
+    maintainers = _maintainers(get("maintainers"))
+    sources = [url for url in _text_list(get("sources")) if _is_web_url(url)]
+    description, home, icon = (
+        _text(get("description")),
+        _web_url(get("home")),
+        _web_url(get("icon")),
+    )
     return ChartVersion(
         name=chart,
         version=version,
         # Chart.yaml names it in camel case, package.json in snake case.
         app_version=_text(get("appVersion")) or _text(get("app_version")),
-        description=_text(get("description")),
-        home=_web_url(get("home")),
-        icon=_web_url(get("icon")),
-        keywords=_text_list(get("keywords")),
-        maintainers=_maintainers(get("maintainers")),
-        sources=[url for url in _text_list(get("sources")) if _is_web_url(url)],
+        description=memo.setdefault(description, description),
+        home=memo.setdefault(home, home),
+        icon=memo.setdefault(icon, icon),
+        keywords=memo.setdefault(("keywords", *keywords), keywords),
+        maintainers=memo.setdefault(
+            ("maintainers", *(tuple(person.items()) for person in maintainers)), maintainers
+        ),
+        sources=memo.setdefault(("sources", *sources), sources),
         digest=_text(get("digest")),
         package_url=_resolve(first_url, package_base),
         created=_parse_created(get("created")),
