@@ -4,6 +4,7 @@ a repo's catalog. The job engine claims, times, cancels and settles them (`index
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -122,8 +123,11 @@ async def run_index(ctx: WorkerContext, job: Job, task: Task) -> dict[str, Any]:
             timeout=settings.fetch_timeout_seconds,
         )
         parsed = None
+        size = len(fetched.body)
         if not fetched.not_modified:
             parsed = await asyncio.to_thread(_parse, fetched.body, snap.url, force=force)
+            # The body is not needed past the parse: let it go before the catalog sync.
+            fetched = dataclasses.replace(fetched, body=b"")
     except FetchError as exc:
         raise TaskError(exc.code, exc.message) from None
 
@@ -141,7 +145,6 @@ async def run_index(ctx: WorkerContext, job: Job, task: Task) -> dict[str, Any]:
                 ).as_dict(),
             )
         else:
-            size = len(fetched.body)
             synced = await _sync(ctx, session, job, task, repo, parsed, size)
             if isinstance(synced, TaskError):
                 refused = synced

@@ -194,6 +194,8 @@ async def sync_catalog(
     version_inserts: list[dict[str, Any]] = []
     version_updates: list[dict[str, Any]] = []
     seen_versions: set[tuple[str, str]] = set()
+    update_app = update(apps_t).where(apps_t.c.app_id == bindparam("b_app_id"))
+    update_version = update(versions_t).where(versions_t.c.version_id == bindparam("b_version_id"))
 
     for name, versions in index.charts.items():
         meta = _app_meta(versions[0])
@@ -260,6 +262,17 @@ async def sync_catalog(
                 counts.versions_updated += 1
             else:
                 counts.versions_unchanged += 1
+        # Rows go out a batch at a time rather than all at the end, so a large index never
+        # holds a row per version in memory; the apps pending go first: versions reference
+        # apps by foreign key.
+        if len(version_inserts) >= CHUNK:
+            await _executemany(session, insert(apps_t), app_inserts)
+            await _executemany(session, insert(versions_t), version_inserts)
+            app_inserts.clear()
+            version_inserts.clear()
+        if len(version_updates) >= CHUNK:
+            await _executemany(session, update_version, version_updates)
+            version_updates.clear()
 
     gone_versions = [
         {"b_version_id": row.version_id, "status": DELETED, "status_time": now, "update_time": now}
@@ -275,8 +288,6 @@ async def sync_catalog(
     counts.apps_deleted = len(gone_apps)
 
     # Apps before versions: versions reference apps by foreign key.
-    update_app = update(apps_t).where(apps_t.c.app_id == bindparam("b_app_id"))
-    update_version = update(versions_t).where(versions_t.c.version_id == bindparam("b_version_id"))
     await _executemany(session, insert(apps_t), app_inserts)
     # executemany needs one key set per call: full updates and soft deletes go separately.
     await _executemany(session, update_app, app_updates)

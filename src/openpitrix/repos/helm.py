@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from openpitrix.fetch import (
     error_reason,
     fetch,
 )
+from openpitrix.repos.index_chunks import SplitIndex, split_index
 
 INDEX_NOT_HELM: Final = "index_not_helm"
 INDEX_EMPTY: Final = "index_empty"
@@ -40,9 +42,10 @@ _MESSAGE_LIMIT: Final = 200
 
 # Helm itself never writes anchors, so real indexes replay few or no alias events; these bounds
 # only bite on "billion laughs" documents, which they refuse in well under a second.
+_ALIAS_EVENTS: Final = 500_000
+_ALIAS_DEPTH: Final = 32
 _ALIAS_LIMITS: Final = yaml_rs.AliasLimits(
-    max_total_replayed_events=500_000,
-    max_replay_stack_depth=32,
+    max_total_replayed_events=_ALIAS_EVENTS, max_replay_stack_depth=_ALIAS_DEPTH
 )
 
 
@@ -112,17 +115,40 @@ async def fetch_index(
 
 
 def parse_index(body: bytes, repo_url: str, *, allow_empty: bool = False) -> ParsedIndex:
-    """Parse a Helm index (YAML or JSON) into chart versions, newest first. Run it in a thread."""
+    """Parse a Helm index (YAML or JSON) into chart versions, newest first. Run it in a thread.
+
+    A large index in Helm's own block layout is parsed a few charts at a time, so only one
+    piece's tree is alive at once; the result is the one the whole document would give, and
+    any other layout (or a piece that will not parse alone) is parsed whole.
+    """
+    base = _package_base(repo_url)
     with _gc_paused():
+        start = len(_BOM) if body.startswith(_BOM) else 0
+        split = split_index(body, start, f"openpitrix-entries-{uuid.uuid4().hex}")
+        if split is not None:
+            parsed = _parse_pieces(split, base, allow_empty=allow_empty)
+            if parsed is not None:
+                return parsed
         document = _load(body)
         entries = _entries_of(document)
         assert isinstance(document, dict)
-        kind = _index_kind(document)
-        return _normalize(entries, _package_base(repo_url), allow_empty=allow_empty, kind=kind)
+        normalizer = _Normalizer(base, _index_kind(document))
+        for key, raw_versions in entries.items():
+            normalizer.add(key, raw_versions)
+        return normalizer.result(allow_empty=allow_empty)
 
 
 _BOM: Final = b"\xef\xbb\xbf"
 _LEADING_SPACE: Final = re.compile(rb"[ \t\r\n]*")
+
+
+def _loads_yaml(text: str, limits: yaml_rs.AliasLimits) -> object:
+    return yaml_rs.loads(
+        text,
+        parse_datetime=False,
+        alias_limits=limits,
+        duplicate_key_policy=yaml_rs.DuplicateKeyPolicy.LastWins,
+    )
 
 
 def _load(body: bytes) -> object:
@@ -132,13 +158,7 @@ def _load(body: bytes) -> object:
     try:
         if is_json:
             return orjson.loads(memoryview(body)[start:])
-        text = body[start:].decode("utf-8")
-        return yaml_rs.loads(
-            text,
-            parse_datetime=False,
-            alias_limits=_ALIAS_LIMITS,
-            duplicate_key_policy=yaml_rs.DuplicateKeyPolicy.LastWins,
-        )
+        return _loads_yaml(body[start:].decode("utf-8"), _ALIAS_LIMITS)
     except UnicodeDecodeError as exc:
         raise FetchError(
             INDEX_PARSE_ERROR, f"index is not UTF-8 text (bad byte at offset {exc.start + start})"
@@ -151,6 +171,51 @@ def _load(body: bytes) -> object:
         raise FetchError(
             INDEX_PARSE_ERROR, f"index is not valid {kind}: {error_reason(exc, ())}"
         ) from None
+
+
+def _parse_pieces(split: SplitIndex, base: str, *, allow_empty: bool) -> ParsedIndex | None:
+    """The index parsed piece by piece, or None when the whole document must be parsed: an
+    outline or piece that will not parse alone, or a chart name repeated across pieces."""
+    # The pieces share one alias budget (half the outline's, half theirs), so a document that
+    # ends up parsed whole after all costs at most twice the whole-document bound.
+    pieces = len(split.cuts) - 1
+    outline_limits = yaml_rs.AliasLimits(
+        max_total_replayed_events=_ALIAS_EVENTS // 2, max_replay_stack_depth=_ALIAS_DEPTH
+    )
+    piece_limits = yaml_rs.AliasLimits(
+        max_total_replayed_events=max(1, _ALIAS_EVENTS // 2 // pieces),
+        max_replay_stack_depth=_ALIAS_DEPTH,
+    )
+    try:
+        document = _loads_yaml(split.outline.decode("utf-8"), outline_limits)
+    except MemoryError:
+        raise
+    except Exception:
+        return None
+    if not isinstance(document, dict) or document.get("entries") != split.marker:
+        return None
+    normalizer = _Normalizer(base, _index_kind(document))
+    del document
+    any_list = False
+    for piece in split.pieces():
+        try:
+            loaded = _loads_yaml(piece.decode("utf-8"), piece_limits)
+        except MemoryError:
+            raise
+        except Exception:
+            return None
+        entries = loaded.get("entries") if isinstance(loaded, dict) else None
+        if not isinstance(entries, dict) or len(loaded) != 1:  # type: ignore[arg-type]
+            return None
+        for key, raw_versions in entries.items():
+            if not normalizer.add_new(key, raw_versions):
+                return None
+            any_list = any_list or isinstance(raw_versions, list)
+    if not any_list:
+        raise FetchError(
+            INDEX_NOT_HELM, "index `entries` holds no lists of chart versions: not a Helm index"
+        )
+    return normalizer.result(allow_empty=allow_empty)
 
 
 def _entries_of(document: object) -> dict[Any, Any]:
@@ -199,22 +264,38 @@ def package_kind(raw: dict[Any, Any], index_kind: str = HELM) -> str:
     return index_kind
 
 
-def _normalize(
-    entries: dict[Any, Any], package_base: str, *, allow_empty: bool, kind: str = HELM
-) -> ParsedIndex:
-    charts: dict[str, list[ChartVersion]] = {}
-    skipped: list[str] = []
-    count = 0
-    for key, raw_versions in entries.items():
+class _Normalizer:
+    """Chart versions from the raw entries, chart by chart, in the index's order."""
+
+    def __init__(self, package_base: str, kind: str) -> None:
+        self.package_base = package_base
+        self.kind = kind
+        self.charts: dict[str, list[ChartVersion]] = {}
+        self.skipped: list[str] = []
+        self.count = 0
+        self.keys: set[object] = set()
+
+    def add_new(self, key: object, raw_versions: object) -> bool:
+        """`add`, unless the key was added before (False): the whole document keeps only the
+        last of the repeated keys, at the first one's place."""
+        if key in self.keys:
+            return False
+        self.keys.add(key)
+        self.add(key, raw_versions)
+        return True
+
+    def add(self, key: object, raw_versions: object) -> None:
         chart = _text(key)
+        skipped = self.skipped
         if not chart:
             skipped.append(f"chart {key!r}: not a usable chart name")
-            continue
+            return
         if not isinstance(raw_versions, list):
             skipped.append(f"chart {chart!r}: versions are a {type(raw_versions).__name__}")
-            continue
+            return
         seen: set[str] = set()
         versions: list[ChartVersion] = []
+        shared: dict[Any, Any] = {}
         for position, raw in enumerate(raw_versions):
             if not isinstance(raw, dict):
                 skipped.append(f"{chart}[{position}]: entry is not a mapping")
@@ -229,7 +310,9 @@ def _normalize(
             if version in seen:
                 skipped.append(f"{chart}[{position}]: duplicate version {version!r}")
                 continue
-            chart_version = _chart_version(chart, version, raw, package_base, kind)
+            chart_version = _chart_version(
+                chart, version, raw, self.package_base, self.kind, shared
+            )
             if chart_version.package_url and not _is_web_url(chart_version.package_url):
                 # Deploys fetch packages over http(s) only; another scheme (file:, oci:, ...)
                 # would only fail there, or reach what it should not.
@@ -242,32 +325,55 @@ def _normalize(
             versions.append(chart_version)
         if versions:
             versions.sort(key=_sort_key_of, reverse=True)
-            charts[chart] = versions
-            count += len(versions)
-    if count == 0 and not allow_empty:
-        detail = f" ({len(skipped)} entries skipped, first: {skipped[0]})" if skipped else ""
-        raise FetchError(INDEX_EMPTY, clip_message(f"index lists no valid chart versions{detail}"))
-    return ParsedIndex(charts=charts, version_count=count, skipped=skipped)
+            self.charts[chart] = versions
+            self.count += len(versions)
+
+    def result(self, *, allow_empty: bool) -> ParsedIndex:
+        skipped = self.skipped
+        if self.count == 0 and not allow_empty:
+            detail = f" ({len(skipped)} entries skipped, first: {skipped[0]})" if skipped else ""
+            raise FetchError(
+                INDEX_EMPTY, clip_message(f"index lists no valid chart versions{detail}")
+            )
+        return ParsedIndex(charts=self.charts, version_count=self.count, skipped=skipped)
 
 
 def _chart_version(
-    chart: str, version: str, raw: dict[Any, Any], package_base: str, index_kind: str = HELM
+    chart: str,
+    version: str,
+    raw: dict[Any, Any],
+    package_base: str,
+    index_kind: str = HELM,
+    shared: dict[Any, Any] | None = None,
 ) -> ChartVersion:
+    """One version; `shared` (one per chart) hands back the first of equal values, since a
+    chart's versions mostly repeat its links, keywords and maintainers (never mutated after)."""
     get = raw.get
     kind = package_kind(raw, index_kind)
     urls = get("urls")
     first_url = _text(urls[0]) if isinstance(urls, list) and urls else ""
+    memo: dict[Any, Any] = {} if shared is None else shared
+    keywords = _text_list(get("keywords"))
+    maintainers = _maintainers(get("maintainers"))
+    sources = [url for url in _text_list(get("sources")) if _is_web_url(url)]
+    description, home, icon = (
+        _text(get("description")),
+        _web_url(get("home")),
+        _web_url(get("icon")),
+    )
     return ChartVersion(
         name=chart,
         version=version,
         # Chart.yaml names it in camel case, package.json in snake case.
         app_version=_text(get("appVersion")) or _text(get("app_version")),
-        description=_text(get("description")),
-        home=_web_url(get("home")),
-        icon=_web_url(get("icon")),
-        keywords=_text_list(get("keywords")),
-        maintainers=_maintainers(get("maintainers")),
-        sources=[url for url in _text_list(get("sources")) if _is_web_url(url)],
+        description=memo.setdefault(description, description),
+        home=memo.setdefault(home, home),
+        icon=memo.setdefault(icon, icon),
+        keywords=memo.setdefault(("keywords", *keywords), keywords),
+        maintainers=memo.setdefault(
+            ("maintainers", *(tuple(person.items()) for person in maintainers)), maintainers
+        ),
+        sources=memo.setdefault(("sources", *sources), sources),
         digest=_text(get("digest")),
         package_url=_resolve(first_url, package_base),
         created=_parse_created(get("created")),
