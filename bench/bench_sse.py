@@ -124,10 +124,10 @@ class Watch(asyncio.Protocol):
             self.received.setdefault(int(match.group(1)) - first, now)
         self.buf = buf[end + 2 :]
         if len(self.received) >= self.gen.events and not self.finished:
+            # Kept open until every watcher is done: a watcher leaving mid-burst would make
+            # the server tear connections down while it still delivers to the others.
             self.finished = True
             self.gen.finished()
-            if self.transport is not None:
-                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.finished:
@@ -190,11 +190,14 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
             await gen.all_finished.wait()
     except TimeoutError:
         pass
+    cpu = time.process_time() - cpu
+    print("done", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # EOF: the server's CPU has been read
     for watch in watches:
         if watch.transport is not None:
             watch.transport.close()
     return {
-        "cpu": time.process_time() - cpu,
+        "cpu": cpu,
         "received": [[w.received.get(i) for i in range(args.events)] for w in watches],
         "errors": [w.error for w in watches if w.error and len(w.received) < args.events],
     }
@@ -262,6 +265,15 @@ class LoadGens:
             assert popen.stdin is not None
             popen.stdin.write("go\n")
             popen.stdin.flush()
+
+    def wait_done(self) -> None:
+        """Until every watcher has every event or the timeout passed (connections still
+        open: the server's CPU for the burst is read before they are torn down)."""
+        for popen in self.popens:
+            assert popen.stdout is not None
+            line = popen.stdout.readline()
+            if not line.startswith("done"):
+                raise RuntimeError(f"load generator failed: {line!r}")
 
     def result(self) -> tuple[list[list[float | None]], list[str], float]:
         """Per watcher, when each event arrived (None: lost); the errors; the CPU seconds the
@@ -356,9 +368,11 @@ async def write_events(database_url: str, first: int, count: int) -> None:
 
 
 async def gateway_burst(
-    gens: LoadGens, nats_url: str, database_url: str, first: int, events: int
-) -> Burst:
-    """The events through the outbox; when each reached the bus, by a probe subscription."""
+    gens: LoadGens, nats_url: str, database_url: str, first: int, events: int, pid: int
+) -> tuple[Burst, float]:
+    """The events through the outbox; when each reached the bus, by a probe subscription.
+    Also the CPU seconds of process `pid` (the gateway) from just before the write to the
+    moment every watcher is done."""
     import nats
 
     published: dict[int, float] = {}
@@ -373,23 +387,30 @@ async def gateway_burst(
         await probe.subscribe("op.evt.>", cb=on_msg)
         await probe.flush()
         gens.go()
+        server_cpu = cpu_seconds(pid)
         await write_events(database_url, first, events)
+        await asyncio.to_thread(gens.wait_done)
+        server_cpu = cpu_seconds(pid) - server_cpu
         received, errors, cpu = await asyncio.to_thread(gens.result)
     finally:
         await probe.close()
-    return Burst(received, published, errors, cpu)
+    return Burst(received, published, errors, cpu), server_cpu
 
 
-def baseline_burst(gens: LoadGens, url: str, frames: list[str]) -> Burst:
-    """The same frames handed to the minimal broadcaster in one request."""
+def baseline_burst(gens: LoadGens, url: str, frames: list[str], pid: int) -> tuple[Burst, float]:
+    """The same frames handed to the minimal broadcaster (process `pid`) in one request;
+    its CPU seconds until every watcher is done."""
     body = json.dumps(frames).encode()
     with httpx.Client(base_url=url, timeout=60) as http:
         http.get("/")  # connected before the clock starts
         gens.go()
+        server_cpu = cpu_seconds(pid)
         t0 = time.monotonic()
         http.post("/publish", content=body).raise_for_status()
+    gens.wait_done()
+    server_cpu = cpu_seconds(pid) - server_cpu
     received, errors, cpu = gens.result()
-    return Burst(received, dict.fromkeys(range(len(frames)), t0), errors, cpu)
+    return Burst(received, dict.fromkeys(range(len(frames)), t0), errors, cpu), server_cpu
 
 
 def sample_frames(first: int, count: int) -> list[str]:
@@ -483,7 +504,9 @@ def round_of(servers: Servers, args: argparse.Namespace, watchers: int, first: i
     )
     base_gens.ready()
     base_idle = idle_cpu(servers.bare.pid, min(args.idle_seconds, 3.0))
-    base = baseline_burst(base_gens, servers.bare_url, sample_frames(first, events))
+    base, base_cpu = baseline_burst(
+        base_gens, servers.bare_url, sample_frames(first, events), servers.bare.pid
+    )
     base_summary = base.summarise(events)
 
     headers = [f"--header={k}: {v}" for k, v in servers.headers.items()]
@@ -496,12 +519,12 @@ def round_of(servers: Servers, args: argparse.Namespace, watchers: int, first: i
     refused = gens.ready()
     servers.gateway.check_running()
     gw_idle = idle_cpu(servers.gateway.pid, args.idle_seconds)
-    gw_cpu = cpu_seconds(servers.gateway.pid)
     with profiled(servers.gateway, args.profile and f"{args.profile}-{watchers}.txt"):
-        burst = asyncio.run(
-            gateway_burst(gens, servers.nats_url, servers.database_url, first, events)
+        burst, gw_cpu = asyncio.run(
+            gateway_burst(
+                gens, servers.nats_url, servers.database_url, first, events, servers.gateway.pid
+            )
         )
-    gw_cpu = cpu_seconds(servers.gateway.pid) - gw_cpu
     servers.gateway.check_running()
     summary = burst.summarise(events)
 
@@ -521,7 +544,8 @@ def round_of(servers: Servers, args: argparse.Namespace, watchers: int, first: i
     rate = report("gateway /v1/events", summary)
     print(
         f"the relay put the {events} events on the bus within {summary['bus_span'] * 1000:.1f} ms;"
-        f" the gateway spent {gw_cpu:.2f} CPU-s on the burst"
+        f" server CPU from the write to the last receipt: gateway {gw_cpu:.2f} s, baseline "
+        f"{base_cpu:.2f} s"
     )
     print(f"delivery throughput ratio to the minimal broadcaster: {rate / base_rate:.3f}")
     return bool(summary["complete"] == watchers)

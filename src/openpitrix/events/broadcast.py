@@ -12,8 +12,9 @@ sequence after a gap or a lost heartbeat, so the live feed itself has no gap.
 
 Fan-out costs one step per event and one wake-up per waiting client, not one per (event,
 client): the listeners of one subject filter share a log of the events that matched it, each
-listener only a cursor into it. An event is appended once and wakes the listeners parked at the
-end of the log; a burst of events costs each client one wake-up and one write.
+listener only a cursor into it. An event is appended once; the listeners parked at the end of
+the log are woken once per COALESCE_SECONDS, so a burst (the relay publishes a wave at once,
+which may reach this process in several reads) costs each client one wake-up and one write.
 
 The log is bounded: a listener more than `limit` events behind (its client does not read) is
 dropped and told so (`behind`, `on_cut_off`); its client is disconnected and resumes with
@@ -40,6 +41,11 @@ Visibility = Callable[[dict[str, Any]], bool]
 
 # One delivered event: its stream sequence, its SSE frame and its JSON (None: not an object).
 Delivery = tuple[int, bytes, dict[str, Any] | None]
+
+
+# How long an event waits for the ones right behind it before the waiting clients are woken:
+# one wake-up and one write per client for a burst instead of one per read from the bus.
+COALESCE_SECONDS = 0.005
 
 
 def format_sse(seq: int, event_type: str, data: bytes) -> bytes:
@@ -123,7 +129,7 @@ class _Group:
     """The listeners of one subject filter and the events that matched it since the oldest of
     them still to be taken (at most `limit`)."""
 
-    __slots__ = ("base", "limit", "log", "members", "parked")
+    __slots__ = ("base", "limit", "log", "members", "parked", "unwoken")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -132,27 +138,35 @@ class _Group:
         self.members: set[Listener] = set()
         # Listeners waiting at the end of the log, in the order they parked.
         self.parked: dict[Listener, None] = {}
+        # Deliveries appended since the parked listeners were last woken.
+        self.unwoken = 0
 
     def append(self, delivery: Delivery) -> list[Listener]:
-        """Add one delivery and wake the parked listeners; the listeners now too far behind."""
+        """Add one delivery (`wake` wakes the parked listeners); the listeners now too far
+        behind."""
         log = self.log
-        if log and len(self.parked) == len(self.members):
-            # Everyone has taken everything: nothing in the log is needed any more.
+        if log and not self.unwoken and len(self.parked) == len(self.members):
+            # Everyone has taken everything (a listener parks only at the end of the log, and
+            # nothing came since the last wake): nothing in the log is needed any more.
             self.base += len(log)
             log.clear()
         log.append(delivery)
+        self.unwoken += 1
         behind: list[Listener] = []
         if len(log) > self.limit:
             del log[0]
             self.base += 1
             base = self.base
             behind = [listener for listener in self.members if listener.cursor < base]
+        return behind
+
+    def wake(self) -> None:
+        self.unwoken = 0
         parked = self.parked
         if parked:
             for listener in parked:
                 listener._wake()
             parked.clear()
-        return behind
 
 
 class Broadcaster:
@@ -177,6 +191,9 @@ class Broadcaster:
         self.buffer_limit = buffer_limit
         # Listeners grouped by subject filter: an event is matched once per distinct filter.
         self._by_filter: dict[tuple[str, ...], _Group] = {}
+        # Groups with deliveries their parked listeners have not been woken for.
+        self._unwoken: dict[_Group, None] = {}
+        self._wake_scheduled: asyncio.TimerHandle | None = None
         self._sub: JetStreamContext.PushSubscription | None = None
         self.last_seq = 0
 
@@ -214,6 +231,10 @@ class Broadcaster:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+        if self._wake_scheduled is not None:
+            self._wake_scheduled.cancel()
+            self._wake_scheduled = None
+        self._unwoken.clear()
         groups = list(self._by_filter.values())
         self._by_filter.clear()
         for group in groups:
@@ -250,6 +271,12 @@ class Broadcaster:
     async def _on_msg(self, msg: Msg) -> None:
         self.dispatch(msg.metadata.sequence.stream, msg.subject, msg.data)
 
+    def _wake(self) -> None:
+        self._wake_scheduled = None
+        groups, self._unwoken = self._unwoken, {}
+        for group in groups:
+            group.wake()
+
     def dispatch(self, seq: int, subject: str, data: bytes) -> None:
         if seq <= self.last_seq:
             return
@@ -266,6 +293,16 @@ class Broadcaster:
         for pattern, group in self._by_filter.items():
             if _matches(pattern, tokens):
                 dropped += group.append(delivery)
+                if group.unwoken * 2 >= group.limit:
+                    # Waiting longer would leave the parked listeners too far behind.
+                    group.wake()
+                    self._unwoken.pop(group, None)
+                else:
+                    self._unwoken[group] = None
+        if self._unwoken and self._wake_scheduled is None:
+            self._wake_scheduled = asyncio.get_running_loop().call_later(
+                COALESCE_SECONDS, self._wake
+            )
         for listener in dropped:
             log.info("event stream client fell behind (buffer full): disconnected")
             self.leave(listener)
