@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_deploy.py
 	$(BIN)/python bench/bench_relay.py
 	$(BIN)/python bench/bench_reads.py
+	$(BIN)/python bench/bench_sse.py
+	$(BIN)/python bench/bench_vm.py
 
 openapi: $(STAMP)
 	$(BIN)/openpitrix openapi > openapi/openapi.json

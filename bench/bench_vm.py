@@ -19,10 +19,7 @@ import json
 import logging
 import os
 import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,21 +37,22 @@ from bench_deploy import (
     deploy_one,
     describe_failures,
     log_findings,
-    percentile,
     seconds,
-    start_nats,
     start_processes,
     task_timings,
     wait_index,
 )
 from common import (
-    OPENPITRIX,
     ROOT,
     Children,
+    WorkDir,
     database_label,
     exit_on_sigterm,
     fresh_database,
     login,
+    migrate,
+    percentile,
+    start_nats,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -248,15 +246,14 @@ def main() -> None:
     give_moto_a_vcpu_quota()
     exit_on_sigterm()
     began = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="op-bench-vm-"))
-    repo_dir = work / "repo"
-    write_vm_index(repo_dir, [package()])
-    secret_env = {
-        "OPENPITRIX_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-        "OPENPITRIX_AUTH__SECRET_KEYS": json.dumps([Fernet.generate_key().decode()]),
-    }
-    failed = 1
-    try:
+    with WorkDir("op-bench-vm-", keep=args.keep) as work_dir:
+        work = work_dir.path
+        repo_dir = work / "repo"
+        write_vm_index(repo_dir, [package()])
+        secret_env = {
+            "OPENPITRIX_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+            "OPENPITRIX_AUTH__SECRET_KEYS": json.dumps([Fernet.generate_key().decode()]),
+        }
         with (
             fresh_database(work) as database_url,
             Children(work / "logs" / "shared") as shared,
@@ -276,11 +273,7 @@ def main() -> None:
                 runtime_concurrency=os.environ.get("OPENPITRIX_WORKER__RUNTIME_CONCURRENCY"),
                 secret_env=secret_env,
             )
-            migrated = subprocess.run(
-                [*OPENPITRIX, "migrate"], env=run.env("migrate"), capture_output=True, text=True
-            )
-            if migrated.returncode != 0:
-                raise SystemExit(f"openpitrix migrate failed:\n{migrated.stderr}")
+            migrate(run.env("migrate"))
             images = ec2(moto).describe_images(Owners=["amazon"])["Images"]
             image = sorted(i["ImageId"] for i in images if i["Architecture"] == "x86_64")[0]
             print(
@@ -290,11 +283,7 @@ def main() -> None:
                 f"(task concurrency {settings.task_concurrency}), {psutil.cpu_count()} CPUs"
             )
             failed = asyncio.run(bench(run, moto, image, args.clusters, args.task_managers))
-    finally:
-        if args.keep or failed:
-            print(f"\nwork dir (process logs) kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+            work_dir.ok = not failed
     print(f"benchmark took {time.perf_counter() - began:.0f} s")
 
 

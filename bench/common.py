@@ -1,15 +1,20 @@
-"""Shared benchmark plumbing: child processes, readiness, a fresh database, the admin login."""
+"""Shared benchmark plumbing: child processes, readiness, a fresh database, the admin login,
+nats-server, migrations, the work directory, percentiles and process CPU."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import math
 import os
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -222,3 +227,73 @@ def fresh_database(work_dir: Path) -> Iterator[str]:
 
 def database_label(url: str) -> str:
     return "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+
+
+def start_nats(children: Children, work: Path) -> tuple[str, int]:
+    """nats-server with JetStream (its store under `work`), ready (its /healthz checks
+    JetStream); (URL, pid)."""
+    from openpitrix.bus.embedded import nats_server_binary
+
+    port, monitor = free_port(), free_port()
+    nats = children.start(
+        "nats-server",
+        [
+            nats_server_binary(),
+            *("-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)),
+            *("-js", "-sd", str(work / "jetstream")),
+        ],
+        clean_env({}),
+    )
+    wait_http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", nats)
+    return f"nats://127.0.0.1:{port}", nats.pid
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`openpitrix migrate` with these settings; exits with its error output if it fails."""
+    done = subprocess.run(
+        [*OPENPITRIX, "migrate"], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"openpitrix migrate failed:\n{done.stderr}")
+
+
+class WorkDir:
+    """A run's scratch directory (database, JetStream store, process logs): removed at the
+    end of a run that set `ok`, kept and its path printed when asked (`keep`) or when the run
+    failed."""
+
+    def __init__(self, prefix: str, *, keep: bool = False) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.keep = keep
+        self.ok = False
+
+    def __enter__(self) -> WorkDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.keep or not self.ok:
+            print(f"\nwork dir (process logs) kept: {self.path}")
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of 100 samples is the 99th smallest); nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def raise_fd_limit() -> None:
+    """The soft limit on open files up to the hard one (children inherit it): thousands of
+    connections need more than the usual 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -83,7 +83,7 @@ class StreamCounter:
 
 class EventStream:
     """One client's SSE frames: replay (when asked), then the live feed until the client
-    leaves, the stream ends (`ends`, `done`), or the client falls behind (`overflowed`: its
+    leaves, the stream ends (`ends`, `done`), or the client falls behind (`on_cut_off`: its
     connection is dropped and it resumes with `Last-Event-ID`)."""
 
     def __init__(
@@ -110,9 +110,10 @@ class EventStream:
         self.visible = visible
         self.listener: Listener = broadcaster.listener(subject, visible=visible)
 
-    @property
-    def overflowed(self) -> asyncio.Event:
-        return self.listener.overflowed
+    def on_cut_off(self, callback: Callable[[], object]) -> None:
+        """Call `callback` if the client falls behind and is dropped from the live feed (its
+        connection is to be closed even while a write to it is blocked)."""
+        self.listener.on_cut_off = callback
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames()
@@ -151,30 +152,33 @@ class EventStream:
             if self.done is not None or ticks is None or ticks * 2 != self.keepalive_seconds:
                 ticks = None
             while True:
-                if listener.overflowed.is_set():
+                if listener.behind:
                     return  # fell behind: the client resumes with Last-Event-ID
-                if listener.buffer:
-                    # Everything buffered goes out in one write: a burst costs one send per
+                deliveries = listener.take()
+                if deliveries:
+                    # Everything taken goes out in one write: a burst costs one send per
                     # client, not one per event.
                     frames: list[bytes] = []
                     ended = False
-                    while listener.buffer and not ended:
-                        seq, frame, event = listener.buffer.popleft()
+                    for seq, frame, event in deliveries:
                         if seq <= last_seq:
                             continue  # already replayed
                         last_seq = seq
                         frames.append(frame)
-                        ended = self.ends is not None and event is not None and self.ends(event)
+                        if self.ends is not None and event is not None and self.ends(event):
+                            ended = True
+                            break
                     if frames:
                         last_sent = loop.time()
                         yield frames[0] if len(frames) == 1 else b"".join(frames)
                     if ended:
                         return
                     continue
-                listener.wake.clear()
+                if listener.pending():
+                    continue  # all it took was invisible to it; more came meanwhile
                 if ticks is not None:
                     # Woken by an event or by the broadcaster's keep-alive tick.
-                    await listener.wake.wait()
+                    await listener.wait()
                     if not listener.tick:
                         continue
                     listener.tick = False
@@ -182,7 +186,8 @@ class EventStream:
                 else:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
-                            await listener.wake.wait()
+                            await listener.wait()
+                        listener.tick = False
                         continue
                     silent_for = self.keepalive_seconds
                 now = loop.time()

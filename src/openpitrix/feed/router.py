@@ -112,7 +112,10 @@ BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_of)]
 
 class SSEResponse(StreamingResponse):
     """A stream of SSE frames that is cut off (the connection closed) as soon as its client
-    falls behind, even while a write to it is blocked on a client that does not read."""
+    falls behind, even while a write to it is blocked on a client that does not read.
+
+    One task writes the frames and one waits for the client to leave; an event wakes only the
+    writer (StreamingResponse's own loop adds a task group around both)."""
 
     def __init__(self, frames: EventStream) -> None:
         super().__init__(
@@ -120,21 +123,39 @@ class SSEResponse(StreamingResponse):
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self.overflowed = frames.overflowed
+        self.frames = frames
+
+    async def _write(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        chunks = aiter(self.frames)
+        try:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _until_disconnect(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
     async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
-        streaming = asyncio.ensure_future(super().__call__(scope, receive, send))
-        behind = asyncio.ensure_future(self.overflowed.wait())
+        writing = asyncio.ensure_future(self._write(send))
+        self.frames.on_cut_off(writing.cancel)
+        leaving = asyncio.ensure_future(self._until_disconnect(receive))
         try:
-            await asyncio.wait({streaming, behind}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({writing, leaving}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            behind.cancel()
-            if not streaming.done():
-                streaming.cancel()
+            leaving.cancel()
+            if not writing.done():
+                writing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await streaming
-        if not streaming.cancelled():
-            streaming.result()
+                    await writing
+        if not writing.cancelled():
+            writing.result()
 
 
 def sse_response(frames: EventStream) -> StreamingResponse:
