@@ -215,7 +215,7 @@ def start_processes(run: Run, children: Children, task_managers: int) -> str:
         for i in range(task_managers)
     ]
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, api)
+    wait_ready(url, api, timeout=180)  # a shared, busy machine starts processes slowly
     for manager in CONTROL_MANAGERS:
         control.wait_for_log(f"manager={manager} consuming")
     for tm in tms:
