@@ -568,14 +568,20 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    print("\ntask-managers  jobs/s  wall s  first p50/p99 s  terminal p50/p99 s  failed")
+    print(
+        "\ntask-managers  jobs/s  wall s  first p50/p99 s  202->first p50/p99 s"
+        "  terminal p50/p99 s  failed"
+    )
     for r in results:
         posted = [d.posted for d in r.deploys]
         first = seconds([d.first_event for d in r.deploys], posted)
+        accepted = [d.accepted or d.posted for d in r.deploys]
+        own = seconds([d.first_event for d in r.deploys], accepted)
         done = seconds([d.terminal for d in r.deploys], posted)
         print(
             f"{r.task_managers:>13}  {r.jobs_per_second:6.2f}  {r.wall:6.1f}  "
             f"{percentile(first, 50):6.2f} / {percentile(first, 99):6.2f}  "
+            f"{percentile(own, 50):9.2f} / {percentile(own, 99):6.2f}  "
             f"{percentile(done, 50):8.2f} / {percentile(done, 99):6.2f}  {len(r.failures):>6}"
         )
     if len(results) >= 2:
