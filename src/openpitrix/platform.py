@@ -55,6 +55,8 @@ class Platform:
         self._http: httpx.AsyncClient | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._relay_db: Database | None = None
+        self._stream_db: Database | None = None
 
     @cached_property
     def secrets(self) -> SecretBox:
@@ -70,6 +72,13 @@ class Platform:
     def db(self) -> Database:
         assert self._db is not None, "platform not started"
         return self._db
+
+    @property
+    def stream_db(self) -> Database:
+        """The event streams' own small pool (`database.stream_pool_size`): their short reads
+        do not queue behind the requests holding the main pool."""
+        assert self._stream_db is not None, "platform not started"
+        return self._stream_db
 
     @property
     def nc(self) -> Client:
@@ -100,6 +109,8 @@ class Platform:
             await self.embedded_nats.start()
             nats_url = self.embedded_nats.url
         self._db = Database(settings.effective_database_url, pool=settings.database)
+        # Its connections are opened on first use: only a gateway serving streams opens any.
+        self._stream_db = self._db.lane(settings.database.stream_pool_size)
         self._nc = await connect(nats_url, name=f"openpitrix-{self.role}")
         self._js = self._nc.jetstream()
         await ensure_topology(self._js, settings.bus, settings.auth)
@@ -112,11 +123,16 @@ class Platform:
         )
         if relay:
             nc = self._nc
+            # The relay's connections are its own: with every pooled connection taken by
+            # requests (a burst of deploys), a job's first event would otherwise wait for
+            # the whole burst before it is published.
+            self._relay_db = self._db.lane(settings.database.relay_pool_size)
             self.relay = OutboxRelay(
-                self._db,
+                self._relay_db,
                 self._js,
                 poll_seconds=settings.outbox_poll_seconds,
                 max_payload=lambda: nc.max_payload,
+                wake_on=self._db,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
             self.relay.wake()  # rows left behind by an earlier crash go out now
@@ -132,6 +148,9 @@ class Platform:
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
+        for lane in (self._relay_db, self._stream_db):
+            if lane is not None:
+                await lane.dispose()
         if self._db is not None:
             await self._db.dispose()
         if self.embedded_nats is not None:

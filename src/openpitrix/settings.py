@@ -237,6 +237,20 @@ class DatabaseSettings(BaseModel):
         "Off: a connection the server dropped (restart, failover) fails the one statement "
         "that meets it, which answers 503 and makes the pool replace every older connection.",
     )
+    relay_pool_size: int = Field(
+        2,
+        ge=1,
+        description="Connections of the outbox relay's own pool, apart from `pool_size`: the "
+        "relay never waits for a connection behind the process's requests or commands, so a "
+        "committed message (a job's first event) goes out while they queue.",
+    )
+    stream_pool_size: int = Field(
+        4,
+        ge=1,
+        description="Connections of a gateway's pool for opening event streams (a job's "
+        "stream checks the job and whether it has ended), apart from `pool_size`: a client "
+        "following its job is not held up behind a burst of other requests.",
+    )
 
 
 class Settings(BaseSettings):

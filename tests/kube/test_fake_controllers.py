@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from kubernetes_asyncio import client
@@ -221,3 +222,38 @@ async def test_failing_job_and_stalled_deployment(api: ApiClient, kube: FakeKube
     container = pod.status.container_statuses[0]
     assert container.state.waiting.reason == "CrashLoopBackOff"
     assert container.last_state.terminated.exit_code == 1 and container.restart_count > 0
+
+
+async def test_auto_ready_with_ready_after_keeps_each_rollout_pending_first(
+    tmp_path: Path,
+) -> None:
+    """`ready_after` (the deploy benchmark's slow readiness): a new generation stays pending
+    after the controllers have acted, then becomes ready on its own."""
+    async with (
+        FakeKube(auto_ready=True, ready_after=1.5) as kube,
+        await make_client(kube, tmp_path) as api,
+    ):
+        apps = client.AppsV1Api(api)
+        await apps.create_namespaced_deployment("default", deployment("web"))
+        await kube.settle()
+        pending = await apps.read_namespaced_deployment("web", "default")
+        assert pending.status.observed_generation == 1 and not pending.status.ready_replicas
+        assert (await _ready_generation(apps, "web")) == 1
+
+        await apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 3}})
+        await kube.settle()
+        rolling = await apps.read_namespaced_deployment("web", "default")
+        assert rolling.status.observed_generation == 2
+        assert rolling.status.updated_replicas != 3 or rolling.status.ready_replicas != 3
+        assert (await _ready_generation(apps, "web")) == 2
+
+
+async def _ready_generation(apps: client.AppsV1Api, name: str) -> int:
+    """The generation the deployment is ready at, once every replica is (polled, 10 s at most)."""
+    for _ in range(100):
+        dep = await apps.read_namespaced_deployment(name, "default")
+        s = dep.status
+        if s.ready_replicas and s.ready_replicas == dep.spec.replicas == s.updated_replicas:
+            return int(s.observed_generation)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never became ready")

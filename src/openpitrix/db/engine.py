@@ -50,11 +50,18 @@ class Database:
     """Owns the engine and the session factory of one process (created in a lifespan)."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, pool: DatabaseSettings | None = None
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool: DatabaseSettings | None = None,
+        pool_size: int | None = None,
     ) -> None:
+        """`pool_size` overrides the settings' (a lane of its own: `Database.lane`)."""
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         pool = pool or DatabaseSettings()
+        self._pool_settings = pool
         kwargs: dict[str, Any] = {
             "echo": echo,
             "json_serializer": _json_dumps,
@@ -76,8 +83,8 @@ class Database:
             # (api.errors), and the next checkouts connect anew. pool_recycle retires
             # connections before server-side or proxy idle timeouts would cut them.
             kwargs.update(
-                pool_size=pool.pool_size,
-                max_overflow=pool.max_overflow,
+                pool_size=pool_size or pool.pool_size,
+                max_overflow=0 if pool_size else pool.max_overflow,
                 pool_timeout=pool.pool_timeout_seconds,
                 pool_recycle=pool.pool_recycle_seconds,
                 pool_pre_ping=pool.pool_pre_ping,
@@ -146,6 +153,16 @@ class Database:
     def read_session(self) -> AsyncSession:
         """For reads only: on SQLite it neither waits for nor blocks writers."""
         return self.read_sessionmaker()
+
+    def lane(self, pool_size: int) -> Database:
+        """Another engine on the same database with a small pool of its own, for work that
+        must not queue for a connection behind this one's requests (the outbox relay). Its
+        sessions run no commit hooks: what it writes wakes no relay."""
+        return Database(
+            self.url.render_as_string(hide_password=False),
+            pool=self._pool_settings,
+            pool_size=pool_size,
+        )
 
     def asyncpg_dsn(self) -> str:
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -21,10 +21,12 @@ from openpitrix.settings import Settings
 
 
 class StreamResources(Protocol):
-    """What a job's stream reads: the database and JetStream (the process platform has both)."""
+    """What a job's stream reads: the database (through the streams' own pool, so that a
+    client following its job does not wait behind other requests) and JetStream (the process
+    platform has both)."""
 
     @property
-    def db(self) -> Database: ...
+    def stream_db(self) -> Database: ...
 
     @property
     def js(self) -> JetStreamContext: ...
@@ -43,7 +45,7 @@ def job_event_stream(
 
     async def done(last_seq: int) -> bool:
         """The job ended, its last event is published, and the client has seen it."""
-        async with platform.db.read_session() as session:
+        async with platform.stream_db.read_session() as session:
             status = (
                 await session.execute(select(col(Job.status)).where(col(Job.job_id) == job.job_id))
             ).scalar_one()

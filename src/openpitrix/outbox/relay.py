@@ -176,7 +176,10 @@ class OutboxRelay:
         batch_size: int = 1000,
         max_payload: Callable[[], int] | None = None,
         publish_timeout: float = 5.0,
+        wake_on: Database | None = None,
     ) -> None:
+        """`wake_on`: the database whose outbox commits wake the relay (default `db`; the
+        relay may read and mark through a lane of its own, `Database.lane`)."""
         self._db = db
         self._js = js
         self._poll = poll_seconds
@@ -187,7 +190,7 @@ class OutboxRelay:
         self._stopping = False
         self._last_purge = 0.0
         self.published = 0  # rows this relay published (the benchmark reads it)
-        db.on_outbox_commit(self.wake)
+        (wake_on or db).on_outbox_commit(self.wake)
 
     def wake(self) -> None:
         self._wake.set()

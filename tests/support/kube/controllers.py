@@ -60,12 +60,20 @@ class Controllers:
         namespace_delay: float,
         nodes: list[str],
         auto_ready: bool,
+        ready_after: float = 0.0,
     ) -> None:
         self.api = api
         self.delay = delay
         self.namespace_delay = namespace_delay
         self.nodes = nodes
         self.auto_ready = auto_ready
+        # Auto-ready workloads become ready this many seconds after a generation is first
+        # seen (a rollout that takes a while); pending until then.
+        self.ready_after = ready_after
+        self._first_seen: dict[tuple[Key, int], float] = {}
+        self._due: set[tuple[Key, int]] = set()
+        # Not counted by busy(): settle() returns while a rollout is still under way.
+        self._rollouts: set[asyncio.TimerHandle] = set()
         self.health: dict[Key, Health] = {}
         self.errors: list[BaseException] = []
         self._pending: set[Key] = set()
@@ -111,6 +119,10 @@ class Controllers:
         handle = asyncio.get_running_loop().call_later(self.namespace_delay, run)
         self._later.add(handle)
 
+    def _rolled_out(self, handle: asyncio.TimerHandle, key: Key) -> None:
+        self._rollouts.discard(handle)
+        self._run(lambda: self.reconcile(key))
+
     def _arm(self) -> None:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush)
@@ -138,9 +150,10 @@ class Controllers:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for handle in self._later:
+        for handle in self._later | self._rollouts:
             handle.cancel()
         self._later.clear()
+        self._rollouts.clear()
 
     # --------------------------------------------------------------------------- helpers
 
@@ -169,7 +182,23 @@ class Controllers:
         set_for = self.health.get(key)
         if set_for is not None and set_for.generation == generation:
             return set_for
-        return READY if self.auto_ready else PENDING
+        if not self.auto_ready:
+            return PENDING
+        if self.ready_after <= 0:
+            return READY
+        loop = asyncio.get_running_loop()
+        seen = self._first_seen.setdefault((key, generation), loop.time())
+        left = seen + self.ready_after - loop.time()
+        if left <= 0:
+            return READY
+        if (key, generation) not in self._due:
+            # Reconciled again once the rollout is due (a timer like the namespace one).
+            self._due.add((key, generation))
+            handle = asyncio.get_running_loop().call_later(
+                left, lambda: self._rolled_out(handle, key)
+            )
+            self._rollouts.add(handle)
+        return PENDING
 
     def top_owner(self, plural: str, obj: Obj) -> Key:
         """The workload whose health a pod (or ReplicaSet) follows: up its controller refs."""

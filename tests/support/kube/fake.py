@@ -46,7 +46,8 @@ class FakeKube:
     """A strict fake Kubernetes API server on 127.0.0.1, served in the running event loop.
 
     `auto_ready`: workloads, claims and load balancers become ready on their own (after the
-    controller delay); otherwise they stay pending until `make_ready`/`make_failing`.
+    controller delay, plus `ready_after` seconds from a generation's first reconcile: a rollout
+    that takes a while); otherwise they stay pending until `make_ready`/`make_failing`.
     `tls`: serve HTTPS with a CA of its own and require the kubeconfig's bearer token, as a
     real cluster does. With tls=False it serves plain HTTP and lets anonymous requests in:
     client-go (kubectl) never sends a bearer token over plain HTTP.
@@ -56,6 +57,7 @@ class FakeKube:
         self,
         *,
         auto_ready: bool = False,
+        ready_after: float = 0.0,
         controller_delay: float = 0.05,
         namespace_delay: float = 0.5,
         nodes: int = 1,
@@ -76,6 +78,7 @@ class FakeKube:
             namespace_delay=namespace_delay,
             nodes=node_names,
             auto_ready=auto_ready,
+            ready_after=ready_after,
         )
         self.app = KubeApp(
             self.api, token=self.token if tls else None, address=lambda: self._address
