@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -131,7 +132,23 @@ class EventStream:
             else:
                 replay_from = 1 if self.done is not None else None
             if replay_from is not None:
-                async for seq, data in self._replay(replay_from):
+                replay = self._replay(replay_from)
+                while True:
+                    try:
+                        seq, data = await anext(replay)
+                    except StopAsyncIteration:
+                        break
+                    except (NatsError, TimeoutError) as e:
+                        # The bus did not answer the catch-up in time: end the stream cleanly.
+                        # The client reconnects (retry above) with the Last-Event-ID it holds
+                        # and the catch-up starts again from there, so nothing is lost.
+                        log.warning(
+                            "event stream %s: catch-up from %s failed (%s); the client resumes",
+                            self.subject,
+                            last_seq + 1,
+                            type(e).__name__,
+                        )
+                        return
                     if seq <= last_seq:
                         continue
                     last_seq = seq
