@@ -18,7 +18,10 @@ readiness waits, not the CPU, bound what one task-manager finishes per second.
 
 usage: python bench/bench_deploy.py [--clusters 100] [--task-managers 1,2] [--concurrency 8]
                                     [--task-concurrency 32] [--ready-seconds 0]
-                                    [--keep]
+                                    [--profile DIR] [--keep]
+--profile DIR records each of our processes with py-spy while deploying: collapsed stacks per
+round and process in DIR (`round-1-task-manager-1.txt`, for flamegraph.pl or speedscope);
+py-spy must be installed (it is not a project dependency).
 OPENPITRIX_WORKER__RUNTIME_CONCURRENCY, when set, is passed to every worker.
 """
 
@@ -32,6 +35,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +79,9 @@ TERMINAL = {"successful", "failed", "cancelled"}
 RUNTIME_CONCURRENCY_ENV = "OPENPITRIX_WORKER__RUNTIME_CONCURRENCY"
 CONTROL_MANAGERS = ("repo-indexer", "repo-manager", "job-manager")
 CHART = ChartSpec("bench-web", "1.0.0", app_version="1.0")
+# Our processes: the CPU a deploy costs is theirs (nats-server, the benchmark and the fake
+# Kubernetes API server in it are not counted).
+OURS = ("api", "worker-control", "task-manager")
 
 
 @dataclass
@@ -91,6 +98,7 @@ class Run:
     runtime_concurrency: str | None
     ready_seconds: float
     secret_env: dict[str, str]
+    profile_dir: Path | None = None
 
     def env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Settings of one split process: shared database, NATS and keys, its own data dir."""
@@ -143,6 +151,12 @@ class Round:
     @property
     def jobs_per_second(self) -> float:
         return len(self.deploys) / self.wall if self.wall > 0 else float("nan")
+
+    @property
+    def cpu_per_deploy(self) -> float:
+        """CPU seconds of our processes (gateway and workers) per deploy."""
+        ours = sum(v for name, v in self.cpu_seconds.items() if name.startswith(OURS))
+        return ours / len(self.deploys) if self.deploys else float("nan")
 
     @property
     def failures(self) -> list[Deploy]:
@@ -357,6 +371,43 @@ def log_findings(children: Children, running: dict[str, str]) -> dict[str, list[
     return found
 
 
+def start_profilers(run: Run, number: int, children: Children) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each of our processes until stop_profilers (with --profile)."""
+    if run.profile_dir is None:
+        return []
+    run.profile_dir.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        subprocess.Popen(
+            [
+                *(
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(child.pid),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                ),
+                *("--output", str(run.profile_dir / f"round-{number}-{child.name}.txt")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for child in children.started
+        if child.name.startswith(OURS)
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT makes py-spy write its flame graph."""
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        profiler.wait(timeout=60)
+
+
 async def run_round(run: Run, number: int, clusters: int, task_managers: int) -> Round:
     """Fresh processes and fake cluster; every deploy at once; processes stopped after."""
     children = Children(run.work / "logs" / f"round-{number}")
@@ -371,6 +422,7 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                 body = await prepare(http, run, kube, f"bench-r{number}")
                 watched = {c.name: c.pid for c in children.started}
                 watched.update({"nats-server": run.nats_pid, "benchmark": os.getpid()})
+                profilers = start_profilers(run, number, children)
                 cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
                 machine_before = psutil.cpu_times()
                 kube_before = len(kube.requests)
@@ -378,6 +430,7 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                     *(deploy_one(http, body, f"bench-r{number}-{i:03d}") for i in range(clusters))
                 )
                 cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
+                stop_profilers(profilers)
                 machine = machine_busy(machine_before, psutil.cpu_times())
                 kube_paths = [r.path for r in kube.requests[kube_before:]]
                 first_post = min(d.posted for d in deploys)
@@ -429,6 +482,12 @@ def print_round(result: Round) -> None:
     print(f"  mean task seconds: {timings}")
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
     print(f"  CPU seconds while deploying: {cpu}")
+    per_deploy = ", ".join(
+        f"{name} {value / len(deploys):.3f}"
+        for name, value in result.cpu_seconds.items()
+        if name.startswith(OURS)
+    )
+    print(f"  CPU seconds per deploy: {result.cpu_per_deploy:.3f} ({per_deploy})")
     print(f"  machine CPU busy while deploying: {result.machine_busy:.0%} of {psutil.cpu_count()}")
     requests = len(result.kube_requests)
     discovery = sum(is_discovery(path) for path in result.kube_requests)
@@ -500,6 +559,12 @@ def parse_args() -> argparse.Namespace:
         default=0.0,
         help="workloads become ready this long after they are applied (0: at once)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record our processes with py-spy while deploying, collapsed stacks in DIR",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (process logs)")
     return parser.parse_args()
 
@@ -545,6 +610,7 @@ def main() -> None:
                 runtime_concurrency=runtime_concurrency,
                 ready_seconds=args.ready_seconds,
                 secret_env=secret_env,
+                profile_dir=args.profile,
             )
             migrated = subprocess.run(
                 [*OPENPITRIX, "migrate"], env=run.env("migrate"), capture_output=True, text=True
@@ -570,7 +636,7 @@ def main() -> None:
 
     print(
         "\ntask-managers  jobs/s  wall s  first p50/p99 s  202->first p50/p99 s"
-        "  terminal p50/p99 s  failed"
+        "  terminal p50/p99 s  failed  CPU-s/deploy"
     )
     for r in results:
         posted = [d.posted for d in r.deploys]
@@ -583,6 +649,7 @@ def main() -> None:
             f"{percentile(first, 50):6.2f} / {percentile(first, 99):6.2f}  "
             f"{percentile(own, 50):9.2f} / {percentile(own, 99):6.2f}  "
             f"{percentile(done, 50):8.2f} / {percentile(done, 99):6.2f}  {len(r.failures):>6}"
+            f"  {r.cpu_per_deploy:12.3f}"
         )
     if len(results) >= 2:
         low = min(results, key=lambda r: r.task_managers)

@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from openpitrix.apps.models import AppVersion
 from openpitrix.apps.packages import version_package
@@ -42,6 +44,9 @@ from openpitrix.runtimes.models import Runtime, RuntimeCredential
 from openpitrix.runtimes.service import open_credential
 from openpitrix.workers.service import WorkerContext
 
+# How many clusters' providers an adapter remembers before it starts over.
+PROVIDER_MEMORY = 4096
+
 
 class ClusterJobs:
     """Cluster jobs, planned and run by the cluster's provider. The adapter knows no task
@@ -52,6 +57,9 @@ class ClusterJobs:
 
     def __init__(self, providers: Providers) -> None:
         self.providers = providers
+        # Cluster id -> provider name, of clusters whose tasks ran here (a cluster's provider
+        # never changes): settling a task needs no read of the cluster.
+        self._providers_by_cluster: dict[str, str] = {}
 
     def runner(self, action: str) -> str:
         return TASK_MANAGER  # every provider task, on the task-managers' consumer
@@ -92,13 +100,24 @@ class ClusterJobs:
         self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
     ) -> dict[str, Any]:
         async with ctx.db.read_session() as session:
-            cluster = await session.get(Cluster, job.resource_id)
-            runtime = await session.get(Runtime, cluster.runtime_id) if cluster else None
-            cred = await session.get(RuntimeCredential, runtime.credential_id) if runtime else None
-            if cluster is None or runtime is None or cred is None:
+            # The cluster with its runtime's credential, in one statement.
+            found = (
+                await session.execute(
+                    select(Cluster, RuntimeCredential)
+                    .join(Runtime, col(Runtime.runtime_id) == col(Cluster.runtime_id))
+                    .join(
+                        RuntimeCredential,
+                        col(RuntimeCredential.credential_id) == col(Runtime.credential_id),
+                    )
+                    .where(col(Cluster.cluster_id) == job.resource_id)
+                )
+            ).first()
+            if found is None:
                 raise ProviderError("cluster_missing", "the cluster or its runtime is gone")
+            cluster, cred = found
             rows = await releases_of(session, cluster.cluster_id)
             state = await state_of(session, cluster.cluster_id)
+        self._remember_provider(cluster)
         revision = job.params.get("revision")
         this = next((r for r in rows if r.revision == revision), None)
         # The revision to prune against: the deployed one this job replaces.
@@ -155,26 +174,51 @@ class ClusterJobs:
     async def task_succeeded(
         self, session: AsyncSession, job: Job, task: Task, result: dict[str, Any]
     ) -> dict[str, Any]:
-        cluster = await session.get(Cluster, job.resource_id)
-        if cluster is None:
-            return result
-        kind = self.providers.named(cluster.provider).capabilities.task_kind(task.action)
+        provider = await self._provider_of(session, job.resource_id)
+        if provider is None:
+            return result  # the cluster is gone
+        kind = self.providers.named(provider).capabilities.task_kind(task.action)
         if kind is not None and kind.produces == Produces.MANIFEST:
             manifest = RenderedManifest.model_validate(result)
-            release = await session.get(
-                ClusterRelease, (job.resource_id, job.params.get("revision"))
+            # Written without reading the release first: a release that is gone is no row.
+            values: dict[str, Any] = {
+                "manifest": orjson.dumps(manifest.objects).decode(),
+                "status": "rendered",
+            }
+            if manifest.chart_version:
+                values["chart_version"] = manifest.chart_version
+            await session.execute(
+                update(ClusterRelease)
+                .where(
+                    col(ClusterRelease.cluster_id) == job.resource_id,
+                    col(ClusterRelease.revision) == job.params.get("revision"),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
-            if release is not None:
-                release.manifest = orjson.dumps(manifest.objects).decode()
-                release.chart_version = manifest.chart_version or release.chart_version
-                release.status = "rendered"
             # The objects live in the release; the task shows a summary.
             return {"objects": len(manifest.objects), "chart_version": manifest.chart_version}
         if kind is not None and kind.produces == Produces.STATE:
             state = ClusterState.model_validate(result)
-            await replace_state(session, cluster.cluster_id, state)
+            await replace_state(session, job.resource_id, state)
             return {"roles": len(state.roles), "nodes": len(state.nodes)}
         return result
+
+    def _remember_provider(self, cluster: Cluster) -> None:
+        if len(self._providers_by_cluster) >= PROVIDER_MEMORY:
+            self._providers_by_cluster.clear()
+        self._providers_by_cluster[cluster.cluster_id] = cluster.provider
+
+    async def _provider_of(self, session: AsyncSession, cluster_id: str) -> str | None:
+        """The cluster's provider: fixed when the cluster is made, so the one this process
+        read for the task's run is still right; read when not known here."""
+        known = self._providers_by_cluster.get(cluster_id)
+        if known is not None:
+            return known
+        found = await session.execute(
+            select(col(Cluster.provider)).where(col(Cluster.cluster_id) == cluster_id)
+        )
+        return found.scalar()
 
     async def job_ended(self, session: AsyncSession, job: Job, status: JobStatus) -> None:
         cluster = await session.get(Cluster, job.resource_id, populate_existing=True)
@@ -182,16 +226,14 @@ class ClusterJobs:
             return
         action = str(job.params.get("action"))
         revision = job.params.get("revision")
-        release = (
-            await session.get(ClusterRelease, (cluster.cluster_id, revision))
-            if revision is not None
-            else None
-        )
+        # Every release, read once: the job's, and the deployed one it may supersede.
+        rows = await releases_of(session, cluster.cluster_id) if revision is not None else []
+        release = next((r for r in rows if r.revision == revision), None)
         now = utcnow()
         rule = rule_of(action)
         if status == JobStatus.SUCCESSFUL:
             if rule.deploys and release is not None:
-                for row in await releases_of(session, cluster.cluster_id):
+                for row in rows:
                     if row.status == "deployed":
                         row.status = "superseded"
                 release.status = "deployed"

@@ -21,3 +21,10 @@ async def lock_name(session: AsyncSession, name: str) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(name)})
+
+
+def writers_serialized(session: AsyncSession) -> bool:
+    """Whether a write transaction (`Database.transaction`) excludes every other writer from
+    its first statement on: SQLite's BEGIN IMMEDIATE does, so what it read stays as read and a
+    row lock taken later would re-read the same row; PostgreSQL locks row by row."""
+    return session.get_bind().dialect.name == "sqlite"

@@ -1,12 +1,15 @@
 """The job-manager: plans a job through its resource's adapter, dispatches the pending tasks of
 its first unfinished layer, and ends it (a failed task, a cancel request, or all layers done).
 
-`job-manager.advance {job_id}` is its one command; each task is dispatched to the `run`
-command of the manager its adapter names (`JobAdapter.runner`). All state is in the database
-and every step is a guarded transition, so an advance delivered twice, or redelivered after a
-worker died, converges on the same outcome. Each message has an id naming its cause, distinct
-for the job's whole life: see `jobs.commands`. Tasks acting on a shared runtime are capped
-across all task-managers: see `jobs.slots`.
+`job-manager.advance {job_id}` is its one command: a job's first step, and the steps a cancel
+or a retry asks for. Each task is dispatched to the `run` command of the manager its adapter
+names (`JobAdapter.runner`); that manager, settling the task, takes the job's next step itself
+in the same transaction (`advance_locked`, see `jobs.tasks`), so a task's end costs no message
+and no transaction here. All state is in the database and every step is a guarded transition,
+so an advance delivered twice, or redelivered after a worker died, converges on the same
+outcome. Each message has an id naming its cause, distinct for the job's whole life: see
+`jobs.commands`. Tasks acting on a shared runtime are capped across all task-managers: see
+`jobs.slots`.
 """
 
 from __future__ import annotations
@@ -77,44 +80,32 @@ async def advance(
         job = await jobs.lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
-        adapter = adapters.get(job.resource_kind)
-        if adapter is None:
-            raise PermanentError("no_engine", f"no job engine for {job.resource_kind!r} jobs")
-        tasks = await jobs.tasks_of(session, job_id)
-        if not tasks:
-            try:
-                layers = await adapter.plan(session, job)
-            except TaskError as exc:
-                await _end(
-                    ctx,
-                    session,
-                    adapters,
-                    adapter,
-                    job,
-                    JobStatus.FAILED,
-                    exc.message,
-                    ErrorInfo(code=exc.code, message=exc.message),
-                )
-                return
-            target = await adapter.target(session, job)
-            if target is not None and slots.cap(ctx):
-                # After the job's row here: no one else can hold a new job's row and wait on
-                # the target's lock.
-                await slots.lock_target(session, target)
-            tasks = _insert_tasks(session, job, layers, target)
-            await session.flush()
-        if job.status == JobStatus.PENDING:
-            started = await jobs.start_job(session, job_id, ctx.executor)
-            if started is None:
-                return
-            job = started
-        if job.cancel_requested:
-            await _cancel(ctx, session, adapters, adapter, job, tasks)
-            return
-        failed = next(
-            (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
-        )
-        if failed is not None:
+        await advance_locked(ctx, session, adapters, job, await jobs.tasks_of(session, job_id))
+
+
+async def advance_locked(
+    ctx: WorkerContext,
+    session: AsyncSession,
+    adapters: JobAdapters,
+    job: Job,
+    tasks: list[Task],
+    *,
+    room: int | None = None,
+) -> None:
+    """The job's next step, in the caller's transaction: plan it (no tasks yet), start it,
+    cancel it, end it (a failed task, or every layer settled), or dispatch the pending tasks
+    of its first unsettled layer. The caller holds the job's target lock (if capped) and then
+    the job's row, and passes the job's tasks; `room`, when known, is how many slots of the
+    target the job may fill now (`slots.room`). A task runner settling a task advances its job
+    here in the same transaction, so a task's end needs no message to the job-manager."""
+    job_id = job.job_id
+    adapter = adapters.get(job.resource_kind)
+    if adapter is None:
+        raise PermanentError("no_engine", f"no job engine for {job.resource_kind!r} jobs")
+    if not tasks:
+        try:
+            layers = await adapter.plan(session, job)
+        except TaskError as exc:
             await _end(
                 ctx,
                 session,
@@ -122,33 +113,60 @@ async def advance(
                 adapter,
                 job,
                 JobStatus.FAILED,
-                f"task {failed.action} failed: {failed.error_message}",
-                ErrorInfo(
-                    code=failed.error_code or "task_failed", message=failed.error_message or ""
-                ),
+                exc.message,
+                ErrorInfo(code=exc.code, message=exc.message),
             )
             return
-        task_layers = _layers(tasks)
-        for number, layer in enumerate(task_layers):
-            if all(_settled(t) for t in layer):
-                continue
-            job.progress = int(100 * number / len(task_layers))
-            room: int | None = None
-            for task in layer:
-                if task.status != JobStatus.PENDING or task.slot:
-                    continue  # running, ended, dispatched, or queued for a free slot
-                capped = task.target is not None and slots.cap(ctx) > 0
-                if capped:
-                    assert task.target is not None
-                    if room is None:
-                        room = await slots.room(ctx, session, task.target)
-                    if room <= 0:
-                        slots.queue(ctx, session, job, task)
-                        continue
-                    room -= 1
-                slots.dispatch(session, task, held=capped, runner=adapter.runner(task.action))
+        target = await adapter.target(session, job)
+        if target is not None and slots.cap(ctx):
+            # After the job's row here: no one else can hold a new job's row and wait on
+            # the target's lock.
+            await slots.lock_target(session, target)
+        tasks = _insert_tasks(session, job, layers, target)
+        await session.flush()
+    if job.status == JobStatus.PENDING:
+        started = await jobs.start_job(session, job_id, ctx.executor)
+        if started is None:
             return
-        await _end(ctx, session, adapters, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
+        job = started
+    if job.cancel_requested:
+        await _cancel(ctx, session, adapters, adapter, job, tasks)
+        return
+    failed = next(
+        (t for t in tasks if t.status == JobStatus.FAILED and not t.failure_allowed), None
+    )
+    if failed is not None:
+        await _end(
+            ctx,
+            session,
+            adapters,
+            adapter,
+            job,
+            JobStatus.FAILED,
+            f"task {failed.action} failed: {failed.error_message}",
+            ErrorInfo(code=failed.error_code or "task_failed", message=failed.error_message or ""),
+        )
+        return
+    task_layers = _layers(tasks)
+    for number, layer in enumerate(task_layers):
+        if all(_settled(t) for t in layer):
+            continue
+        job.progress = int(100 * number / len(task_layers))
+        for task in layer:
+            if task.status != JobStatus.PENDING or task.slot:
+                continue  # running, ended, dispatched, or queued for a free slot
+            capped = task.target is not None and slots.cap(ctx) > 0
+            if capped:
+                assert task.target is not None
+                if room is None:
+                    room = await slots.room(ctx, session, task.target)
+                if room <= 0:
+                    slots.queue(ctx, session, job, task)
+                    continue
+                room -= 1
+            slots.dispatch(session, task, held=capped, runner=adapter.runner(task.action))
+        return
+    await _end(ctx, session, adapters, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 
 
 def _insert_tasks(

@@ -7,14 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import JOB_MANAGER, command_subject
 from openpitrix.db.listing import ListQuery, ListSpec, paginate, paginate_rows
-from openpitrix.db.types import utcnow
+from openpitrix.db.locks import writers_serialized
+from openpitrix.db.types import UTCDateTime, utcnow
 from openpitrix.errors import Conflict, NotFound
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
@@ -169,13 +171,55 @@ async def start_job(session: AsyncSession, job_id: str, executor: str) -> Job | 
     return job
 
 
-async def start_task(session: AsyncSession, job: Job, task: Task, executor: str) -> None:
+async def job_and_task(session: AsyncSession, job_id: str, task_id: str) -> tuple[Job, Task] | None:
+    """A task and its job, read in one statement."""
+    row = (
+        await session.execute(
+            select(Job, Task)
+            .join(Task, col(Task.job_id) == col(Job.job_id))
+            .where(col(Task.task_id) == task_id, col(Job.job_id) == job_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def claim_task(session: AsyncSession, task: Task, executor: str, *, slot: str) -> bool:
+    """Mark the task working for `executor` if its status is still the one read (False when
+    another claim came first). One guarded UPDATE: the values it set are the task's committed
+    state, so nothing is written again on flush. `task_started` emits its event."""
     now = utcnow()
-    task.status = JobStatus.WORKING
-    task.executor = executor
-    task.attempts += 1
-    task.start_time = task.start_time or now
-    task.status_time = now
+    claimed = (
+        await session.execute(
+            update(Task)
+            .where(col(Task.task_id) == task.task_id, col(Task.status) == task.status)
+            .values(
+                status=JobStatus.WORKING,
+                slot=slot,
+                executor=executor,
+                attempts=Task.attempts + 1,
+                start_time=func.coalesce(Task.start_time, literal(now, UTCDateTime())),
+                status_time=now,
+            )
+            .returning(col(Task.attempts), col(Task.start_time))
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if claimed is None:
+        return False
+    for name, value in (
+        ("status", JobStatus.WORKING.value),
+        ("slot", slot),
+        ("executor", executor),
+        ("attempts", claimed[0]),
+        ("start_time", claimed[1]),
+        ("status_time", now),
+    ):
+        set_committed_value(task, name, value)
+    return True
+
+
+def task_started(session: AsyncSession, job: Job, task: Task) -> None:
+    """The "started" event of a task `claim_task` claimed."""
     _task_event(
         session, job, task, EventType.TASK_STATUS, task.status, f"task {task.action} started"
     )
@@ -404,9 +448,12 @@ def request_advance(session: AsyncSession, job_id: str, *, msg_id: str) -> None:
     )
 
 
-async def lock_job(session: AsyncSession, job_id: str) -> Job | None:
-    # FOR UPDATE on PostgreSQL: two advances of one job (two replicas) queue here. SQLite's
-    # writers are serialized already.
+async def lock_job(session: AsyncSession, job_id: str, *, read: Job | None = None) -> Job | None:
+    """The job's row, locked until the transaction ends, as it is now. FOR UPDATE on
+    PostgreSQL: two advances of one job (two replicas) queue here. SQLite's writers are
+    serialized already: `read`, the job as this write transaction read it, is the job now."""
+    if read is not None and writers_serialized(session):
+        return read
     result = await session.execute(
         select(Job)
         .where(col(Job.job_id) == job_id)

@@ -143,15 +143,28 @@ async def wake(
     ctx: WorkerContext, session: AsyncSession, target: str, adapters: JobAdapters
 ) -> int:
     """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
-    holds the target's lock)."""
+    holds the target's lock); how many were dispatched."""
+    woken, _ = await wake_for_room(ctx, session, target, adapters)
+    return woken
+
+
+async def wake_for_room(
+    ctx: WorkerContext, session: AsyncSession, target: str, adapters: JobAdapters
+) -> tuple[int, int]:
+    """`wake`, and the room left on the target for tasks not queued, as `room` would count it
+    (none while any task stays queued): a task runner that frees a slot first wakes the
+    queued tasks and then advances its own job with what is left, reading the slots once."""
     limit = cap(ctx)
     free = limit - await held_on(session, target) if limit else None
     if free is not None and free <= 0:
-        return 0
+        return 0, 0
     queued: Sequence[Any] = (await session.execute(_queued(target).limit(free))).all()
     for task, kind in queued:
         dispatch(session, task, held=bool(limit), runner=adapters.runner(kind, task.action))
-    return len(queued)
+    if free is None:
+        return len(queued), 0
+    # All `free` taken: more may be queued behind them, and they go first.
+    return len(queued), free - len(queued) if len(queued) < free else 0
 
 
 async def release(

@@ -1,6 +1,7 @@
 """The task runner: runs one task at a time through its job's resource adapter (which calls the
 provider, fetches an index, ...), with heartbeats, a timeout and cancel polling, records the
-outcome and asks the job-manager to advance.
+outcome and advances the job in the same transaction (the next layer dispatched, or the job
+ended), so a task's end needs no message to the job-manager.
 
 `<manager>.run {job_id, task_id, dispatch}`: claim the task, run it, settle it. A run delivered
 twice, or redelivered after a worker died, runs the task once. The task-manager runs cluster
@@ -18,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.bus.topology import TASK_MANAGER
@@ -25,7 +27,7 @@ from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
 from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter, TaskRunner
 from openpitrix.jobs.commands import JobCommand, RunTask, task_end_id
-from openpitrix.jobs.manager import give_up_job, hand_over
+from openpitrix.jobs.manager import advance_locked, give_up_job, hand_over
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
@@ -54,11 +56,11 @@ async def run_task(
 ) -> None:
     job_id, task_id = command.job_id, command.task_id
     async with ctx.db.transaction() as session:
-        job = await session.get(Job, job_id, populate_existing=True)
-        task = await session.get(Task, task_id, populate_existing=True)
-        if job is None or task is None or job.status in TERMINAL_STATUSES:
+        found = await jobs.job_and_task(session, job_id, task_id)
+        if found is None:
             return
-        if task.status in TERMINAL_STATUSES:
+        job, task = found
+        if job.status in TERMINAL_STATUSES or task.status in TERMINAL_STATUSES:
             return
         if 0 < command.dispatch < task.dispatches:
             # A later dispatch (the task was cancelled before this one reached a worker, then
@@ -96,21 +98,15 @@ async def run_task(
             return
         # The job's row before the task's, in the order an advance takes them (after the
         # target's lock): a cancelling advance ends pending tasks while it holds the job.
-        locked = await jobs.lock_job(session, job_id)
+        locked = await jobs.lock_job(session, job_id, read=job)
         if locked is None or locked.status in TERMINAL_STATUSES:
             return
         job = locked
         # Left working by a worker that died (or was stopped) mid-task, not one retrying it.
         resumed = task.status == JobStatus.WORKING and task.executor is not None
-        claimed = await session.execute(
-            update(Task)
-            .where(col(Task.task_id) == task_id, col(Task.status) == task.status)
-            .values(status=JobStatus.WORKING, slot=slots.HELD if task.target else "")
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        slot = slots.HELD if task.target else ""
+        if not await jobs.claim_task(session, task, ctx.executor, slot=slot):
             return
-        await session.refresh(task)
         if resumed:
             # Its worker died mid-task: the job is resumed here (a new attempt, an event).
             started = await jobs.start_job(session, job_id, ctx.executor)
@@ -119,7 +115,7 @@ async def run_task(
             job = started
         else:
             job.executor = ctx.executor  # the job shows the worker running its current task
-        await jobs.start_task(session, job, task, ctx.executor)
+        jobs.task_started(session, job, task)
     adapter = adapters[job.resource_kind]
     running_job, running_task = job, task
 
@@ -152,7 +148,7 @@ async def _run_claimed(
             ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
         )
     except _Cancelled:
-        await _settle(ctx, adapters, job_id, task_id, JobStatus.CANCELLED)
+        await _settle(ctx, adapters, job_id, task_id, JobStatus.CANCELLED, target=task.target)
         return
     except TaskError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
@@ -175,14 +171,25 @@ async def _run_claimed(
                 )
             raise RetryableError(exc.message, delay=delay) from None
         error = ErrorInfo(code=exc.code, message=exc.message)
-        await _settle(ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error)
+        await _settle(
+            ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error, target=task.target
+        )
         return
     except TimeoutError:
         error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
-        await _settle(ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error)
+        await _settle(
+            ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error, target=task.target
+        )
         return
     await _settle(
-        ctx, adapters, job_id, task_id, JobStatus.SUCCESSFUL, result=result, adapter=adapter
+        ctx,
+        adapters,
+        job_id,
+        task_id,
+        JobStatus.SUCCESSFUL,
+        result=result,
+        adapter=adapter,
+        target=task.target,
     )
 
 
@@ -223,6 +230,13 @@ async def _until_cancelled(
     raise _Cancelled
 
 
+class _Unknown:
+    """The target of a task not read yet."""
+
+
+_UNKNOWN = _Unknown()
+
+
 async def _settle(
     ctx: WorkerContext,
     adapters: JobAdapters,
@@ -234,30 +248,50 @@ async def _settle(
     result: dict[str, Any] | None = None,
     adapter: JobAdapter | None = None,
     dispatch: int = 0,
+    target: str | _Unknown | None = _UNKNOWN,
 ) -> None:
-    """Record a task's outcome and ask the job-manager to advance, in one transaction. A task
-    that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`, is
-    left alone."""
+    """Record a task's outcome and advance its job, in one transaction: the task's end, the
+    queued tasks its slot goes to, and the job's next step (the next layer dispatched, or the
+    job ended) commit together, so a crash loses none and the job-manager gets no message. A
+    task that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`,
+    is left alone. `target`: the task's, when the caller knows it (it never changes)."""
     async with ctx.db.transaction() as session:
-        job = await session.get(Job, job_id, populate_existing=True)
-        task = await session.get(Task, task_id, populate_existing=True)
-        if job is None or task is None or task.status in TERMINAL_STATUSES:
+        if isinstance(target, _Unknown):
+            target = await _target_of(session, task_id)
+        if target is not None:
+            # The target's lock before any row lock, in the order claims and advances take
+            # them: a claim holding it may be waiting for this job's row.
+            await slots.lock_target(session, target)
+        job = await jobs.lock_job(session, job_id)
+        if job is None:
+            return
+        tasks = await jobs.tasks_of(session, job_id)
+        task = next((t for t in tasks if t.task_id == task_id), None)
+        if task is None or task.status in TERMINAL_STATUSES:
             return
         if 0 < dispatch < task.dispatches:
             return
-        if task.target is not None:
-            # The target's lock before any row lock, in the order claims take them: a claim
-            # holding it may be waiting for this job's row.
-            await slots.lock_target(session, task.target)
         if result is not None and adapter is not None:
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
         jobs.finish_task(session, job, task, status, result=result, error=error)
-        # One end per dispatch: a task ends again only after a retry dispatched it anew.
-        request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
-        if task.target is not None:
-            await session.flush()
-            await slots.wake(ctx, session, task.target, adapters)
+        room: int | None = None
+        if target is not None:
+            # The slot goes to the oldest queued task first; the job's next tasks get what
+            # is left.
+            _, room = await slots.wake_for_room(ctx, session, target, adapters)
+        if job.status in TERMINAL_STATUSES:
+            return
+        if job.resource_kind not in adapters:
+            # No engine here for the job: the job-manager decides (and ends it).
+            request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
+            return
+        await advance_locked(ctx, session, adapters, job, tasks, room=room)
+
+
+async def _target_of(session: AsyncSession, task_id: str) -> str | None:
+    found = await session.execute(select(col(Task.target)).where(col(Task.task_id) == task_id))
+    return found.scalar()
 
 
 async def give_up_task(
