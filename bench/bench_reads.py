@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     OPENPITRIX,
@@ -134,14 +136,24 @@ def loadgen_main(argv: list[str]) -> None:
     print(json.dumps(result))
 
 
-def drive(url: str, seconds: float, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
-    """The load generator in its own process, so it does not share the server's core."""
+def drive(
+    url: str, seconds: float, concurrency: int, headers: dict[str, str], server_pid: int
+) -> dict[str, Any]:
+    """The load generator in its own process, so it does not share the server's core. Also
+    the server's CPU seconds per request: a figure the other processes on the machine (the
+    load generator among them) disturb much less than throughput."""
     args = [sys.executable, __file__, "--loadgen", url, str(seconds), str(concurrency)]
     args += [f"{k}: {v}" for k, v in headers.items()]
+    server = psutil.Process(server_pid)
+    before = server.cpu_times()
     done = subprocess.run(args, capture_output=True, text=True, check=False)
+    after = server.cpu_times()
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed on {url}:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
+    cpu = (after.user - before.user) + (after.system - before.system)
+    # Warm-up requests are not counted in `requests`: they are few (0.5 s of the run).
+    result["cpu_per_request"] = cpu / max(1, result["requests"])
     return result
 
 
@@ -353,21 +365,31 @@ def main() -> None:
             headers = login(gw_url)
             if args.hold:
                 input(f"gateway pid {gateway.pid}; Enter to run the load ")
-            base = drive(f"{bare_url}/", args.seconds, args.concurrency, {})
+            base = drive(f"{bare_url}/", args.seconds, args.concurrency, {}, bare.pid)
             base_rps = base["requests"] / base["wall"]
             rows = [("bare FastAPI constant route", base, base_rps)]
             for label, path in paths(seeded):
                 if args.only not in label:
                     continue
-                result = drive(f"{gw_url}{path}", args.seconds, args.concurrency, headers)
+                result = drive(
+                    f"{gw_url}{path}", args.seconds, args.concurrency, headers, gateway.pid
+                )
                 rows.append((label, result, result["requests"] / result["wall"]))
             gateway.check_running()
-            print(f"\n{'path':<30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  errors")
+            # cpu ratio: the bare route's server CPU per request over this path's, i.e. the
+            # throughput ratio the paths would have if the server had a core to itself.
+            print(
+                f"\n{'path':<30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} "
+                f"{'cpu us/req':>10} {'cpu ratio':>9}  errors"
+            )
+            base_cpu = base["cpu_per_request"]
             for label, result, rps in rows:
                 errors = f"{result['error_count']} {result['errors']}" if result["errors"] else "0"
+                cpu = result["cpu_per_request"]
                 print(
                     f"{label:<30} {rps:8.0f} {result['p50'] * 1000:8.1f} "
-                    f"{result['p99'] * 1000:8.1f} {rps / base_rps:6.3f}  {errors}"
+                    f"{result['p99'] * 1000:8.1f} {rps / base_rps:6.3f} "
+                    f"{cpu * 1e6:10.0f} {base_cpu / cpu:9.3f}  {errors}"
                 )
             ok = not any(result["error_count"] for _, result, _ in rows)
     finally:

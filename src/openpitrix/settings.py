@@ -231,6 +231,14 @@ class DatabaseSettings(BaseModel):
         description="Connections older than this are closed and replaced at their next use "
         "(-1: never), so none outlives a server or proxy idle timeout.",
     )
+    read_pool_size: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL: connections of the gateway's separate pool for the hot list "
+        "reads (run on the driver without a session), opened on first use and kept. Counts "
+        "against `max_connections` like `pool_size`. (SQLite reads use a few connections "
+        "of their own in a small thread pool.)",
+    )
     pool_pre_ping: bool = Field(
         False,
         description="Test every connection with a round trip when it is taken from the pool. "

@@ -14,6 +14,7 @@ from pydantic import StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.db.listing import MAX_LIMIT, MAX_OFFSET, ListQuery
+from openpitrix.db.reads import Reads
 from openpitrix.platform import Platform
 from openpitrix.settings import Settings
 
@@ -44,6 +45,12 @@ async def get_read_session(
         yield session
 
 
+async def get_reads(request: Request) -> Reads:
+    """For the hot lists: reads without a session (db.reads)."""
+    reads: Reads = request.app.state.platform.db.reads
+    return reads
+
+
 async def list_query(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
@@ -64,6 +71,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 ListDep = Annotated[ListQuery, Depends(list_query)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
 # A repeatable exact filter (`?owner=a&owner=b`): bounded, so one request cannot send the
 # database an unbounded IN list.
 MAX_FILTER_VALUES = 100

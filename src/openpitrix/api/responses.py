@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
+from fastapi.responses import Response
 
 # Operations that touch neither the database nor NATS.
 NO_BACKEND = {"healthz"}
@@ -47,3 +50,13 @@ def document_platform_responses(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def page_response(total: int, items: Sequence[Mapping[str, Any]]) -> Response:
+    """A list page (`{"total_count", "items"}`) written straight from the rows a service
+    selected, in the route's `response_model` field order: the same bytes pydantic would
+    write (UTC times with `Z`), without validating rows the database just gave us (that and
+    the dump were ~90 us of a 20-row page). tests/apps/test_list_bodies.py holds it to the
+    models' own output."""
+    body = orjson.dumps({"total_count": total, "items": items}, option=orjson.OPT_UTC_Z)
+    return Response(body, media_type="application/json")

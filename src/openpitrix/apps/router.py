@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
-from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep
+from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadsDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.responses import page_response
 from openpitrix.apps import render, service
 from openpitrix.apps.models import PackageKind
 from openpitrix.apps.schemas import (
@@ -24,22 +26,22 @@ from openpitrix.iam.deps import AuthenticatedRoute, CanReadApps
 router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
-@router.get("/v1/apps", operation_id="list_apps")
+@router.get("/v1/apps", operation_id="list_apps", response_model=AppPage)
 async def list_apps(
     access: CanReadApps,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     query: ListDep,
     repo_id: Filter = None,
     app_id: Filter = None,
     name: Filter = None,
     status: Annotated[list[AppStatus] | None, Query()] = None,
     package_kind: Annotated[list[PackageKind] | None, Query()] = None,
-) -> AppPage:
+) -> Response:
     """List the apps you may see: those your role's scope covers, and the published apps of
     public repos. Deleted apps show only when asked for with `status=deleted`;
     `package_kind=vm` keeps the apps with at least one VM package version."""
     total, items = await service.list_apps(
-        session,
+        reads,
         query,
         access,
         repo_id=repo_id or (),
@@ -48,7 +50,7 @@ async def list_apps(
         status=status or (),
         package_kind=package_kind or (),
     )
-    return AppPage(total_count=total, items=items)
+    return page_response(total, items)
 
 
 @router.get("/v1/apps/{app_id}", operation_id="get_app")
@@ -56,19 +58,21 @@ async def get_app(app_id: str, access: CanReadApps, session: ReadSessionDep) -> 
     return await service.get_app(session, app_id, access)
 
 
-@router.get("/v1/apps/{app_id}/versions", operation_id="list_app_versions")
+@router.get(
+    "/v1/apps/{app_id}/versions", operation_id="list_app_versions", response_model=AppVersionPage
+)
 async def list_app_versions(
     app_id: str,
     access: CanReadApps,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     query: ListDep,
     status: Annotated[list[AppStatus] | None, Query()] = None,
     version: Filter = None,
     package_kind: Annotated[list[PackageKind] | None, Query()] = None,
-) -> AppVersionPage:
+) -> Response:
     """List an app's versions, newest chart first by default."""
     total, items = await service.list_versions(
-        session,
+        reads,
         app_id,
         query,
         access,
@@ -76,7 +80,7 @@ async def list_app_versions(
         version=version or (),
         package_kind=package_kind or (),
     )
-    return AppVersionPage(total_count=total, items=items)
+    return page_response(total, items)
 
 
 @router.get("/v1/app-versions/{version_id}", operation_id="get_app_version")

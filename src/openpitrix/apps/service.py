@@ -7,6 +7,7 @@ public repos.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,8 @@ from sqlmodel import col
 
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.apps.schemas import AppRead, AppVersionRead
-from openpitrix.db.listing import ListQuery, ListSpec, paginate_rows
+from openpitrix.db.listing import ListQuery, ListSpec, read_page, read_rows
+from openpitrix.db.reads import Reads, Row
 from openpitrix.errors import NotFound
 from openpitrix.iam.access import Access
 from openpitrix.repos.models import Repo
@@ -91,7 +93,7 @@ VERSION_LIST = ListSpec(
 
 
 async def list_apps(
-    session: AsyncSession,
+    reads: Reads,
     query: ListQuery,
     access: Access,
     *,
@@ -100,7 +102,8 @@ async def list_apps(
     name: Sequence[str] = (),
     status: Sequence[str] = (),
     package_kind: Sequence[str] = (),
-) -> tuple[int, list[AppRead]]:
+) -> tuple[int, list[Row]]:
+    """The page's rows hold AppRead's fields, in its order (see api.responses.page_response)."""
     stmt = select(*_APP_COLUMNS).where(_visible(access, App))
     if package_kind:
         stmt = stmt.where(
@@ -120,8 +123,7 @@ async def list_apps(
         if values:
             stmt = stmt.where(column.in_(values))
     stmt = stmt.where(col(App.status).in_(status)) if status else stmt.where(_NOT_DELETED[App])
-    total, rows = await paginate_rows(session, stmt, APP_LIST, query)
-    return total, [AppRead.model_validate(r) for r in rows]
+    return await read_page(reads, stmt, APP_LIST, query)
 
 
 async def get_app(session: AsyncSession, app_id: str, access: Access) -> AppRead:
@@ -132,8 +134,17 @@ async def get_app(session: AsyncSession, app_id: str, access: Access) -> AppRead
     return AppRead.model_validate(app)
 
 
+# What `get_app` checks of an app before its versions are listed, in one statement.
+_APP_CHECK: list[Any] = [
+    col(App.owner),
+    col(App.owner_path),
+    col(App.status),
+    col(App.repo_id).in_(_public_repo_ids()).label("in_public_repo"),
+]
+
+
 async def list_versions(
-    session: AsyncSession,
+    reads: Reads,
     app_id: str,
     query: ListQuery,
     access: Access,
@@ -141,8 +152,8 @@ async def list_versions(
     status: Sequence[str] = (),
     version: Sequence[str] = (),
     package_kind: Sequence[str] = (),
-) -> tuple[int, list[AppVersionRead]]:
-    await get_app(session, app_id, access)
+) -> tuple[int, list[Row]]:
+    """The page's rows hold AppVersionRead's fields, in its order."""
     stmt = select(*_VERSION_COLUMNS).where(
         col(AppVersion.app_id) == app_id, _visible(access, AppVersion)
     )
@@ -155,8 +166,19 @@ async def list_versions(
         if status
         else stmt.where(_NOT_DELETED[AppVersion])
     )
-    total, rows = await paginate_rows(session, stmt, VERSION_LIST, query)
-    return total, [AppVersionRead.model_validate(r) for r in rows]
+    # The app's check and the page in one read: the page shows only rows visible anyway, so
+    # reading it before the check is known reveals nothing.
+    app_rows, (total, rows) = await read_rows(
+        reads, select(*_APP_CHECK).where(col(App.app_id) == app_id), stmt, VERSION_LIST, query
+    )
+    if not app_rows:
+        raise NotFound("app", app_id)
+    app = app_rows[0]
+    if not access.covers(app["owner"], app["owner_path"]):
+        # As get_app: visible beyond the scope only when published in a public repo.
+        public = app["status"] == PUBLISHED and bool(app["in_public_repo"])
+        access.check_visible("app", app_id, app["owner"], app["owner_path"], public=public)
+    return total, rows
 
 
 async def get_version(session: AsyncSession, version_id: str, access: Access) -> AppVersionRead:

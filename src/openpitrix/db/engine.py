@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
+from openpitrix.db.reads import Reads
 from openpitrix.settings import DatabaseSettings
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
@@ -92,6 +93,18 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _tune_sqlite(self.engine)
+        # The hot lists' reads, beside the engine's pool (see db.reads); a private in-memory
+        # SQLite database exists only inside its one connection, so it has none.
+        self._reads = (
+            Reads(
+                url,
+                self.engine.dialect,
+                pool_size=pool.read_pool_size,
+                recycle_seconds=pool.pool_recycle_seconds,
+            )
+            if file_db
+            else None
+        )
         self._commit_hooks: list[Callable[[], None]] = []
         self._session_commit_hooks: list[Callable[[Session], None]] = []
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -164,6 +177,14 @@ class Database:
             pool_size=pool_size,
         )
 
+    @property
+    def reads(self) -> Reads:
+        """Hot reads without a session (db.reads): one statement's rows, or several in one
+        snapshot on SQLite."""
+        if self._reads is None:
+            raise RuntimeError("an in-memory SQLite database has no separate read connections")
+        return self._reads
+
     def asyncpg_dsn(self) -> str:
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -172,6 +193,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        """Close every pooled connection (the next use connects anew)."""
+        if self._reads is not None:
+            await self._reads.close()
         await self.engine.dispose()
 
 

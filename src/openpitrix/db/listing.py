@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, RowMapping, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 
+from openpitrix.db.reads import Reads, Row
 from openpitrix.errors import BadRequest
 
 T = TypeVar("T")
@@ -94,3 +95,48 @@ async def paginate_rows(
     total = (await session.execute(count)).scalar_one()
     rows = (await session.execute(page)).mappings().all()
     return int(total), rows
+
+
+TOTAL = "openpitrix_total_count"
+
+
+def _with_total(
+    stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> tuple[Select[Any], Select[Any]]:
+    count, page = _page_statements(stmt, spec, query)
+    return count, page.add_columns(count.correlate(None).scalar_subquery().label(TOTAL))
+
+
+async def _total_and_rows(
+    reads: Reads, count: Select[Any], rows: list[Row], query: ListQuery
+) -> tuple[int, list[Row]]:
+    if rows:
+        total = rows[0][TOTAL]
+        for row in rows:
+            del row[TOTAL]
+        return int(total), rows
+    if query.offset == 0:
+        return 0, rows
+    ((counted,),) = await reads.fetch(count)
+    return int(next(iter(counted.values()))), rows
+
+
+async def read_page(
+    reads: Reads, stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> tuple[int, list[Row]]:
+    """`paginate_rows` for the hot lists, on `db.reads` (no session): the page as dicts of the
+    selected columns. The count rides along with the page as an uncorrelated scalar subquery
+    (computed once, in the same statement: one round trip and one snapshot); only a page past
+    the last row needs a second statement for it."""
+    count, paged = _with_total(stmt, spec, query)
+    (rows,) = await reads.fetch(paged)
+    return await _total_and_rows(reads, count, rows, query)
+
+
+async def read_rows(
+    reads: Reads, first: Select[Any], stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> tuple[list[Row], tuple[int, list[Row]]]:
+    """`first`'s rows and `read_page`'s page, in one read (a check the page depends on)."""
+    count, paged = _with_total(stmt, spec, query)
+    first_rows, rows = await reads.fetch(first, paged)
+    return first_rows, await _total_and_rows(reads, count, rows, query)

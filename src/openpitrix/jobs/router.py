@@ -11,6 +11,7 @@ from openpitrix.api.deps import (
     Filter,
     ListDep,
     PlatformDep,
+    ReadsDep,
     ReadSessionDep,
     SessionDep,
     SettingsDep,
@@ -45,7 +46,7 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=Authent
 @router.get("/v1/jobs", operation_id="list_jobs")
 async def list_jobs(
     access: CanReadJobs,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     query: ListDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     action: Filter = None,
@@ -55,7 +56,7 @@ async def list_jobs(
 ) -> JobPage:
     """Jobs on resources you may see (by your role's scope)."""
     total, items = await service.list_jobs(
-        session,
+        reads,
         query,
         access,
         status=status or (),

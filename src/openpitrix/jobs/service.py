@@ -7,15 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import RowMapping, func, literal, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import JOB_MANAGER, command_subject
-from openpitrix.db.listing import ListQuery, ListSpec, paginate, paginate_rows
+from openpitrix.db.listing import ListQuery, ListSpec, paginate, read_page
 from openpitrix.db.locks import writers_serialized
+from openpitrix.db.reads import Reads
 from openpitrix.db.types import UTCDateTime, utcnow
 from openpitrix.errors import Conflict, NotFound
 from openpitrix.events.publisher import emit_event
@@ -373,7 +374,7 @@ async def read_job(session: AsyncSession, job_id: str, access: Access) -> JobRea
 
 
 async def list_jobs(
-    session: AsyncSession,
+    reads: Reads,
     query: ListQuery,
     access: Access,
     *,
@@ -394,7 +395,7 @@ async def list_jobs(
     ):
         if values:
             stmt = stmt.where(column.in_(values))
-    total, rows = await paginate_rows(session, stmt, JOB_LIST, query)
+    total, rows = await read_page(reads, stmt, JOB_LIST, query)
     return total, [_listed_job(row) for row in rows]
 
 
@@ -405,7 +406,7 @@ _JOB_LIST_COLUMNS = [
 ] + [col(Job.error_message)]
 
 
-def _listed_job(row: RowMapping) -> JobRead:
+def _listed_job(row: Mapping[str, Any]) -> JobRead:
     """`job_read` of a list row: the same fields from the selected columns."""
     code = row["error_code"]
     error = ErrorInfo(code=code, message=row["error_message"] or "") if code else None
