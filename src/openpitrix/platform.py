@@ -111,13 +111,7 @@ class Platform:
             headers={"User-Agent": "openpitrix-indexer/0.1"},
         )
         if relay:
-            nc = self._nc
-            self.relay = OutboxRelay(
-                self._db,
-                self._js,
-                poll_seconds=settings.outbox_poll_seconds,
-                max_payload=lambda: nc.max_payload,
-            )
+            self.relay = OutboxRelay(self._db, self._nc, poll_seconds=settings.outbox_poll_seconds)
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
             self.relay.wake()  # rows left behind by an earlier crash go out now
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import delete, select
@@ -30,12 +31,17 @@ OVERSIZED = {"blob": "x" * 1_100_000}
 
 
 @pytest.fixture
-async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+async def nc(nats_url: str) -> AsyncIterator[Client]:
     nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
     js = nc.jetstream()
     await ensure_topology(js, settings.bus)
-    yield js
-    await nc.close()
+    return js
 
 
 async def _row(db: Database, msg_id: str) -> OutboxMessage:
@@ -100,7 +106,7 @@ async def test_an_oversized_message_is_parked_and_later_ones_still_go_out(
 
 
 async def test_a_transient_failure_keeps_its_key_unsent_and_other_keys_go_out(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     # No stream listens on this subject yet: "no responders" is an outage, not a verdict.
     stray = f"unrouted.{uuid.uuid4().hex[:8]}"
@@ -109,7 +115,7 @@ async def test_a_transient_failure_keeps_its_key_unsent_and_other_keys_go_out(
         first = enqueue(session, stray, {"n": 0})
         stray_later = enqueue(session, stray, {"n": 1})
         other_key = enqueue(session, subject, {"n": 1})
-    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    relay = OutboxRelay(db, nc, poll_seconds=0.1)
     try:
         with pytest.raises(NoStreamResponseError):
             await relay.publish_pending()
