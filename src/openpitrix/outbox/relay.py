@@ -1,11 +1,11 @@
 """Publishes committed outbox rows to JetStream, each key's rows in order, then marks them sent.
 
 Order matters per key (a job's commands, a resource's events: outbox.keys), not across the
-installation. A batch goes out in waves: each wave publishes the next row of every key at once
-(pipelined, hundreds in flight) and awaits their acks together, so a key never has two rows in
-flight and none can overtake an earlier one. A row whose publish fails stops its key for the
-batch: the key's later rows stay unpublished and unsent for the next attempt, while other keys
-go on. The batch is marked sent in one statement.
+installation. In a batch every key has one row in flight (pipelined, hundreds of keys at once,
+acks routed back by outbox.acks), and a key's next row goes out when the stream acknowledges the
+one before it: a key never has two rows in flight and none can overtake an earlier one. A row
+whose publish fails stops its key for the batch: the key's later rows stay unpublished and
+unsent for the next attempt, while other keys go on. The batch is marked sent in one statement.
 
 A crash mid-batch, or after publishing but before marking, re-publishes the rows on the next
 run; JetStream drops the copies by Nats-Msg-Id (the duplicate window covers it). Two relays
