@@ -38,6 +38,7 @@ from pathlib import Path
 
 import nats
 import orjson
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, ServiceUnavailableError
@@ -56,6 +57,7 @@ from common import (
 )
 from openpitrix.bus.embedded import nats_server_binary
 from openpitrix.bus.topology import (
+    COMMAND_PREFIX,
     EVENT_PREFIX,
     TASK_MANAGER,
     build_topology,
@@ -64,12 +66,15 @@ from openpitrix.bus.topology import (
 )
 from openpitrix.db.engine import Database
 from openpitrix.db.migrate import upgrade
+from openpitrix.outbox.acks import AckInbox
+from openpitrix.outbox.relay import BATCH_SIZE
 from openpitrix.outbox.writer import enqueue
 from openpitrix.settings import BusSettings
 
 PYTHON = str(BIN / "python")
 OWNER = "usr-bench"
 INSERT_CHUNK = 500
+COMMANDS_CONSUMER = "bench-commands"
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,6 @@ async def make_streams(js: JetStreamContext, replicas: int) -> None:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-    cfg = topo.consumers[TASK_MANAGER]
-    await js.add_consumer(topo.commands_stream.name or "", config=cfg)
 
 
 # --- the consumer that checks order and loss ------------------------------------------------
@@ -187,34 +190,37 @@ class Verifier:
 
 
 async def consume(js: JetStreamContext, verifier: Verifier, ready: asyncio.Event) -> None:
+    """Push consumers with callbacks (no per-message fetch): events through an ordered
+    consumer from "now", commands through a push consumer of the work-queue stream, each
+    command acked as a task-manager would."""
     topo = build_topology(BusSettings())
-    events = await js.pull_subscribe(
+
+    async def on_event(msg: Msg) -> None:
+        verifier.take(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+
+    async def on_command(msg: Msg) -> None:
+        verifier.take(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
+        await msg.ack()
+
+    events = await js.subscribe(
         f"{EVENT_PREFIX}.>",
-        durable=None,
         stream=topo.events_stream.name,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.NEW),
+        cb=on_event,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.NEW,
     )
-    commands = await js.pull_subscribe_bind(TASK_MANAGER, stream=topo.commands_stream.name or "")
-    ready.set()  # the events consumer exists: it delivers everything published from now on
-
-    async def drain(sub: JetStreamContext.PullSubscription, ack: bool) -> None:
-        while not verifier.done.is_set():
-            try:
-                batch = await sub.fetch(1000, timeout=0.5)
-            except TimeoutError:
-                continue
-            for msg in batch:
-                verifier.take(msg.data, (msg.headers or {}).get("Nats-Msg-Id", ""))
-                if ack:
-                    await msg.ack()
-
-    tasks = [asyncio.create_task(drain(events, False)), asyncio.create_task(drain(commands, True))]
+    commands = await js.subscribe(
+        f"{COMMAND_PREFIX}.>",
+        stream=topo.commands_stream.name,
+        durable=COMMANDS_CONSUMER,
+        cb=on_command,
+        manual_ack=True,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
+    )
+    ready.set()  # both consumers exist: they deliver everything published from now on
     try:
         await verifier.done.wait()
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await events.unsubscribe()
         await commands.unsubscribe()
 
@@ -222,13 +228,13 @@ async def consume(js: JetStreamContext, verifier: Verifier, ready: asyncio.Event
 # --- the publishers: relay processes and the bare baseline ---------------------------------
 
 
-async def child_relay(database_url: str, nats_url: str) -> None:
+async def child_relay(database_url: str, nats_url: str, batch_size: int) -> None:
     from openpitrix.bus.connection import connect
     from openpitrix.outbox.relay import OutboxRelay
 
     db = Database(database_url)
     nc = await connect(nats_url, name="bench-relay")
-    relay = OutboxRelay(db, nc.jetstream(), poll_seconds=1.0, max_payload=lambda: nc.max_payload)
+    relay = OutboxRelay(db, nc, poll_seconds=1.0, batch_size=batch_size)
     loop = asyncio.get_running_loop()
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
@@ -261,9 +267,42 @@ async def child_baseline(nats_url: str, run: str, jobs: int, per_job: int) -> No
     for ack in await asyncio.gather(*futures):
         assert ack.stream
     cpu = time.process_time() - cpu_at_go
+    await finish(nc, loop, cpu, len(batch))
+
+
+async def child_bare_lean(nats_url: str, run: str, jobs: int, per_job: int) -> None:
+    """The relay's own publish path (outbox.acks, up to 4,000 in flight), no database."""
+    nc = await nats.connect(nats_url.split(","))
+    batch = messages(run, jobs, per_job)
+    inbox, window, all_acked = AckInbox(nc), asyncio.Semaphore(4000), asyncio.Event()
+    left = len(batch)
+
+    def acked(token: str, error: Exception | None) -> None:
+        nonlocal left
+        assert error is None, error
+        window.release()
+        left -= 1
+        if not left:
+            all_acked.set()
+
+    inbox.sink = acked
+    loop = asyncio.get_running_loop()
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    cpu_at_go = time.process_time()
+    for m in batch:
+        await window.acquire()
+        await inbox.publish(m.subject, m.payload, {"Nats-Msg-Id": m.msg_id})
+    await all_acked.wait()
+    await finish(nc, loop, time.process_time() - cpu_at_go, len(batch))
+
+
+async def finish(
+    nc: nats.NATS, loop: asyncio.AbstractEventLoop, cpu: float, published: int
+) -> None:
     await loop.run_in_executor(None, sys.stdin.readline)
     await nc.drain()
-    print(f"cpu {cpu:.3f} {len(batch)}", flush=True)
+    print(f"cpu {cpu:.3f} {published}", flush=True)
 
 
 class Publishers:
@@ -350,30 +389,37 @@ async def run_nodes(
     await make_streams(js, replicas=nodes)
     figures: dict[str, list[float]] = {
         "baseline": [],
+        "lean": [],
         "relay": [],
         "baseline_cpu": [],
+        "lean_cpu": [],
         "relay_cpu": [],
     }
     for r in range(args.rounds):
-        run = f"b{nodes}{r}{random.randrange(16**6):06x}"
-        batch = messages(run, args.jobs, args.per_job)
-        with publishers() as pubs:
-            pubs.start(["baseline", nats_url, run, str(args.jobs), str(args.per_job)])
-            figures["baseline"].append(await measure(js, batch, pubs))
-        figures["baseline_cpu"].append(pubs.cpu_seconds / len(batch) * 1e6)
+        for kind in ("baseline", "lean"):
+            run = f"{kind[0]}{nodes}{r}{random.randrange(16**6):06x}"
+            batch = messages(run, args.jobs, args.per_job)
+            with publishers() as pubs:
+                pubs.start([kind, nats_url, run, str(args.jobs), str(args.per_job)])
+                figures[kind].append(await measure(js, batch, pubs))
+            figures[f"{kind}_cpu"].append(pubs.cpu_seconds / len(batch) * 1e6)
         run = f"r{nodes}{r}{random.randrange(16**6):06x}"
         batch = messages(run, args.jobs, args.per_job)
         await insert_rows(database_url, batch)
         with publishers() as pubs:
             for _ in range(args.relays):
-                pubs.start(["relay", database_url, nats_url])
+                pubs.start(["relay", database_url, nats_url, str(args.batch)])
             figures["relay"].append(await measure(js, batch, pubs))
         figures["relay_cpu"].append(pubs.cpu_seconds / len(batch) * 1e6)
         print(
             f"  round {r + 1}: baseline {figures['baseline'][-1]:,.0f} msg/s "
             f"({figures['baseline_cpu'][-1]:.0f} CPU-us/msg), "
+            f"bare lean {figures['lean'][-1]:,.0f} msg/s "
+            f"({figures['lean_cpu'][-1]:.0f} CPU-us/msg), "
             f"relay {figures['relay'][-1]:,.0f} msg/s ({figures['relay_cpu'][-1]:.0f} CPU-us/msg, "
-            f"published per relay process: {pubs.published})",
+            f"published per relay process: {pubs.published}), ratios "
+            f"{figures['relay'][-1] / figures['baseline'][-1]:.2f} / "
+            f"{figures['relay'][-1] / figures['lean'][-1]:.2f}",
             flush=True,
         )
     await nc.close()
@@ -382,16 +428,18 @@ async def run_nodes(
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "relay":
-        asyncio.run(child_relay(sys.argv[2], sys.argv[3]))
+        asyncio.run(child_relay(sys.argv[2], sys.argv[3], int(sys.argv[4])))
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "baseline":
-        asyncio.run(child_baseline(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+    if len(sys.argv) > 1 and sys.argv[1] in ("baseline", "lean"):
+        child = child_baseline if sys.argv[1] == "baseline" else child_bare_lean
+        asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--per-job", type=int, default=20)
     parser.add_argument("--relays", type=int, default=1, help="relay processes")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=BATCH_SIZE, help="the relay's batch size")
     parser.add_argument("--nodes", default="1,3", help="NATS cluster sizes to run, e.g. 1,3")
     args = parser.parse_args()
     exit_on_sigterm()
@@ -412,12 +460,15 @@ def main() -> None:
                 )
                 figures = asyncio.run(run_nodes(args, nodes, database_url, nats_url))
                 base = statistics.median(figures["baseline"])
+                lean = statistics.median(figures["lean"])
                 relay = statistics.median(figures["relay"])
                 print(
-                    f"  median: relay {relay:,.0f} msg/s, bare publisher {base:,.0f} msg/s, "
-                    f"ratio {relay / base:.2f}; publisher CPU per message: relay "
+                    f"  median: relay {relay:,.0f} msg/s, bare publisher {base:,.0f} msg/s "
+                    f"(ratio {relay / base:.2f}), bare lean publisher {lean:,.0f} msg/s "
+                    f"(ratio {relay / lean:.2f}); publisher CPU per message: relay "
                     f"{statistics.median(figures['relay_cpu']):.0f} us, bare "
-                    f"{statistics.median(figures['baseline_cpu']):.0f} us",
+                    f"{statistics.median(figures['baseline_cpu']):.0f} us, bare lean "
+                    f"{statistics.median(figures['lean_cpu']):.0f} us",
                     flush=True,
                 )
 

@@ -122,16 +122,14 @@ class Platform:
             headers={"User-Agent": "openpitrix-indexer/0.1"},
         )
         if relay:
-            nc = self._nc
             # The relay's connections are its own: with every pooled connection taken by
             # requests (a burst of deploys), a job's first event would otherwise wait for
             # the whole burst before it is published.
             self._relay_db = self._db.lane(settings.database.relay_pool_size)
             self.relay = OutboxRelay(
                 self._relay_db,
-                self._js,
+                self._nc,
                 poll_seconds=settings.outbox_poll_seconds,
-                max_payload=lambda: nc.max_payload,
                 wake_on=self._db,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")

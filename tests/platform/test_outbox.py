@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select, update
 from sqlmodel import col
@@ -23,12 +24,17 @@ from tests.conftest import PG_ENV
 
 
 @pytest.fixture
-async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+async def nc(nats_url: str) -> AsyncIterator[Client]:
     nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
     js = nc.jetstream()
     await ensure_topology(js, settings.bus)
-    yield js
-    await nc.close()
+    return js
 
 
 async def _stream_count(js: JetStreamContext, stream: str, subject: str) -> int:
@@ -37,12 +43,12 @@ async def _stream_count(js: JetStreamContext, stream: str, subject: str) -> int:
 
 
 async def test_committed_rows_are_published_in_order_and_marked_sent(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
     async with db.transaction() as session:
         ids = [enqueue(session, subject, {"n": n}) for n in range(5)]
-    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    relay = OutboxRelay(db, nc, poll_seconds=0.1)
     while await relay.publish_pending():
         pass
 
@@ -60,26 +66,26 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
 
 
 async def test_rolled_back_transaction_publishes_nothing(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
     with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen inside the txn
         async with db.transaction() as session:
             enqueue(session, subject, {"n": 1})
             raise RuntimeError("the use case failed")
-    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    relay = OutboxRelay(db, nc, poll_seconds=0.1)
     while await relay.publish_pending():
         pass
     assert await _stream_count(js, settings.bus.events_stream, subject) == 0
 
 
 async def test_crash_after_publish_before_mark_does_not_duplicate(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
     async with db.transaction() as session:
         msg_ids = [enqueue(session, subject, {"n": n}) for n in range(3)]
-    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    relay = OutboxRelay(db, nc, poll_seconds=0.1)
     while await relay.publish_pending():
         pass
     # Simulate a relay that published but died before its "mark sent" committed.
@@ -87,19 +93,19 @@ async def test_crash_after_publish_before_mark_does_not_duplicate(
         await session.execute(
             update(OutboxMessage).where(col(OutboxMessage.msg_id).in_(msg_ids)).values(sent_at=None)
         )
-    another_relay = OutboxRelay(db, js, poll_seconds=0.1)
+    another_relay = OutboxRelay(db, nc, poll_seconds=0.1)
     while await another_relay.publish_pending():
         pass
     assert await _stream_count(js, settings.bus.events_stream, subject) == 3
 
 
 async def test_relay_wakes_on_local_commit_without_waiting_for_the_poll(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     import asyncio
 
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
-    relay = OutboxRelay(db, js, poll_seconds=30.0)  # polling alone would take 30 s
+    relay = OutboxRelay(db, nc, poll_seconds=30.0)  # polling alone would take 30 s
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.1)
@@ -118,14 +124,14 @@ async def test_relay_wakes_on_local_commit_without_waiting_for_the_poll(
     not os.environ.get(PG_ENV), reason="PostgreSQL only: SQLite relays poll (CI runs this on PG)"
 )
 async def test_relay_wakes_on_another_process_commit_on_postgresql(
-    database_url: str, js: JetStreamContext, settings: Settings
+    database_url: str, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     """A relay must not wait for its poll when another process (its own Database) commits."""
     import asyncio
 
     writer_db, relay_db = Database(database_url), Database(database_url)
     subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
-    relay = OutboxRelay(relay_db, js, poll_seconds=30.0)
+    relay = OutboxRelay(relay_db, nc, poll_seconds=30.0)
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.3)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import nats
 import orjson
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError
@@ -34,12 +35,17 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+async def nc(nats_url: str) -> AsyncIterator[Client]:
     nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
     js = nc.jetstream()
     await ensure_topology(js, settings.bus)
-    yield js
-    await nc.close()
+    return js
 
 
 async def _rows(db: Database, msg_ids: list[str]) -> dict[str, OutboxMessage]:
@@ -125,7 +131,7 @@ async def test_writers_key_rows_without_being_told(db: Database) -> None:
 
 
 async def test_a_failed_publish_mid_batch_holds_back_the_rest_of_its_key_only(
-    db: Database, js: JetStreamContext
+    db: Database, js: JetStreamContext, nc: Client
 ) -> None:
     token = uuid.uuid4().hex[:8]
     routed, unrouted = f"ordertest.{token}.a", f"ordertest.{token}.b"
@@ -139,7 +145,7 @@ async def test_a_failed_publish_mid_batch_holds_back_the_rest_of_its_key_only(
                 enqueue(session, routed, {"n": 2}, key="k1"),  # must not overtake it
                 enqueue(session, routed, {"n": 0}, key="k2"),
             ]
-        relay = OutboxRelay(db, js, poll_seconds=0.1)
+        relay = OutboxRelay(db, nc, poll_seconds=0.1)
         with pytest.raises(NoStreamResponseError):
             await relay.publish_pending()
         rows = await _rows(db, ids)
@@ -164,13 +170,13 @@ async def test_a_failed_publish_mid_batch_holds_back_the_rest_of_its_key_only(
 
 
 async def test_two_relays_at_once_keep_every_key_in_order_and_publish_each_once(
-    database_url: str, js: JetStreamContext, settings: Settings
+    database_url: str, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     """Two processes' relays (each its own engine) and a third writer, all at once."""
     writer, first_db, second_db = (Database(database_url) for _ in range(3))
     relays = [
-        OutboxRelay(first_db, js, poll_seconds=0.05, batch_size=64),
-        OutboxRelay(second_db, js, poll_seconds=0.05, batch_size=64),
+        OutboxRelay(first_db, nc, poll_seconds=0.05, batch_size=64),
+        OutboxRelay(second_db, nc, poll_seconds=0.05, batch_size=64),
     ]
     tasks = [asyncio.create_task(r.run()) for r in relays]
     owner = f"u{uuid.uuid4().hex[:8]}"
@@ -192,12 +198,12 @@ async def test_two_relays_at_once_keep_every_key_in_order_and_publish_each_once(
 
 
 async def test_a_relay_dying_mid_batch_loses_nothing_and_keeps_the_order(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     owner = f"u{uuid.uuid4().hex[:8]}"
     keys, per_key = 100, 20
     ids = await _write_keys(db, owner, keys, per_key)
-    doomed = OutboxRelay(db, js, poll_seconds=30.0, batch_size=len(ids))
+    doomed = OutboxRelay(db, nc, poll_seconds=30.0, batch_size=len(ids))
     batch = asyncio.create_task(doomed.publish_pending())
     # Killed once the stream holds part of its batch (if it finished first, the next relay
     # just finds nothing left to do: the checks below hold either way).
@@ -210,7 +216,7 @@ async def test_a_relay_dying_mid_batch_loses_nothing_and_keeps_the_order(
     with pytest.raises(asyncio.CancelledError):
         await batch
 
-    survivor = OutboxRelay(db, js, poll_seconds=30.0)
+    survivor = OutboxRelay(db, nc, poll_seconds=30.0)
     while await survivor.publish_pending():
         pass
     got = await _read_stream(js, settings, owner, len(ids))
@@ -223,12 +229,12 @@ async def test_a_relay_dying_mid_batch_loses_nothing_and_keeps_the_order(
     not os.environ.get(PG_ENV), reason="PostgreSQL only: SQLite relays take no shard locks"
 )
 async def test_relays_on_postgresql_claim_disjoint_fair_shares_of_the_shards(
-    database_url: str, js: JetStreamContext
+    database_url: str, js: JetStreamContext, nc: Client
 ) -> None:
     """Two running relays each claim at most half the shards, never one the other holds."""
     writer, first_db, second_db = (Database(database_url) for _ in range(3))
-    first = OutboxRelay(first_db, js, poll_seconds=30.0)
-    second = OutboxRelay(second_db, js, poll_seconds=30.0)
+    first = OutboxRelay(first_db, nc, poll_seconds=30.0)
+    second = OutboxRelay(second_db, nc, poll_seconds=30.0)
     members = [await first._listen(), await second._listen()]  # as run() does
     owner = f"u{uuid.uuid4().hex[:8]}"
     try:

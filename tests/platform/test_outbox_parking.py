@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 import httpx
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import delete, select
 from sqlmodel import col
@@ -30,12 +32,17 @@ OVERSIZED = {"blob": "x" * 1_100_000}
 
 
 @pytest.fixture
-async def js(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+async def nc(nats_url: str) -> AsyncIterator[Client]:
     nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
     js = nc.jetstream()
     await ensure_topology(js, settings.bus)
-    yield js
-    await nc.close()
+    return js
 
 
 async def _row(db: Database, msg_id: str) -> OutboxMessage:
@@ -100,7 +107,7 @@ async def test_an_oversized_message_is_parked_and_later_ones_still_go_out(
 
 
 async def test_a_transient_failure_keeps_its_key_unsent_and_other_keys_go_out(
-    db: Database, js: JetStreamContext, settings: Settings
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:
     # No stream listens on this subject yet: "no responders" is an outage, not a verdict.
     stray = f"unrouted.{uuid.uuid4().hex[:8]}"
@@ -109,7 +116,7 @@ async def test_a_transient_failure_keeps_its_key_unsent_and_other_keys_go_out(
         first = enqueue(session, stray, {"n": 0})
         stray_later = enqueue(session, stray, {"n": 1})
         other_key = enqueue(session, subject, {"n": 1})
-    relay = OutboxRelay(db, js, poll_seconds=0.1)
+    relay = OutboxRelay(db, nc, poll_seconds=0.1)
     try:
         with pytest.raises(NoStreamResponseError):
             await relay.publish_pending()
@@ -144,3 +151,32 @@ async def test_a_message_over_the_limit_only_with_its_headers_is_parked_too(
         while (await _row(db, after)).sent_at is None:
             await asyncio.sleep(0.05)
     assert (await client.get("/readyz")).status_code == 200  # the connection stayed up
+
+
+async def test_a_message_its_stream_refuses_is_parked_and_its_key_goes_on(
+    db: Database, js: JetStreamContext, nc: Client
+) -> None:
+    # The stream, not the client, says no (its max_msg_size): the error arrives in the ack.
+    token = uuid.uuid4().hex[:8]
+    subject, stream = f"parktest.{token}", f"PARKTEST_{token}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[subject], max_msg_size=256))
+    try:
+        async with db.transaction() as session:
+            first = enqueue(session, subject, {"n": 0}, key="k")
+            refused = enqueue(session, subject, {"blob": "x" * 1000}, key="k")
+            after = enqueue(session, subject, {"n": 2}, key="k")
+        relay = OutboxRelay(db, nc, poll_seconds=0.1)
+        while await relay.publish_pending():
+            pass
+        parked = await _row(db, refused)
+        assert parked.parked_at is not None and parked.sent_at is None
+        assert parked.error is not None and "10054" in parked.error
+        assert (await _row(db, first)).sent_at is not None
+        assert (await _row(db, after)).sent_at is not None
+        sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+        got = [await sub.next_msg(timeout=10) for _ in range(2)]
+        await sub.unsubscribe()
+        assert [(m.headers or {})["Nats-Msg-Id"] for m in got] == [first, after]
+        assert (await js.stream_info(stream)).state.messages == 2
+    finally:
+        await js.delete_stream(stream)
