@@ -37,11 +37,12 @@ async def vm(
 async def test_vm_cluster_tasks_beyond_the_runtimes_cap_wait_their_turn(
     client: httpx.AsyncClient, qingcloud: QingCloudFake, vm: dict[str, Any]
 ) -> None:
-    # The cloud's jobs stay pending: the first create's wait for its instances holds the
-    # runtime's one slot for as long as the test wants.
+    # The cloud's jobs stay pending: the first create's launch, which waits until QingCloud
+    # lists the instances it launched (once their jobs start), holds the runtime's one slot
+    # for as long as the test wants.
     qingcloud.pause_jobs()
     first = await deploy(client, vm, "shop@1.0.0", values={})
-    await task_reaches(client, first["job_id"], "await_running")
+    await task_reaches(client, first["job_id"], "launch")
     later = [await deploy(client, vm, "shop@1.0.0", values={}) for _ in range(2)]
     runtime_id = vm["runtime"]["runtime_id"]
     for made in later:
