@@ -15,15 +15,10 @@ what they launch.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
-
-import aioboto3
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from openpitrix.netguard import AddressPolicy
-from openpitrix.providers.aws.client import AwsClient
 from openpitrix.providers.aws.credential import check_endpoint, parse_aws_key
-from openpitrix.providers.aws.quota import VcpuRoom, vcpu_room
-from openpitrix.providers.aws.vm import AwsVm
 from openpitrix.providers.base import (
     Capabilities,
     Credential,
@@ -34,6 +29,16 @@ from openpitrix.providers.base import (
 )
 from openpitrix.providers.vm.cloud import VmCloud
 from openpitrix.providers.vm.provider import PLANS, VM_TASK_KINDS, VmProvider
+
+# aioboto3/botocore and the modules built on them (client, vm, quota) are imported by the
+# methods that call AWS, not here: they cost a process ~11 MB, and a gateway or worker that
+# never touches an AWS runtime (or has not yet) should not carry them.
+if TYPE_CHECKING:
+    import aioboto3
+
+    from openpitrix.providers.aws.client import AwsClient
+    from openpitrix.providers.aws.quota import VcpuRoom
+    from openpitrix.providers.aws.vm import AwsVm
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,10 @@ class AwsProvider(VmProvider):
     def client(self, credential: Credential, policy: AddressPolicy) -> AwsClient:
         """A client for the credential (the caller closes it). Every client shares the
         provider's session: it holds no key, only the service models it has loaded."""
+        import aioboto3
+
+        from openpitrix.providers.aws.client import AwsClient
+
         if self._session is None:
             self._session = aioboto3.Session()
         return AwsClient(
@@ -82,6 +91,8 @@ class AwsProvider(VmProvider):
         )
 
     def open_cloud(self, credential: Credential, zone: str, policy: AddressPolicy) -> AwsVm:
+        from openpitrix.providers.aws.vm import AwsVm
+
         key = parse_aws_key(credential.content)
         return AwsVm(
             self.client(credential, policy),
@@ -95,6 +106,8 @@ class AwsProvider(VmProvider):
     async def _run(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
         """The VM base's task, and what it cost in AWS API calls: logged, and kept in the
         task's result as `cloud_calls` (but the survey's, whose result is the state)."""
+        from openpitrix.providers.aws.vm import AwsVm
+
         result = await super()._run(run, cloud)
         if isinstance(cloud, AwsVm):
             calls = dict(sorted(cloud.client.calls.items()))
@@ -161,5 +174,7 @@ class AwsProvider(VmProvider):
         """The region's room for `instances` more instances of `vcpus` vCPUs together;
         ProviderError("insufficient_resources") naming the shortfall (the lifecycle's check
         task asks the same of `AwsVm`)."""
+        from openpitrix.providers.aws import quota
+
         async with self.client(credential, policy) as client:
-            return await vcpu_room(client, vcpus=vcpus, instances=instances)
+            return await quota.vcpu_room(client, vcpus=vcpus, instances=instances)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.dynamic import DynamicClient
 
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.netguard import AddressPolicy
@@ -31,11 +28,19 @@ from openpitrix.providers.base import (
     TaskRun,
     ZoneUnavailable,
 )
-from openpitrix.providers.kubernetes import deploy, quota, readiness
-from openpitrix.providers.kubernetes import preview as previews
-from openpitrix.providers.kubernetes.clients import ClientPool
-from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+from openpitrix.providers.kubernetes import quota, readiness
 from openpitrix.providers.kubernetes.render import RenderedRelease, RenderError, render_chart
+
+# kubernetes_asyncio and the modules built on it (deploy, preview, clients, kubeconfig) are
+# imported by the methods that call a cluster, not here: the client's ~850 model modules cost
+# a process ~36 MB, and a gateway or worker that never touches a Kubernetes runtime (or has
+# not yet) should not carry them. The first call pays the import, once.
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from kubernetes_asyncio.dynamic import DynamicClient
+
+    from openpitrix.providers.kubernetes.clients import ClientPool
 
 RUNTIME_LABEL = "openpitrix.io/runtime"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -53,6 +58,8 @@ HANDLED = frozenset({403, 404, 409})
 async def _call(call: Awaitable[T], what: str) -> T:
     """One API call with its failures mapped to provider errors: auth refusals are the
     credential's fault; throttling, 5xx and network trouble are worth retrying."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
     try:
         return await call
     except ApiException as exc:
@@ -87,6 +94,8 @@ NOT_KUBERNETES = "not_kubernetes"
 async def _answered(call: Awaitable[T], what: str, server: str) -> T:
     """A call whose answer must come from a Kubernetes API server: one that is not (a web
     server answering 404 or HTML) gets a clear refusal instead of a failure to decode."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
     try:
         return await _call(call, what)
     except ApiException as exc:
@@ -132,14 +141,25 @@ class KubernetesProvider(Provider):
 
     def __init__(self) -> None:
         # Clients for job tasks, reused across tasks on one cluster (see clients.py). One-off
-        # calls from the API (validate, zones) use a client of their own.
-        self._clients = ClientPool()
+        # calls from the API (validate, zones) use a client of their own. Made at first use.
+        self._pool: ClientPool | None = None
+
+    @property
+    def _clients(self) -> ClientPool:
+        if self._pool is None:
+            from openpitrix.providers.kubernetes.clients import ClientPool
+
+            self._pool = ClientPool()
+        return self._pool
 
     async def close(self) -> None:
-        await self._clients.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     def redact_manifest(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Secrets keep their keys, not their values."""
+        from openpitrix.providers.kubernetes import preview as previews
+
         for obj in objects:
             if obj.get("kind") == "Secret":
                 for field in ("data", "stringData"):
@@ -148,6 +168,8 @@ class KubernetesProvider(Provider):
         return objects
 
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
+        from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
+
         _, server = parse_kubeconfig(content)
         if endpoint_url and endpoint_url.rstrip("/") != server.rstrip("/"):
             raise CredentialInvalid(
@@ -156,6 +178,11 @@ class KubernetesProvider(Provider):
         return Credential(provider=self.name, endpoint_url=server, content=content)
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+
         doc, server = parse_kubeconfig(credential.content)
         async with api_client(doc, policy) as api:
             try:
@@ -185,6 +212,11 @@ class KubernetesProvider(Provider):
                     ) from None
 
     async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+
         doc, _ = parse_kubeconfig(credential.content)
         async with api_client(doc, policy) as api:
             try:
@@ -209,6 +241,11 @@ class KubernetesProvider(Provider):
         create: bool,
         policy: AddressPolicy,
     ) -> None:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+
         doc, _ = parse_kubeconfig(credential.content)
         async with api_client(doc, policy) as api:
             core = client.CoreV1Api(api)
@@ -251,6 +288,9 @@ class KubernetesProvider(Provider):
                 raise _refused(exc, f"label namespace {zone}") from None
 
     async def _create_namespace(self, core: client.CoreV1Api, zone: str, runtime_id: str) -> None:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         body = client.V1Namespace(
             metadata=client.V1ObjectMeta(
                 name=zone, labels={RUNTIME_LABEL: runtime_id, MANAGED_BY_LABEL: MANAGER}
@@ -271,6 +311,11 @@ class KubernetesProvider(Provider):
     async def release_zone(
         self, credential: Credential, zone: str, *, runtime_id: str, policy: AddressPolicy
     ) -> None:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from openpitrix.providers.kubernetes.kubeconfig import api_client, parse_kubeconfig
+
         doc, _ = parse_kubeconfig(credential.content)
         async with api_client(doc, policy) as api:
             core = client.CoreV1Api(api)
@@ -300,6 +345,9 @@ class KubernetesProvider(Provider):
         return [[PlannedTask(action=name) for name in layer] for layer in layers]
 
     async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        from openpitrix.providers.kubernetes import deploy
+        from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
+
         if run.action == "render":
             return await self._render(run)
         if run.action == "describe":
@@ -352,6 +400,9 @@ class KubernetesProvider(Provider):
     async def check_resources(self, run: TaskRun) -> dict[str, Any]:
         """Refuse a release the namespace's ResourceQuotas cannot hold, before applying any
         of it (Kubernetes would otherwise accept the Deployment and leave its pods unmade)."""
+        from openpitrix.providers.kubernetes import deploy
+        from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
+
         wanted = _objects_of(run.release, "check")
         replaced = run.previous.manifest if run.previous and run.previous.manifest else []
         doc, _ = parse_kubeconfig(run.credential.content)
@@ -392,6 +443,10 @@ class KubernetesProvider(Provider):
         """Deploys: render as the render task would, check the quotas as the check task
         would, dry-run apply every object and list what the prune would delete. Delete and
         cease: every object of the cluster goes."""
+        from openpitrix.providers.kubernetes import deploy
+        from openpitrix.providers.kubernetes import preview as previews
+        from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
+
         if request.action not in PLANS:
             return await super().preview(request)
         doc, _ = parse_kubeconfig(request.credential.content)
@@ -445,6 +500,8 @@ class KubernetesProvider(Provider):
         return Preview(action=request.action, changes=changes, notes=notes)
 
     async def _wait_deleted(self, dyn: DynamicClient, run: TaskRun) -> dict[str, Any]:
+        from openpitrix.providers.kubernetes import deploy
+
         deadline = asyncio.get_running_loop().time() + run.timeout_seconds - WAIT_MARGIN_SECONDS
         while True:
             left = await deploy.labelled_objects(
@@ -464,6 +521,9 @@ class KubernetesProvider(Provider):
     async def describe_cluster(
         self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
     ) -> dict[str, Any]:
+        from openpitrix.providers.kubernetes import deploy
+        from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
+
         doc, _ = parse_kubeconfig(credential.content)
         async with self._clients.lease(doc, policy) as (_, dyn):
             found = await deploy.labelled_objects(
