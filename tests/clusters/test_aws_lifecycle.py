@@ -68,6 +68,9 @@ class Aws(VmCloud):
         ended = {i["InstanceId"]: i["State"]["Name"] for i in all_instances(self.moto, cluster_id)}
         return {ended[i] for i in instance_ids}
 
+    async def stop_outside(self, instance_id: str) -> None:
+        ec2(self.moto).stop_instances(InstanceIds=[instance_id])
+
     def created(self, cluster_id: str, cloud: Nodes, nodes: Nodes) -> None:
         # Sized by the table, imaged as the package and the credential say, tagged.
         assert cloud["db-1"]["volume_id"].startswith("vol-")

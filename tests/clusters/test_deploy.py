@@ -163,3 +163,33 @@ async def test_a_releases_manifest_shows_secrets_without_their_values(
     [shown] = [o for o in release.json()["manifest"] if o["kind"] == "Secret"]
     assert shown["stringData"] == {"password": "<redacted>"}
     assert "hunter2" not in str(release.json()["manifest"])
+
+
+async def test_a_refresh_reads_the_clusters_workloads_and_pods_again(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    made = await deploy(client, setup, "shop@1.0.0")
+    assert (await wait_job(client, made["job_id"]))["status"] == "successful"
+    cid, ns = made["cluster_id"], setup["runtime"]["zone"]
+    before = (await client.get(f"/v1/clusters/{cid}")).json()
+    # Something outside OpenPitrix breaks the workload: its pods crash.
+    [workload] = owned(kube, "Deployment", ns, cid)
+    kube.make_failing(ns, "Deployment", workload["metadata"]["name"], "CrashLoopBackOff")
+    await kube.settle()
+    assert (await client.get(f"/v1/clusters/{cid}")).json()["roles"] == before["roles"]
+
+    resp = await client.post(f"/v1/clusters/{cid}/actions/refresh")
+    assert resp.status_code == 202, resp.text
+    job = await wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "successful", job
+    assert [t["action"] for t in job["tasks"]] == ["describe"]
+    after = (await client.get(f"/v1/clusters/{cid}")).json()
+    assert after["status"] == "active"
+    name = workload["metadata"]["name"]
+    roles = {r["role"]: (r["status"], r["summary"]) for r in after["roles"]}
+    assert roles[f"deployment/{name}"] == ("not ready", f"deployment/{name} 0/1 ready")
+    assert roles[f"service/{name}"][0] == "ready"
+    [pod] = after["nodes"]
+    assert "CrashLoopBackOff" in pod["problem"]
+    dry = await client.post(f"/v1/clusters/{cid}/actions/refresh", json={"dry_run": True})
+    assert_error(dry, 409, "preview_unsupported")

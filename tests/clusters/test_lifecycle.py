@@ -37,6 +37,7 @@ def test_the_table_says_where_each_action_starts_and_what_it_leaves() -> None:
         "delete": (["active", "pending", "stopped"], "deleted", "deleting"),
         "recover": (["deleted"], "active", "recovering"),
         "cease": (["deleted"], "ceased", "ceasing"),
+        "refresh": (["active", "stopped"], None, "refreshing"),
     }
     # A runtime is in use while it has a cluster a delete could still act on.
     assert sorted(LIVE) == ["active", "pending", "stopped"]

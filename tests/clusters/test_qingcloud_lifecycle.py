@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import unique
 from tests.helpers import assert_error, wait_job
+from tests.providers.qingcloud.conftest import client_for
 from tests.support.deployments import deploy
 from tests.support.http_repo import RepoServer
 from tests.support.qingcloud_fake import QingCloudFake
@@ -63,6 +64,10 @@ class QingCloud(VmCloud):
     def statuses(self, cluster_id: str, instance_ids: set[str]) -> set[str]:
         ended = {i.instance_id: i.status for i in self.fake.instances()}
         return {ended[i] for i in instance_ids}
+
+    async def stop_outside(self, instance_id: str) -> None:
+        async with client_for(self.fake) as qc:
+            await qc.wait_job(await qc.stop_instances([instance_id]), timeout=30, interval=0.02)
 
     def created(self, cluster_id: str, cloud: Nodes, nodes: Nodes) -> None:
         # Sized and imaged as the package says: the web role's own image, the db on the

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 import httpx
 
+from tests.helpers import assert_error
 from tests.support.deployments import deploy
 from tests.support.vm_scenarios import Jobs, cluster_of, nodes_of, preview_create
 
 ACTIONS = ["create", "stop", "start", "resize", "add_nodes", "delete_nodes", "delete"]
-ACTIONS += ["recover", "cease"]
+ACTIONS += ["recover", "cease", "refresh"]
 CREATE_TASKS = ["render_spec", "check", "launch", "await_running", "attach_volumes", "survey"]
 Nodes = dict[str, dict[str, Any]]
 
@@ -45,6 +46,10 @@ class VmCloud(ABC):
     @abstractmethod
     def statuses(self, cluster_id: str, instance_ids: set[str]) -> set[str]:
         """The statuses of these instances of the cluster, ended ones too."""
+
+    @abstractmethod
+    async def stop_outside(self, instance_id: str) -> None:
+        """Stop an instance as its owner would in the cloud's own console: not through us."""
 
     def same_as_cloud(self, nodes: Nodes, made: Nodes) -> None:
         """The API's nodes are the cloud's instances: ids, addresses, status, sizes."""
@@ -244,6 +249,23 @@ async def lifecycle(client: httpx.AsyncClient, vm: dict[str, Any], cloud_: VmClo
     assert sorted(cloud) == ["db-1", "web-1", "web-4"]
     assert cloud_.statuses(cid, doomed) == {"terminated"}
     cloud_.same_as_cloud(await nodes_of(client, cid), cloud)
+
+    # Refresh: an instance stopped outside OpenPitrix shows as the cloud has it, the cluster
+    # keeps its status and nothing in the cloud changes; a refresh has nothing to preview.
+    await cloud_.stop_outside(cloud["web-4"]["instance_id"])
+    assert (await nodes_of(client, cid))["web-4"]["status"] == "running"  # as last found
+    job = await jobs.done(await client.post(f"/v1/clusters/{cid}/actions/refresh"))
+    assert [t["action"] for t in job["tasks"]] == ["survey"]
+    assert (await cluster_of(client, cid))["status"] == "active"
+    cloud = cloud_.in_cloud(cid)
+    assert [cloud[n]["status"] for n in ("db-1", "web-1", "web-4")] == [
+        "running",
+        "running",
+        "stopped",
+    ]
+    cloud_.same_as_cloud(await nodes_of(client, cid), cloud)
+    dry = await client.post(f"/v1/clusters/{cid}/actions/refresh", json={"dry_run": True})
+    assert_error(dry, 409, "preview_unsupported")
 
     # Delete: the instances stop and are kept with their volumes; recover starts the same.
     kept = {k: v["instance_id"] for k, v in cloud.items()}

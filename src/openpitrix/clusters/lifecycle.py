@@ -64,6 +64,9 @@ LIFECYCLE: dict[str, ActionRule] = {
     "delete": ActionRule(Transition.DELETING, frozenset({PENDING, ACTIVE, STOPPED}), DELETED),
     "recover": ActionRule(Transition.RECOVERING, frozenset({DELETED}), ACTIVE),
     "cease": ActionRule(Transition.CEASING, frozenset({DELETED}), CEASED),
+    # Reads the cluster's roles and nodes from the cloud again (an instance stopped or lost
+    # outside OpenPitrix shows as it is); it changes nothing there and keeps the status.
+    "refresh": ActionRule(Transition.REFRESHING, frozenset({ACTIVE, STOPPED}), None),
 }
 
 # Every action of the contract has a rule, and the deploys are the contract's release actions.

@@ -560,3 +560,11 @@ _simple_action(
     "cease_cluster",
     "Purge what a deleted cluster left behind and retire its record.",
 )
+_simple_action(
+    "refresh",
+    "refresh_cluster",
+    "Read an active or stopped cluster's roles and nodes from its cloud again (Kubernetes: "
+    "its workloads and pods; VM providers: its instances), so GET /nodes shows an instance "
+    "stopped, resized or lost outside OpenPitrix as it is. Nothing in the cloud changes and "
+    "the cluster keeps its status; a dry run is a 409 `preview_unsupported`.",
+)

@@ -45,6 +45,7 @@ class Transition(StrEnum):
     DELETING = "deleting"
     RECOVERING = "recovering"
     CEASING = "ceasing"
+    REFRESHING = "refreshing"
 
 
 def _storable(values: dict[str, Any]) -> dict[str, Any]:

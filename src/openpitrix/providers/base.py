@@ -66,6 +66,7 @@ CLUSTER_ACTIONS: tuple[str, ...] = (
     "delete",
     "recover",
     "cease",
+    "refresh",
 )
 # Actions that deploy a new release (a revision of version + values) and so render a package.
 RELEASE_ACTIONS = frozenset({"create", "upgrade", "rollback", "update_env"})

@@ -153,6 +153,7 @@ def test_the_provider_declares_the_vm_lifecycle_for_vm_packages() -> None:
         "delete",
         "recover",
         "cease",
+        "refresh",
     ]
     assert described["package_kinds"] == ["vm"]
     assert {k["name"]: k["produces"] for k in described["task_kinds"]}["survey"] == "state"

@@ -120,7 +120,7 @@ class KubernetesProvider(Provider):
         zone_kind="namespace",
         credential_format="kubeconfig (YAML) with inline certificates or a token",
         cluster_actions=frozenset(
-            {"create", "upgrade", "rollback", "update_env", "delete", "cease"}
+            {"create", "upgrade", "rollback", "update_env", "delete", "cease", "refresh"}
         ),
         task_kinds=(
             TaskKind(
@@ -447,8 +447,8 @@ class KubernetesProvider(Provider):
         from openpitrix.providers.kubernetes import preview as previews
         from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
 
-        if request.action not in PLANS:
-            return await super().preview(request)
+        if request.action not in PLANS or request.action == "refresh":
+            return await super().preview(request)  # a refresh changes nothing to preview
         doc, _ = parse_kubeconfig(request.credential.content)
         kinds = [*known_kinds(request.history), *COMMON_KINDS]
         if request.release is None:
@@ -645,6 +645,7 @@ PLANS: dict[str, list[list[str]]] = {
     "update_env": DEPLOY_PLAN,
     "delete": [["delete"], ["wait_deleted"]],
     "cease": [["purge"]],
+    "refresh": [["describe"]],
 }
 # Kinds looked for on delete besides those the releases named: what charts commonly make.
 COMMON_KINDS = [

@@ -106,6 +106,7 @@ PLANS: dict[str, list[list[str]]] = {
     "delete": [["services"], ["stop"], ["survey"]],
     "recover": [["start"], ["await_running"], ["survey"]],
     "cease": [["services"], ["terminate"], ["survey"]],
+    "refresh": [["survey"]],
 }
 
 # The package services each action's `services` task runs, in this order (see `_services`).
