@@ -9,7 +9,7 @@ import nats
 import pytest
 
 from openpitrix.events.broadcast import Broadcaster
-from openpitrix.events.sse import stream_events
+from openpitrix.events.sse import EventStream
 
 
 async def test_a_catch_up_the_bus_cannot_answer_ends_the_stream_with_a_warning(
@@ -20,7 +20,7 @@ async def test_a_catch_up_the_bus_cannot_answer_ends_the_stream_with_a_warning(
         js = nc.jetstream()
         # The stream the catch-up reads from does not exist: stream_info fails as a bus error.
         broadcaster = Broadcaster(js, stream="NO_SUCH_STREAM", subject="ev.>", buffer_limit=10)
-        frames = stream_events(
+        frames = EventStream(
             js,
             broadcaster,
             stream="NO_SUCH_STREAM",

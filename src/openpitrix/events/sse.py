@@ -30,7 +30,6 @@ __all__ = [
     "StreamCounter",
     "Visibility",
     "format_sse",
-    "stream_events",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,9 +82,10 @@ class StreamCounter:
 
 
 class EventStream:
-    """One client's SSE frames: replay (when asked), then the live feed until the client
-    leaves, the stream ends (`ends`, `done`), or the client falls behind (`on_cut_off`: its
-    connection is dropped and it resumes with `Last-Event-ID`)."""
+    """One client's SSE frames for `subject`: replay (after `after_seq`; None: from the
+    beginning if `done` is set, i.e. a job replay, else only new events), then the live feed
+    until the client leaves, the stream ends (`ends`, `done`), or the client falls behind
+    (`on_cut_off`: its connection is dropped and it resumes with `Last-Event-ID`)."""
 
     def __init__(
         self,
@@ -248,33 +248,6 @@ class EventStream:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def stream_events(
-    js: JetStreamContext,
-    broadcaster: Broadcaster,
-    *,
-    stream: str,
-    subject: str,
-    after_seq: int | None,
-    keepalive_seconds: float,
-    done: DoneCheck | None = None,
-    ends: EndCheck | None = None,
-    visible: Visibility | None = None,
-) -> EventStream:
-    """SSE frames for `subject`, starting after `after_seq` (None: from the beginning if
-    `done` is set, i.e. a job replay, else only new events)."""
-    return EventStream(
-        js,
-        broadcaster,
-        stream=stream,
-        subject=subject,
-        after_seq=after_seq,
-        keepalive_seconds=keepalive_seconds,
-        done=done,
-        ends=ends,
-        visible=visible,
-    )
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ from openpitrix.events.sse import (
     EventStream,
     StreamCounter,
     Visibility,
-    stream_events,
 )
 from openpitrix.iam.access import Caller, Scope
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadEvents, authenticate
@@ -194,7 +193,7 @@ async def stream_feed(
 
     subject = events_filter(owner=owner, resource_kind=resource_kind, resource_id=resource_id)
     return sse_response(
-        stream_events(
+        EventStream(
             platform.js,
             broadcaster,
             stream=settings.bus.events_stream,

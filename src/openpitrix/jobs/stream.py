@@ -13,7 +13,7 @@ from openpitrix.bus.topology import event_subject
 from openpitrix.db.engine import Database
 from openpitrix.events.broadcast import Broadcaster
 from openpitrix.events.schemas import EventType
-from openpitrix.events.sse import EventStream, stream_events
+from openpitrix.events.sse import EventStream
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES
 from openpitrix.outbox.relay import unsent_count
@@ -60,7 +60,7 @@ def job_event_stream(
             return True
         return bool(last.seq is not None and last.seq <= last_seq)
 
-    return stream_events(
+    return EventStream(
         platform.js,
         broadcaster,
         stream=stream,
