@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import os
 import secrets
 import shutil
@@ -62,7 +61,8 @@ from common import (
     free_port,
     fresh_database,
     login,
-    wait_http_ok,
+    percentile,
+    start_nats,
     wait_ready,
 )
 
@@ -72,7 +72,6 @@ from tests.support.deployments import kubeconfig
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
-from openpitrix.bus.embedded import nats_server_binary
 from openpitrix.settings import WorkerSettings
 
 TERMINAL = {"successful", "failed", "cancelled"}
@@ -169,14 +168,6 @@ def machine_busy(before: Any, after: Any) -> float:
     total = sum(after) - sum(before)
     idle = sum(getattr(after, f, 0.0) - getattr(before, f, 0.0) for f in idle_fields)
     return (total - idle) / total if total > 0 else float("nan")
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p99 of 100 samples is the 99th smallest)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def is_discovery(path: str) -> bool:
@@ -508,22 +499,6 @@ def print_round(result: Round) -> None:
 
 
 # ------------------------------------------------------------------------------ the run
-
-
-def start_nats(children: Children, work: Path) -> tuple[str, int]:
-    """nats-server with JetStream, ready (its /healthz checks JetStream); (URL, pid)."""
-    port, monitor = free_port(), free_port()
-    nats = children.start(
-        "nats-server",
-        [
-            nats_server_binary(),
-            *("-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)),
-            *("-js", "-sd", str(work / "jetstream")),
-        ],
-        clean_env({}),
-    )
-    wait_http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", nats)
-    return f"nats://127.0.0.1:{port}", nats.pid
 
 
 def describe_runtime_concurrency(from_env: str | None) -> str:

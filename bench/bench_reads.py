@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import secrets
 import shutil
 import subprocess
@@ -46,6 +45,8 @@ from common import (
     free_port,
     fresh_database,
     login,
+    percentile,
+    start_nats,
     wait_http_ok,
     wait_ready,
 )
@@ -115,13 +116,6 @@ async def _load(url: str, seconds: float, concurrency: int, headers: list[str]) 
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def loadgen_main(argv: list[str]) -> None:
@@ -268,23 +262,6 @@ async def seed(database_url: str, apps: int, versions: int, jobs: int) -> dict[s
 # ------------------------------------------------------------------------------ the run
 
 
-def start_nats(children: Children, work: Path) -> str:
-    from openpitrix.bus.embedded import nats_server_binary
-
-    port, monitor = free_port(), free_port()
-    nats = children.start(
-        "nats-server",
-        [
-            nats_server_binary(),
-            *("-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)),
-            *("-js", "-sd", str(work / "jetstream")),
-        ],
-        clean_env({}),
-    )
-    wait_http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", nats)
-    return f"nats://127.0.0.1:{port}"
-
-
 def paths(seeded: dict[str, str]) -> list[tuple[str, str]]:
     return [
         ("apps", "/v1/apps?limit=20"),
@@ -328,7 +305,7 @@ def main() -> None:
     ok = False
     try:
         with fresh_database(work) as database_url, Children(work / "logs") as children:
-            nats_url = start_nats(children, work)
+            nats_url, _ = start_nats(children, work)
             env = clean_env(
                 {
                     "OPENPITRIX_DATABASE_URL": database_url,
