@@ -368,6 +368,9 @@ class KubernetesProvider(Provider):
                 )
                 return {"applied": len(objects)}
             if run.action == "wait":
+                # It only reads the workloads until they are ready: the runtime's slot may go
+                # to another job's apply meanwhile.
+                await run.watch_only()
                 await deploy.wait_ready(
                     dyn,
                     _objects_of(run.release, "wait"),
@@ -394,6 +397,7 @@ class KubernetesProvider(Provider):
                 await run.report(f"deleted {deleted} objects", None, {"deleted": deleted})
                 return {"deleted": deleted}
             if run.action == "wait_deleted":
+                await run.watch_only()
                 return await self._wait_deleted(dyn, run)
         raise ProviderError("action_unsupported", f"unknown kubernetes task {run.action!r}")
 
