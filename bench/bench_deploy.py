@@ -134,6 +134,7 @@ class Deploy:
     first_event: float | None = None
     terminal: float | None = None
     job_id: str = ""
+    runtime_id: str = ""
     status: str = "no terminal event"
     detail: str = ""
 
@@ -149,6 +150,9 @@ class Round:
     # Mean seconds each task action ran, and between one task's end and the next one's start
     # (advance, dispatch, and the wait for a free task slot): where a job's time goes.
     task_seconds: dict[str, float] = field(default_factory=dict)
+    # Most tasks running at once on one runtime: all of them, and all but the readiness
+    # waits (those act on it; `worker.runtime_concurrency` caps them).
+    peak_tasks: tuple[int, int] = (0, 0)
     # Share of the machine's CPU time that was busy (every process, the database's too).
     machine_busy: float = float("nan")
     # The 1-minute load average as the round began and as it ended.
@@ -256,7 +260,7 @@ async def follow_to_end(http: httpx.AsyncClient, deploy: Deploy) -> None:
 
 
 async def deploy_one(http: httpx.AsyncClient, body: dict[str, str], name: str) -> Deploy:
-    deploy = Deploy(name=name, posted=time.perf_counter())
+    deploy = Deploy(name=name, posted=time.perf_counter(), runtime_id=body["runtime_id"])
     try:
         resp = await http.post("/v1/clusters", json={**body, "name": name})
         deploy.accepted = time.perf_counter()
@@ -325,10 +329,25 @@ async def prepare(
     return bodies
 
 
-async def task_timings(http: httpx.AsyncClient, deploys: list[Deploy]) -> dict[str, float]:
-    """Mean run time per task action, and "(between tasks)", from the jobs' task records."""
+def peak_at_once(spans: list[tuple[float, float]]) -> int:
+    """Most of the (start, end) spans open at one moment (one ending as another starts: not
+    both)."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = running = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def task_timings(
+    http: httpx.AsyncClient, deploys: list[Deploy]
+) -> tuple[dict[str, float], tuple[int, int]]:
+    """Mean run time per task action, and "(between tasks)", from the jobs' task records; the
+    most tasks running at once on one runtime, all and all but the waits."""
     runs: dict[str, list[float]] = {}
     gaps: list[float] = []
+    spans: dict[str, list[tuple[float, float, str]]] = {}
     for deploy in deploys:
         if deploy.status != "successful":
             continue
@@ -337,12 +356,18 @@ async def task_timings(http: httpx.AsyncClient, deploys: list[Deploy]) -> dict[s
         for task in tasks:
             start, end = _when(task["start_time"]), _when(task["end_time"])
             runs.setdefault(task["action"], []).append(end - start)
+            spans.setdefault(deploy.runtime_id, []).append((start, end, task["action"]))
         for before, after in itertools.pairwise(tasks):
             gaps.append(_when(after["start_time"]) - _when(before["end_time"]))
     means = {action: sum(v) / len(v) for action, v in runs.items()}
     if gaps:
         means["(between tasks)"] = sum(gaps) / len(gaps)
-    return means
+    every = max((peak_at_once([(a, b) for a, b, _ in s]) for s in spans.values()), default=0)
+    acting = max(
+        (peak_at_once([(a, b) for a, b, action in s if action != "wait"]) for s in spans.values()),
+        default=0,
+    )
+    return means, (every, acting)
 
 
 def _when(text: str) -> float:
@@ -447,12 +472,14 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                 first_post = min(d.posted for d in deploys)
                 wall = max(d.terminal or d.accepted or d.posted for d in deploys) - first_post
                 await describe_failures(http, deploys)
-                timings = await task_timings(http, deploys)
+                timings, peaks = await task_timings(http, deploys)
         finally:
             running = {child.name: child.log() for child in children.started}
             children.stop_all()
     findings = log_findings(children, running)
-    return Round(task_managers, deploys, wall, cpu, kube_paths, findings, timings, machine, load)
+    return Round(
+        task_managers, deploys, wall, cpu, kube_paths, findings, timings, peaks, machine, load
+    )
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -492,6 +519,10 @@ def print_round(result: Round) -> None:
         )
     timings = ", ".join(f"{name} {value:.2f}" for name, value in result.task_seconds.items())
     print(f"  mean task seconds: {timings}")
+    print(
+        f"  most tasks running at once on one runtime: {result.peak_tasks[0]} "
+        f"({result.peak_tasks[1]} but the readiness waits)"
+    )
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
     print(f"  CPU seconds while deploying: {cpu}")
     per_deploy = ", ".join(
