@@ -9,15 +9,18 @@ repo, a credential and a runtime, then POSTs every /v1/clusters at once and foll
 SSE stream, timing from just before the POST to the first event and to the terminal event (and
 from the 202 to the first event: the event's own way, without the gateway's queue of POSTs).
 Each round (one per
---task-managers value) has fresh processes, a fresh fake cluster and runtime; the scale-out
-ratio is jobs/s with the most task-managers over jobs/s with the fewest.
+--task-managers value, so `1,2,1,2,1,2` alternates one and two task-managers back to back) has
+fresh processes, a fresh fake cluster and its runtimes; the scale-out ratio is the mean jobs/s
+of the rounds with the most task-managers over that of the rounds with the fewest. --runtimes N
+spreads the deploys over N runtimes (namespaces of the fake cluster, each with its own
+`worker.runtime_concurrency` cap), as an installation that scales out its task-managers has.
 
 With --ready-seconds S every workload becomes ready S seconds after it is applied (a rollout
 that takes a while, as on a real cluster) instead of at once: the scale-out mode, where the
 readiness waits, not the CPU, bound what one task-manager finishes per second.
 
 usage: python bench/bench_deploy.py [--clusters 100] [--task-managers 1,2] [--concurrency 8]
-                                    [--task-concurrency 32] [--ready-seconds 0]
+                                    [--task-concurrency 32] [--ready-seconds 0] [--runtimes 1]
                                     [--profile DIR] [--keep]
 --profile DIR records each of our processes with py-spy while deploying: collapsed stacks per
 round and process in DIR (`round-1-task-manager-1.txt`, for flamegraph.pl or speedscope);
@@ -35,6 +38,7 @@ import os
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +100,7 @@ class Run:
     task_concurrency: int
     runtime_concurrency: str | None
     ready_seconds: float
+    runtimes: int
     secret_env: dict[str, str]
     profile_dir: Path | None = None
 
@@ -129,6 +134,7 @@ class Deploy:
     first_event: float | None = None
     terminal: float | None = None
     job_id: str = ""
+    runtime_id: str = ""
     status: str = "no terminal event"
     detail: str = ""
 
@@ -144,8 +150,13 @@ class Round:
     # Mean seconds each task action ran, and between one task's end and the next one's start
     # (advance, dispatch, and the wait for a free task slot): where a job's time goes.
     task_seconds: dict[str, float] = field(default_factory=dict)
+    # Most tasks running at once on one runtime: all of them, and all but the readiness
+    # waits (those act on it; `worker.runtime_concurrency` caps them).
+    peak_tasks: tuple[int, int] = (0, 0)
     # Share of the machine's CPU time that was busy (every process, the database's too).
     machine_busy: float = float("nan")
+    # The 1-minute load average as the round began and as it ended.
+    load: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def jobs_per_second(self) -> float:
@@ -248,8 +259,8 @@ async def follow_to_end(http: httpx.AsyncClient, deploy: Deploy) -> None:
                 return
 
 
-async def deploy_one(http: httpx.AsyncClient, body: dict[str, Any], name: str) -> Deploy:
-    deploy = Deploy(name=name, posted=time.perf_counter())
+async def deploy_one(http: httpx.AsyncClient, body: dict[str, str], name: str) -> Deploy:
+    deploy = Deploy(name=name, posted=time.perf_counter(), runtime_id=body["runtime_id"])
     try:
         resp = await http.post("/v1/clusters", json={**body, "name": name})
         deploy.accepted = time.perf_counter()
@@ -274,8 +285,11 @@ async def wait_index(http: httpx.AsyncClient, job_id: str) -> str:
     return status
 
 
-async def prepare(http: httpx.AsyncClient, run: Run, kube: FakeKube, tag: str) -> dict[str, str]:
-    """Repo (indexed), credential and runtime; the POST /v1/clusters body minus the name."""
+async def prepare(
+    http: httpx.AsyncClient, run: Run, kube: FakeKube, tag: str
+) -> list[dict[str, str]]:
+    """Repo (indexed), credential and `run.runtimes` runtimes; a POST /v1/clusters body minus
+    the name for each runtime."""
     repo = await http.post(
         "/v1/repos",
         json={"name": tag, "type": "http", "url": run.repo_url, "providers": ["kubernetes"]},
@@ -293,27 +307,47 @@ async def prepare(http: httpx.AsyncClient, run: Run, kube: FakeKube, tag: str) -
     )
     if cred.status_code != 201:
         raise RuntimeError(f"credential: {cred.status_code} {cred.text}")
-    runtime = await http.post(
-        "/v1/runtimes",
-        json={
-            "name": tag,
-            "credential_id": cred.json()["credential_id"],
-            "zone": f"{tag}-{secrets.token_hex(3)}",
-            "create_zone": True,
-        },
-    )
-    if runtime.status_code != 201:
-        raise RuntimeError(f"runtime: {runtime.status_code} {runtime.text}")
-    return {
-        "version_id": versions.json()["items"][0]["version_id"],
-        "runtime_id": runtime.json()["runtime_id"],
-    }
+    bodies = []
+    for number in range(run.runtimes):
+        runtime = await http.post(
+            "/v1/runtimes",
+            json={
+                "name": f"{tag}-{number}",
+                "credential_id": cred.json()["credential_id"],
+                "zone": f"{tag}-{number}-{secrets.token_hex(3)}",
+                "create_zone": True,
+            },
+        )
+        if runtime.status_code != 201:
+            raise RuntimeError(f"runtime: {runtime.status_code} {runtime.text}")
+        bodies.append(
+            {
+                "version_id": versions.json()["items"][0]["version_id"],
+                "runtime_id": runtime.json()["runtime_id"],
+            }
+        )
+    return bodies
 
 
-async def task_timings(http: httpx.AsyncClient, deploys: list[Deploy]) -> dict[str, float]:
-    """Mean run time per task action, and "(between tasks)", from the jobs' task records."""
+def peak_at_once(spans: list[tuple[float, float]]) -> int:
+    """Most of the (start, end) spans open at one moment (one ending as another starts: not
+    both)."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = running = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def task_timings(
+    http: httpx.AsyncClient, deploys: list[Deploy]
+) -> tuple[dict[str, float], tuple[int, int]]:
+    """Mean run time per task action, and "(between tasks)", from the jobs' task records; the
+    most tasks running at once on one runtime, all and all but the waits."""
     runs: dict[str, list[float]] = {}
     gaps: list[float] = []
+    spans: dict[str, list[tuple[float, float, str]]] = {}
     for deploy in deploys:
         if deploy.status != "successful":
             continue
@@ -322,12 +356,18 @@ async def task_timings(http: httpx.AsyncClient, deploys: list[Deploy]) -> dict[s
         for task in tasks:
             start, end = _when(task["start_time"]), _when(task["end_time"])
             runs.setdefault(task["action"], []).append(end - start)
+            spans.setdefault(deploy.runtime_id, []).append((start, end, task["action"]))
         for before, after in itertools.pairwise(tasks):
             gaps.append(_when(after["start_time"]) - _when(before["end_time"]))
     means = {action: sum(v) / len(v) for action, v in runs.items()}
     if gaps:
         means["(between tasks)"] = sum(gaps) / len(gaps)
-    return means
+    every = max((peak_at_once([(a, b) for a, b, _ in s]) for s in spans.values()), default=0)
+    acting = max(
+        (peak_at_once([(a, b) for a, b, action in s if action != "wait"]) for s in spans.values()),
+        default=0,
+    )
+    return means, (every, acting)
 
 
 def _when(text: str) -> float:
@@ -410,16 +450,21 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
             async with httpx.AsyncClient(
                 base_url=url, headers=headers, timeout=120, limits=limits
             ) as http:
-                body = await prepare(http, run, kube, f"bench-r{number}")
+                bodies = await prepare(http, run, kube, f"bench-r{number}")
                 watched = {c.name: c.pid for c in children.started}
                 watched.update({"nats-server": run.nats_pid, "benchmark": os.getpid()})
                 profilers = start_profilers(run, number, children)
                 cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
                 machine_before = psutil.cpu_times()
+                load_before = os.getloadavg()[0]
                 kube_before = len(kube.requests)
                 deploys = await asyncio.gather(
-                    *(deploy_one(http, body, f"bench-r{number}-{i:03d}") for i in range(clusters))
+                    *(
+                        deploy_one(http, bodies[i % len(bodies)], f"bench-r{number}-{i:03d}")
+                        for i in range(clusters)
+                    )
                 )
+                load = (load_before, os.getloadavg()[0])
                 cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
                 stop_profilers(profilers)
                 machine = machine_busy(machine_before, psutil.cpu_times())
@@ -427,12 +472,14 @@ async def run_round(run: Run, number: int, clusters: int, task_managers: int) ->
                 first_post = min(d.posted for d in deploys)
                 wall = max(d.terminal or d.accepted or d.posted for d in deploys) - first_post
                 await describe_failures(http, deploys)
-                timings = await task_timings(http, deploys)
+                timings, peaks = await task_timings(http, deploys)
         finally:
             running = {child.name: child.log() for child in children.started}
             children.stop_all()
     findings = log_findings(children, running)
-    return Round(task_managers, deploys, wall, cpu, kube_paths, findings, timings, machine)
+    return Round(
+        task_managers, deploys, wall, cpu, kube_paths, findings, timings, peaks, machine, load
+    )
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -450,6 +497,7 @@ def print_round(result: Round) -> None:
     print(f"  clusters: {len(deploys)} (successful {ok})")
     print(f"  wall time, first POST to last terminal event: {result.wall:.2f} s")
     print(f"  jobs/s end to end: {result.jobs_per_second:.2f}")
+    print(f"  load average (1 min) at start / end: {result.load[0]:.1f} / {result.load[1]:.1f}")
     for label, values in (
         ("POST -> 202", seconds([d.accepted for d in deploys], posted)),
         ("POST -> first event", seconds([d.first_event for d in deploys], posted)),
@@ -471,6 +519,10 @@ def print_round(result: Round) -> None:
         )
     timings = ", ".join(f"{name} {value:.2f}" for name, value in result.task_seconds.items())
     print(f"  mean task seconds: {timings}")
+    print(
+        f"  most tasks running at once on one runtime: {result.peak_tasks[0]} "
+        f"({result.peak_tasks[1]} but the readiness waits)"
+    )
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in result.cpu_seconds.items())
     print(f"  CPU seconds while deploying: {cpu}")
     per_deploy = ", ".join(
@@ -480,6 +532,14 @@ def print_round(result: Round) -> None:
     )
     print(f"  CPU seconds per deploy: {result.cpu_per_deploy:.3f} ({per_deploy})")
     print(f"  machine CPU busy while deploying: {result.machine_busy:.0%} of {psutil.cpu_count()}")
+    print(
+        "  CPU cores used per process (CPU seconds / wall): "
+        + ", ".join(
+            f"{name} {value / result.wall:.2f}"
+            for name, value in result.cpu_seconds.items()
+            if result.wall > 0
+        )
+    )
     requests = len(result.kube_requests)
     discovery = sum(is_discovery(path) for path in result.kube_requests)
     print(
@@ -535,6 +595,12 @@ def parse_args() -> argparse.Namespace:
         help="workloads become ready this long after they are applied (0: at once)",
     )
     parser.add_argument(
+        "--runtimes",
+        type=int,
+        default=1,
+        help="runtimes (namespaces of the fake cluster) the deploys are spread over",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -584,6 +650,7 @@ def main() -> None:
                 task_concurrency=args.task_concurrency,
                 runtime_concurrency=runtime_concurrency,
                 ready_seconds=args.ready_seconds,
+                runtimes=args.runtimes,
                 secret_env=secret_env,
                 profile_dir=args.profile,
             )
@@ -599,7 +666,8 @@ def main() -> None:
                 f"task-manager concurrency {args.task_concurrency}, "
                 f"runtime concurrency {describe_runtime_concurrency(runtime_concurrency)}, "
                 f"readiness after {args.ready_seconds:g} s, "
-                f"{psutil.cpu_count()} CPUs"
+                f"{args.runtimes} runtimes, "
+                f"{psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
             )
             results = asyncio.run(run_rounds(run, args.clusters, rounds))
     finally:
@@ -611,7 +679,7 @@ def main() -> None:
 
     print(
         "\ntask-managers  jobs/s  wall s  first p50/p99 s  202->first p50/p99 s"
-        "  terminal p50/p99 s  failed  CPU-s/deploy"
+        "  terminal p50/p99 s  failed  CPU-s/deploy  load start/end"
     )
     for r in results:
         posted = [d.posted for d in r.deploys]
@@ -624,15 +692,22 @@ def main() -> None:
             f"{percentile(first, 50):6.2f} / {percentile(first, 99):6.2f}  "
             f"{percentile(own, 50):9.2f} / {percentile(own, 99):6.2f}  "
             f"{percentile(done, 50):8.2f} / {percentile(done, 99):6.2f}  {len(r.failures):>6}"
-            f"  {r.cpu_per_deploy:12.3f}"
+            f"  {r.cpu_per_deploy:12.3f}  {r.load[0]:5.1f} / {r.load[1]:4.1f}"
         )
-    if len(results) >= 2:
-        low = min(results, key=lambda r: r.task_managers)
-        high = max(results, key=lambda r: r.task_managers)
-        ratio = high.jobs_per_second / low.jobs_per_second
+    counts = sorted({r.task_managers for r in results})
+    if len(counts) >= 2:
+        low, high = counts[0], counts[-1]
+        means = {
+            n: statistics.fmean(r.jobs_per_second for r in results if r.task_managers == n)
+            for n in (low, high)
+        }
+        each = {
+            n: " ".join(f"{r.jobs_per_second:.2f}" for r in results if r.task_managers == n)
+            for n in (low, high)
+        }
         print(
-            f"scale-out: jobs/s with {high.task_managers} task-managers / with "
-            f"{low.task_managers} = {ratio:.2f}x"
+            f"scale-out, mean jobs/s: {high} task-managers {means[high]:.2f} ({each[high]}) / "
+            f"{low} {means[low]:.2f} ({each[low]}) = {means[high] / means[low]:.2f}x"
         )
     print(f"benchmark took {time.perf_counter() - began:.0f} s")
 

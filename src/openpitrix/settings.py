@@ -107,8 +107,9 @@ class WorkerSettings(BaseModel):
     runtime_concurrency: int = Field(
         16,
         ge=0,
-        description="Job tasks running at once against one runtime, across all task-managers "
-        "(0: no cap). Further tasks wait in order and start as running ones end.",
+        description="Job tasks acting on one runtime at once, across all task-managers "
+        "(0: no cap). Further tasks wait in order and start as running ones end, or as one "
+        "only watches the runtime (a readiness wait gives its slot back).",
     )
     waiting_sweep_seconds: float = Field(
         5.0, description="How often a task-manager re-dispatches waiting tasks that have room."

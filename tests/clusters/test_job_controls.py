@@ -27,7 +27,7 @@ from openpitrix.workers.runner import WorkerGroup
 from openpitrix.workers.service import WorkerContext
 from tests.conftest import LiveServer
 from tests.helpers import TERMINAL, assert_error
-from tests.support.deployments import deploy, prepare_runtime, task_reaches
+from tests.support.deployments import deploy, owned, prepare_runtime, task_reaches
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 
@@ -322,3 +322,61 @@ async def test_any_sequence_of_cancel_retry_and_worker_restarts_ends_and_frees_e
     # Nothing was left holding the runtime: a new deploy runs through.
     last = await deploy(client, setup, "shop@1.0.0")
     assert (await job_reaches(client, last["job_id"], TERMINAL))["status"] == "successful"
+
+
+async def _wait_task(db: Database, job_id: str) -> tuple[str, str, int]:
+    """(status, slot mark, attempts) of the job's readiness wait task (empty: not planned)."""
+    async with db.read_session() as session:
+        row = (
+            await session.execute(
+                select(col(Task.status), col(Task.slot), col(Task.attempts)).where(
+                    col(Task.job_id) == job_id, col(Task.action) == "wait"
+                )
+            )
+        ).first()
+    return (str(row[0]), str(row[1]), int(row[2])) if row is not None else ("", "", 0)
+
+
+async def _wait_task_reaches(
+    db: Database, job_id: str, want: tuple[str, str, int], timeout: float = 30.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (found := await _wait_task(db, job_id)) != want:
+        assert asyncio.get_running_loop().time() < deadline, found
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("cap", [1])
+async def test_a_readiness_wait_resumed_after_its_worker_went_down_leaves_the_runtime_free(
+    client: httpx.AsyncClient,
+    kube: FakeKube,
+    setup: dict[str, Any],
+    workers: Workers,
+    db: Database,
+    cap: int,
+) -> None:
+    """With one slot on the runtime: a deploy's wait gives the slot back, its task-manager goes
+    down mid-wait, and the wait resumed on the next one still watches without the slot, so
+    another deploy runs through meanwhile; both end and no slot stays held."""
+    await workers.start(TASK_MANAGER)
+    kube.auto_ready = False
+    ns = setup["runtime"]["zone"]
+    first = await deploy(client, setup, "shop@1.0.0")
+    await _wait_task_reaches(db, first["job_id"], ("working", "free", 1))
+
+    await workers.stop(TASK_MANAGER)
+    await workers.start(TASK_MANAGER)
+    await _wait_task_reaches(db, first["job_id"], ("working", "free", 2))
+
+    second = await deploy(client, setup, "shop@1.0.0")
+    await task_reaches(client, second["job_id"], "wait")
+    for made in owned(kube, "Deployment", ns, second["cluster_id"]):
+        kube.make_ready(ns, "Deployment", made["metadata"]["name"])
+    done = await job_reaches(client, second["job_id"], TERMINAL)
+    assert done["status"] == "successful", done
+    assert (await _wait_task(db, first["job_id"]))[:2] == ("working", "free")
+
+    make_ready(kube, setup)
+    job = await job_reaches(client, first["job_id"], TERMINAL)
+    assert job["status"] == "successful", job
+    assert await busy_slots(db, setup["runtime"]["runtime_id"]) == []

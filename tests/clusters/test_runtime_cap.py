@@ -1,5 +1,6 @@
-"""The per-runtime cap: at most `worker.runtime_concurrency` job tasks run against one runtime at
-once, across jobs; the others wait in order and start as running ones end."""
+"""The per-runtime cap: at most `worker.runtime_concurrency` job tasks act on one runtime at
+once, across jobs; the others wait in order and start as running ones end, or as a running one
+only watches (a readiness wait gives its slot back)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
+from openpitrix.db.engine import Database
+from openpitrix.jobs.models import Task
 from openpitrix.settings import Settings
 from tests.helpers import read_sse, wait_job, when
-from tests.support.deployments import deploy, task_reaches
+from tests.support.deployments import deploy, owned, task_reaches
 from tests.support.kube import FakeKube
 
 
@@ -28,20 +32,36 @@ async def _tasks(client: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]
 
 
 async def _occupy(client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]) -> str:
-    """Deploy a cluster whose workloads stay unready: its wait task holds the runtime's one
-    slot until `_release` lets it finish. Returns its job id."""
-    kube.auto_ready = False
+    """Deploy a cluster whose apply stays in the middle of its writes: it holds the runtime's
+    one slot until `_release` lets the cluster answer. Returns its job id."""
+    kube.hold_writes()
     first = await deploy(client, setup, "shop@1.0.0")
-    await task_reaches(client, first["job_id"], "wait")
+    await task_reaches(client, first["job_id"], "apply")
     return str(first["job_id"])
 
 
-def _release(kube: FakeKube, setup: dict[str, Any]) -> None:
-    """Make every workload of the runtime ready, now and from now on."""
-    kube.auto_ready = True
-    ns = setup["runtime"]["zone"]
-    for deployment in kube.objects("Deployment", ns):
-        kube.make_ready(ns, "Deployment", deployment["metadata"]["name"])
+def _release(kube: FakeKube) -> None:
+    kube.release_writes()
+
+
+async def _slot_of(db: Database, job_id: str, action: str) -> tuple[str, str]:
+    """(status, slot mark) of the job's `action` task, as the database has it."""
+    async with db.read_session() as session:
+        row = (
+            await session.execute(
+                select(col(Task.status), col(Task.slot)).where(
+                    col(Task.job_id) == job_id, col(Task.action) == action
+                )
+            )
+        ).one()
+    return str(row[0]), str(row[1])
+
+
+def _acting_spans(job: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Start and end of the job's tasks that act on the runtime (all but the readiness wait)."""
+    return [
+        (when(t["start_time"]), when(t["end_time"])) for t in job["tasks"] if t["action"] != "wait"
+    ]
 
 
 async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
@@ -59,13 +79,14 @@ async def test_tasks_beyond_a_runtimes_cap_wait_their_turn(
         runtime_id = setup["runtime"]["runtime_id"]
         assert waiting == [f"waiting for a free slot on {runtime_id} (at most 1 tasks at once)"]
 
-    _release(kube, setup)
+    _release(kube)
     spans = []
     for job_id in [first, *(m["job_id"] for m in later)]:
         job = await wait_job(client, job_id)
         assert job["status"] == "successful", job
-        spans += [(when(t["start_time"]), when(t["end_time"])) for t in job["tasks"]]
-    # One at a time: no two tasks on the runtime overlapped.
+        spans += _acting_spans(job)
+    # One at a time: no two tasks acting on the runtime overlapped.
+    assert len(spans) == 3 * 5
     spans.sort()
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, spans
@@ -87,8 +108,40 @@ async def test_a_job_cancelled_while_queued_gives_its_place_back(
     assert job["status"] == "cancelled"
     assert {t["status"] for t in job["tasks"]} == {"cancelled"}
 
-    _release(kube, setup)
+    _release(kube)
     assert (await wait_job(client, first))["status"] == "successful"
     # Nothing holds the runtime's one slot any more: the next deploy runs through.
     later = await deploy(client, setup, "shop@1.0.0")
     assert (await wait_job(client, later["job_id"], timeout=30))["status"] == "successful"
+
+
+async def test_a_deploy_waiting_for_readiness_leaves_the_runtime_to_other_deploys(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any], db: Database
+) -> None:
+    """A rollout that does not become ready keeps its job waiting, not the runtime: with one
+    slot, a second deploy renders, applies and finishes while the first still waits."""
+    kube.auto_ready = False
+    ns = setup["runtime"]["zone"]
+    first = await deploy(client, setup, "shop@1.0.0")
+    await task_reaches(client, first["job_id"], "wait")
+    second = await deploy(client, setup, "shop@1.0.0")
+    await task_reaches(client, second["job_id"], "wait")
+    # The first's wait gave its slot back: that is how the second could act at all.
+    assert await _slot_of(db, first["job_id"], "wait") == ("working", "free")
+    for made in owned(kube, "Deployment", ns, second["cluster_id"]):
+        kube.make_ready(ns, "Deployment", made["metadata"]["name"])
+    done = await wait_job(client, second["job_id"])
+    assert done["status"] == "successful", done
+    waiting = (await client.get(f"/v1/jobs/{first['job_id']}")).json()
+    assert waiting["status"] == "working"
+    assert {t["action"]: t["status"] for t in waiting["tasks"]}["wait"] == "working"
+
+    for made in owned(kube, "Deployment", ns, first["cluster_id"]):
+        kube.make_ready(ns, "Deployment", made["metadata"]["name"])
+    job = await wait_job(client, first["job_id"])
+    assert job["status"] == "successful", job
+    # Still one action at a time on the runtime: only the waits overlapped other tasks.
+    spans = sorted(_acting_spans(job) + _acting_spans(done))
+    assert len(spans) == 10
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, spans

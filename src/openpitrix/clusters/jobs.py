@@ -24,7 +24,7 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.jobs.adapter import Reporter
+from openpitrix.jobs.adapter import Reporter, SlotGiver
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
@@ -97,7 +97,7 @@ class ClusterJobs:
         return cluster.runtime_id if cluster is not None else None
 
     async def run_task(
-        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
+        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
     ) -> dict[str, Any]:
         async with ctx.db.read_session() as session:
             # The cluster with its runtime's credential, in one statement.
@@ -152,6 +152,7 @@ class ClusterJobs:
             policy=AddressPolicy.of(ctx.settings.network),
             checkpoint=dict(task.checkpoint),
             keep=partial(_keep, ctx, task.task_id),
+            watch_only=give_back,
         )
         result = await provider.run_task(run)
         kind = provider.capabilities.task_kind(task.action)

@@ -15,9 +15,19 @@ from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import JobStatus
 from openpitrix.workers.service import Command, GiveUp, WorkerContext
 
-__all__ = ["JobAdapter", "JobAdapters", "PlannedTask", "Reporter", "TaskError", "TaskRunner"]
+__all__ = [
+    "JobAdapter",
+    "JobAdapters",
+    "PlannedTask",
+    "Reporter",
+    "SlotGiver",
+    "TaskError",
+    "TaskRunner",
+]
 
 Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
+# Called by a running task that from then on only watches its target (see `jobs.slots`).
+SlotGiver = Callable[[], Awaitable[None]]
 
 
 class JobAdapter(Protocol):
@@ -37,8 +47,11 @@ class JobAdapter(Protocol):
         ...
 
     def run_task(
-        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter
-    ) -> Awaitable[dict[str, Any]]: ...
+        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
+    ) -> Awaitable[dict[str, Any]]:
+        """Run the task; `give_back` gives its target's slot to the next queued task once the
+        task will only watch the target (a readiness wait)."""
+        ...
 
     async def task_succeeded(
         self, session: AsyncSession, job: Job, task: Task, result: dict[str, Any]

@@ -3,8 +3,17 @@ at once, across every task-manager.
 
 A task holds one of its target's slots from the moment it is dispatched until it ends
 (`Task.slot = "held"`; a task dispatched outside any cap is marked "sent", so that it is not
-sent twice either). A task the job-manager cannot dispatch for want of a slot is queued
-(`"waiting"`), and each task ending on the target dispatches the oldest queued ones. Every
+sent twice either), or until it says that from then on it only watches the target (`give_back`:
+a readiness wait, which polls the runtime's API now and then and changes nothing there). Its
+slot is then "free": the slot goes to the next queued task, so a rollout that takes minutes
+(or never becomes ready, until the task's timeout) does not keep other jobs from acting on the
+runtime. The cap bounds the actions against a runtime's API at once, not the jobs watching it;
+watchers are bounded by each task-manager's `worker.task_concurrency`. A watching task that is
+run again (a retry, or resumed after its worker died) keeps its "free" mark: giving a slot back
+is a promise that the task acts on nothing any more, in this run or a later one.
+
+A task the job-manager cannot dispatch for want of a slot is queued (`"waiting"`), and each
+task ending on the target (or giving its slot back) dispatches the oldest queued ones. Every
 decision about a target's slots is made under the target's lock, which callers take before any
 row lock so no two transactions wait on each other in opposite orders. A periodic sweep
 dispatches queued tasks whose target has room, should the cap be raised or a wake-up be missed.
@@ -18,16 +27,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.bus.topology import command_subject
 from openpitrix.db.locks import lock_name
 from openpitrix.jobs import service as jobs
-from openpitrix.jobs.adapter import JobAdapters
+from openpitrix.jobs.adapter import JobAdapters, SlotGiver
 from openpitrix.jobs.commands import RunTask, dispatch_id
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.schemas import JobStatus
@@ -37,7 +47,7 @@ from openpitrix.workers.service import WorkerContext
 log = logging.getLogger(__name__)
 
 RUN = "run"  # the verb of every manager that runs tasks
-HELD, WAITING, SENT = "held", "waiting", "sent"
+HELD, WAITING, SENT, FREE = "held", "waiting", "sent", "free"
 
 
 def cap(ctx: WorkerContext) -> int:
@@ -76,14 +86,15 @@ async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str)
 
 
 async def held_on(session: AsyncSession, target: str) -> int:
-    """Slots of the target in use: tasks running there, and tasks dispatched to start."""
+    """Slots of the target in use: tasks running there (but those that gave theirs back),
+    and tasks dispatched to start."""
     count = await session.execute(
         select(func.count())
         .select_from(Task)
         .where(
             col(Task.target) == target,
             or_(
-                col(Task.status) == JobStatus.WORKING,
+                and_(col(Task.status) == JobStatus.WORKING, col(Task.slot) != FREE),
                 and_(col(Task.status) == JobStatus.PENDING, col(Task.slot) == HELD),
             ),
         )
@@ -165,6 +176,47 @@ async def wake_for_room(
         return len(queued), 0
     # All `free` taken: more may be queued behind them, and they go first.
     return len(queued), free - len(queued) if len(queued) < free else 0
+
+
+def claim_mark(task: Task) -> str:
+    """The slot mark a task is claimed with: "held" on a target, but "free" for a task that
+    gave its slot back in an earlier run (it only watches; see the module's docstring)."""
+    if task.target is None:
+        return ""
+    return FREE if task.slot == FREE else HELD
+
+
+async def give_back(
+    ctx: WorkerContext, adapters: JobAdapters, task_id: str, target: str | None
+) -> None:
+    """The running task only watches its target from now on: its slot goes to the oldest
+    queued task, in one transaction under the target's lock (the mark and the dispatches it
+    allows commit together, so a crash loses neither). Idempotent: a task whose slot is free
+    already, or that ended, changes nothing."""
+    if target is None or not cap(ctx):
+        return
+    async with ctx.db.transaction() as session:
+        await lock_target(session, target)
+        freed = await session.execute(
+            update(Task)
+            .where(
+                col(Task.task_id) == task_id,
+                col(Task.status) == JobStatus.WORKING,
+                col(Task.slot) == HELD,
+            )
+            .values(slot=FREE)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(freed, "rowcount", 0):
+            return
+        woken = await wake(ctx, session, target, adapters)
+    if woken:
+        log.info("task=%s gave its slot on %s back; woke %d waiting tasks", task_id, target, woken)
+
+
+def giver(ctx: WorkerContext, adapters: JobAdapters, task: Task) -> SlotGiver:
+    """`give_back` for one running task: what its adapter hands the provider."""
+    return partial(give_back, ctx, adapters, task.task_id, task.target)
 
 
 async def release(

@@ -104,8 +104,7 @@ async def run_task(
         job = locked
         # Left working by a worker that died (or was stopped) mid-task, not one retrying it.
         resumed = task.status == JobStatus.WORKING and task.executor is not None
-        slot = slots.HELD if task.target else ""
-        if not await jobs.claim_task(session, task, ctx.executor, slot=slot):
+        if not await jobs.claim_task(session, task, ctx.executor, slot=slots.claim_mark(task)):
             return
         if resumed:
             # Its worker died mid-task: the job is resumed here (a new attempt, an event).
@@ -145,7 +144,12 @@ async def _run_claimed(
     try:
         # The consumer keeps the command ours with in_progress beats while this runs.
         result = await _until_cancelled(
-            ctx, job_id, asyncio.wait_for(adapter.run_task(ctx, job, task, report), timeout)
+            ctx,
+            job_id,
+            asyncio.wait_for(
+                adapter.run_task(ctx, job, task, report, slots.giver(ctx, adapters, task)),
+                timeout,
+            ),
         )
     except _Cancelled:
         await _settle(ctx, adapters, job_id, task_id, JobStatus.CANCELLED, target=task.target)

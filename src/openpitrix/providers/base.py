@@ -237,6 +237,10 @@ async def keep_nowhere(data: dict[str, Any]) -> None:
     """The keeper of a run outside the job engine (a test of one run): nothing is kept."""
 
 
+async def watch_anywhere() -> None:
+    """`TaskRun.watch_only` of a run outside the job engine: there is no slot to give back."""
+
+
 @dataclass(frozen=True)
 class TaskRun:
     """Everything a provider needs to run one task of a cluster job."""
@@ -258,6 +262,10 @@ class TaskRun:
     # dead one recorded before it waited on the cloud), and how this run keeps more.
     checkpoint: dict[str, Any] = field(default_factory=dict)
     keep: Keeper = keep_nowhere
+    # Called by a task that from then on only watches the runtime (polls readiness) and acts
+    # on nothing, now or when run again: its share of the runtime's cap
+    # (`worker.runtime_concurrency`) goes to the next task waiting to act there.
+    watch_only: Callable[[], Awaitable[None]] = watch_anywhere
 
 
 @dataclass(frozen=True)

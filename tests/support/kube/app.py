@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from tests.support.kube.watch import watch_response
 Obj = dict[str, Any]
 PUBLIC = ("/version", "/healthz", "/livez", "/readyz")
 WATCH_DEFAULT_SECONDS = 1800
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -63,6 +65,8 @@ class KubeApp:
         self.token = token
         self.address = address
         self.requests: list[RequestRecord] = []
+        # Set by FakeKube.hold_writes: writes wait for it before they are served.
+        self.writes_open: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,6 +89,8 @@ class KubeApp:
             accept=request.headers.get("accept", ""),
         )
         self.requests.append(record)
+        if self.writes_open is not None and request.method in WRITES:
+            await self.writes_open.wait()
         try:
             response = await self._dispatch(request, record)
         except ApiError as exc:

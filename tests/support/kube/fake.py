@@ -280,6 +280,16 @@ class FakeKube:
         self.controllers._run(lambda: self.controllers.reconcile(key))
         return self.get(kind, namespace, name) or {}
 
+    def hold_writes(self) -> None:
+        """Writes (create, apply, patch, delete) wait, unanswered, until `release_writes`:
+        a task acting on the cluster stays in the middle of its action."""
+        self.app.writes_open = asyncio.Event()
+
+    def release_writes(self) -> None:
+        if self.app.writes_open is not None:
+            self.app.writes_open.set()
+            self.app.writes_open = None
+
     def make_ready(self, namespace: str, kind: str, name: str) -> Obj:
         """Mark a workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job), claim,
         Service or Ingress ready for its current generation; returns it as stored."""

@@ -24,15 +24,20 @@ from openpitrix.providers.base import (
     Credential,
     CredentialInvalid,
     EndpointRefused,
+    Preview,
+    PreviewRequest,
     TaskRun,
     ZoneUnavailable,
 )
+from openpitrix.providers.lazy import import_off_loop
 from openpitrix.providers.vm.cloud import VmCloud
 from openpitrix.providers.vm.provider import PLANS, VM_TASK_KINDS, VmProvider
 
 # aioboto3/botocore and the modules built on them (client, vm, quota) are imported by the
 # methods that call AWS, not here: they cost a process ~11 MB, and a gateway or worker that
-# never touches an AWS runtime (or has not yet) should not carry them.
+# never touches an AWS runtime (or has not yet) should not carry them. Every async method that
+# calls AWS first imports them in a thread (`_client_library`, ~0.15 s once per process), so
+# the event loop serves on meanwhile; the sync `client` and `open_cloud` then find them loaded.
 if TYPE_CHECKING:
     import aioboto3
 
@@ -41,6 +46,17 @@ if TYPE_CHECKING:
     from openpitrix.providers.aws.vm import AwsVm
 
 log = logging.getLogger(__name__)
+
+CLIENT_MODULES = (
+    "aioboto3",
+    "openpitrix.providers.aws.client",
+    "openpitrix.providers.aws.quota",
+    "openpitrix.providers.aws.vm",
+)
+
+
+async def _client_library() -> None:
+    await import_off_loop(*CLIENT_MODULES)
 
 
 class AwsProvider(VmProvider):
@@ -103,6 +119,25 @@ class AwsProvider(VmProvider):
             poll_seconds=self.poll_seconds,
         )
 
+    # The VM base's entry points that open a cloud, each after the library's import.
+    async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        await _client_library()
+        return await super().run_task(run)
+
+    async def check_resources(self, run: TaskRun) -> dict[str, Any]:
+        await _client_library()
+        return await super().check_resources(run)
+
+    async def describe_cluster(
+        self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
+    ) -> dict[str, Any]:
+        await _client_library()
+        return await super().describe_cluster(credential, zone, cluster_id, policy)
+
+    async def preview(self, request: PreviewRequest) -> Preview:
+        await _client_library()
+        return await super().preview(request)
+
     async def _run(self, run: TaskRun, cloud: VmCloud) -> dict[str, Any]:
         """The VM base's task, and what it cost in AWS API calls: logged, and kept in the
         task's result as `cloud_calls` (but the survey's, whose result is the state)."""
@@ -125,6 +160,7 @@ class AwsProvider(VmProvider):
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
         # GetCallerIdentity needs no permission at all, so it proves the key and nothing
         # else; the zones call then proves the region is one EC2 serves this key in.
+        await _client_library()
         async with self.client(credential, policy) as client:
             await client.get_caller_identity()
             zones = await client.describe_zones()
@@ -134,6 +170,7 @@ class AwsProvider(VmProvider):
             )
 
     async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
+        await _client_library()
         async with self.client(credential, policy) as client:
             zones = await client.describe_zones()
         return [z.name for z in zones if z.state == "available"]
@@ -174,6 +211,7 @@ class AwsProvider(VmProvider):
         """The region's room for `instances` more instances of `vcpus` vCPUs together;
         ProviderError("insufficient_resources") naming the shortfall (the lifecycle's check
         task asks the same of `AwsVm`)."""
+        await _client_library()
         from openpitrix.providers.aws import quota
 
         async with self.client(credential, policy) as client:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yaml_rs
-from kubernetes_asyncio import client, config
 
 from openpitrix.netguard import (
     ADDRESS_NOT_ALLOWED,
@@ -23,6 +22,11 @@ from openpitrix.netguard import (
     guarded_session,
 )
 from openpitrix.providers.base import CredentialInvalid, EndpointRefused
+
+# Parsing a kubeconfig (credentials created through the API) needs no client library: it is
+# imported by the functions that build a client (see `provider._client_library`).
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
 
 MAX_BYTES = 256 * 1024
 _FILE_KEYS = {
@@ -82,6 +86,8 @@ def parse_kubeconfig(content: str) -> tuple[dict[str, Any], str]:
 
 async def api_config(doc: dict[str, Any]) -> client.Configuration:
     """The client configuration of the kubeconfig's current context."""
+    from kubernetes_asyncio import client, config
+
     configuration = client.Configuration()
     await config.load_kube_config_from_dict(config_dict=doc, client_configuration=configuration)
     return configuration
@@ -92,6 +98,8 @@ async def guarded_api_client(
 ) -> client.ApiClient:
     """An API client whose connections go through the address guard: the server URL is user
     input, so it may not reach what the policy refuses (loopback, cloud metadata, ...)."""
+    from kubernetes_asyncio import client
+
     api = client.ApiClient(configuration=configuration)
     rest = api.rest_client
     # The library builds its aiohttp session (a plain connector, environment proxies trusted)

@@ -9,8 +9,8 @@ from kubernetes_asyncio.dynamic import DynamicClient
 
 from openpitrix.providers.base import Change, FieldChange, ProviderError
 from openpitrix.providers.kubernetes import deploy
+from openpitrix.providers.kubernetes.provider import REDACTED
 
-REDACTED = "<redacted>"
 # Fields the server keeps for itself: they change on every write and say nothing about what
 # the release changes.
 SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")

@@ -30,11 +30,13 @@ from openpitrix.providers.base import (
 )
 from openpitrix.providers.kubernetes import quota, readiness
 from openpitrix.providers.kubernetes.render import RenderedRelease, RenderError, render_chart
+from openpitrix.providers.lazy import import_off_loop
 
-# kubernetes_asyncio and the modules built on it (deploy, preview, clients, kubeconfig) are
-# imported by the methods that call a cluster, not here: the client's ~850 model modules cost
-# a process ~36 MB, and a gateway or worker that never touches a Kubernetes runtime (or has
-# not yet) should not carry them. The first call pays the import, once.
+# kubernetes_asyncio and the modules built on it (deploy, preview, clients) are imported by
+# the methods that call a cluster, not here: the client's ~850 model modules cost a process
+# ~36 MB, and a gateway or worker that never touches a Kubernetes runtime (or has not yet)
+# should not carry them. The first call pays the import (~0.5 s of CPU) once, in a thread
+# (`_client_library`), so the event loop serves on meanwhile.
 if TYPE_CHECKING:
     from kubernetes_asyncio import client
     from kubernetes_asyncio.client.exceptions import ApiException
@@ -46,6 +48,22 @@ RUNTIME_LABEL = "openpitrix.io/runtime"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "openpitrix"
 REQUEST_TIMEOUT_SECONDS = 15.0
+REDACTED = "<redacted>"  # what a secret's value reads as in manifests and previews
+CLIENT_MODULES = (
+    "kubernetes_asyncio.client",
+    "kubernetes_asyncio.config",
+    "kubernetes_asyncio.dynamic",
+    "openpitrix.providers.kubernetes.deploy",
+    "openpitrix.providers.kubernetes.clients",
+    "openpitrix.providers.kubernetes.preview",
+)
+
+
+async def _client_library() -> None:
+    """kubernetes_asyncio and our modules on it, imported off the event loop at first use:
+    every method that calls a cluster awaits this before its own imports."""
+    await import_off_loop(*CLIENT_MODULES)
+
 
 T = TypeVar("T")
 
@@ -158,13 +176,11 @@ class KubernetesProvider(Provider):
 
     def redact_manifest(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Secrets keep their keys, not their values."""
-        from openpitrix.providers.kubernetes import preview as previews
-
         for obj in objects:
             if obj.get("kind") == "Secret":
                 for field in ("data", "stringData"):
                     if isinstance(obj.get(field), dict):
-                        obj[field] = dict.fromkeys(obj[field], previews.REDACTED)
+                        obj[field] = dict.fromkeys(obj[field], REDACTED)
         return objects
 
     def parse_credential(self, content: str, endpoint_url: str) -> Credential:
@@ -178,6 +194,7 @@ class KubernetesProvider(Provider):
         return Credential(provider=self.name, endpoint_url=server, content=content)
 
     async def validate_credential(self, credential: Credential, policy: AddressPolicy) -> None:
+        await _client_library()
         from kubernetes_asyncio import client
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -212,6 +229,7 @@ class KubernetesProvider(Provider):
                     ) from None
 
     async def describe_zones(self, credential: Credential, policy: AddressPolicy) -> list[str]:
+        await _client_library()
         from kubernetes_asyncio import client
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -241,6 +259,7 @@ class KubernetesProvider(Provider):
         create: bool,
         policy: AddressPolicy,
     ) -> None:
+        await _client_library()
         from kubernetes_asyncio import client
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -311,6 +330,7 @@ class KubernetesProvider(Provider):
     async def release_zone(
         self, credential: Credential, zone: str, *, runtime_id: str, policy: AddressPolicy
     ) -> None:
+        await _client_library()
         from kubernetes_asyncio import client
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -345,6 +365,7 @@ class KubernetesProvider(Provider):
         return [[PlannedTask(action=name) for name in layer] for layer in layers]
 
     async def run_task(self, run: TaskRun) -> dict[str, Any]:
+        await _client_library()
         from openpitrix.providers.kubernetes import deploy
         from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
 
@@ -368,6 +389,9 @@ class KubernetesProvider(Provider):
                 )
                 return {"applied": len(objects)}
             if run.action == "wait":
+                # It only reads the workloads until they are ready: the runtime's slot may go
+                # to another job's apply meanwhile.
+                await run.watch_only()
                 await deploy.wait_ready(
                     dyn,
                     _objects_of(run.release, "wait"),
@@ -394,10 +418,12 @@ class KubernetesProvider(Provider):
                 await run.report(f"deleted {deleted} objects", None, {"deleted": deleted})
                 return {"deleted": deleted}
             if run.action == "wait_deleted":
+                await run.watch_only()
                 return await self._wait_deleted(dyn, run)
         raise ProviderError("action_unsupported", f"unknown kubernetes task {run.action!r}")
 
     async def check_resources(self, run: TaskRun) -> dict[str, Any]:
+        await _client_library()
         """Refuse a release the namespace's ResourceQuotas cannot hold, before applying any
         of it (Kubernetes would otherwise accept the Deployment and leave its pods unmade)."""
         from openpitrix.providers.kubernetes import deploy
@@ -443,6 +469,7 @@ class KubernetesProvider(Provider):
         """Deploys: render as the render task would, check the quotas as the check task
         would, dry-run apply every object and list what the prune would delete. Delete and
         cease: every object of the cluster goes."""
+        await _client_library()
         from openpitrix.providers.kubernetes import deploy
         from openpitrix.providers.kubernetes import preview as previews
         from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
@@ -521,6 +548,7 @@ class KubernetesProvider(Provider):
     async def describe_cluster(
         self, credential: Credential, zone: str, cluster_id: str, policy: AddressPolicy
     ) -> dict[str, Any]:
+        await _client_library()
         from openpitrix.providers.kubernetes import deploy
         from openpitrix.providers.kubernetes.kubeconfig import parse_kubeconfig
 
