@@ -246,7 +246,9 @@ async def in_process(env: dict[str, str], seeded: dict[str, str], args: argparse
             )
             resp.raise_for_status()
         auth = [(b"authorization", f"Bearer {resp.json()['access_token']}".encode())]
-        runs = [("bare FastAPI constant route", bare, "/", [])]
+        runs: list[tuple[str, Any, str, list[tuple[bytes, bytes]]]] = [
+            ("bare FastAPI constant route", bare, "/", [])
+        ]
         runs += [
             (label, gateway, path, auth)
             for label, path in paths(seeded)
