@@ -10,9 +10,17 @@ generator in its own process keeps --concurrency keep-alive connections busy on 
 throughput is printed as a ratio to the bare route's, measured in the same run. The gateway
 is called as the bootstrap admin, whose token is checked like any other.
 
+With --in-process, no HTTP server and no load generator: the gateway's ASGI app (its lifespan
+run as `openpitrix api` runs it, against the same nats-server and database) and the bare app
+are called directly by --concurrency concurrent callers in this process, --requests times per
+path, and the process's CPU time per request (time.process_time) is printed with its ratio to
+the bare route's, measured in the same run: the server's own cost of a request, which the
+load on the machine disturbs least. --profile PREFIX writes a cProfile of each path there.
+
 usage: python bench/bench_reads.py [--quick] [--seconds 10] [--concurrency 32]
                                    [--apps 2000] [--versions 10] [--jobs 2000] [--only TEXT]
                                    [--keep] [--hold]
+                                   [--in-process [--requests 3000] [--profile PREFIX]]
        python bench/bench_reads.py --loadgen URL SECONDS CONCURRENCY [HEADER ...]  (internal)
 """
 
@@ -20,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -149,6 +159,128 @@ def drive(
     # Warm-up requests are not counted in `requests`: they are few (0.5 s of the run).
     result["cpu_per_request"] = cpu / max(1, result["requests"])
     return result
+
+
+# ------------------------------------------------------------------------------ in process
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    target, _, query = path.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": target,
+        "raw_path": target.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def _asgi_calls(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], requests: int, concurrency: int
+) -> dict[str, Any]:
+    """`requests` calls of the ASGI app, `concurrency` at a time; CPU and wall time."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    left = requests
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status = 0
+
+            async def send(message: dict[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+
+            began = time.perf_counter()
+            await app(_scope(path, headers), receive, send)
+            latencies.append(time.perf_counter() - began)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "requests": requests,
+        "cpu_per_request": cpu / requests,
+        "wall": wall,
+        "p99": percentile(latencies, 99),
+        "statuses": statuses,
+    }
+
+
+async def in_process(env: dict[str, str], seeded: dict[str, str], args: argparse.Namespace) -> bool:
+    """Each path's CPU per request through the ASGI apps in this process; True if all 200."""
+    os.environ.update({k: v for k, v in env.items() if k.startswith("OPENPITRIX_")})
+    import httpx
+
+    from bare_app import app as bare
+    from openpitrix.gateway import create_app
+    from openpitrix.settings import Settings
+
+    gateway = create_app(Settings())
+    async with gateway.router.lifespan_context(gateway):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=gateway), base_url="http://gw"
+        ) as client:
+            resp = await client.post(
+                "/v1/oauth2/token",
+                data={
+                    "grant_type": "password",
+                    "username": env["OPENPITRIX_BOOTSTRAP_ADMIN_EMAIL"],
+                    "password": env["OPENPITRIX_BOOTSTRAP_ADMIN_PASSWORD"],
+                },
+            )
+            resp.raise_for_status()
+        auth = [(b"authorization", f"Bearer {resp.json()['access_token']}".encode())]
+        runs: list[tuple[str, Any, str, list[tuple[bytes, bytes]]]] = [
+            ("bare FastAPI constant route", bare, "/", [])
+        ]
+        runs += [
+            (label, gateway, path, auth)
+            for label, path in paths(seeded)
+            if args.only in label or "healthz" in label
+        ]
+        print(
+            f"in process: {args.requests} requests per path, {args.concurrency} at a time, "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+        )
+        print(f"{'path':<30} {'cpu us/req':>10} {'cpu ratio':>9} {'p99 ms':>8}  statuses")
+        base_cpu = 0.0
+        ok = True
+        for label, app, path, headers in runs:
+            # Warm-up: first calls (statement compilation, caches) out of the measurement.
+            await _asgi_calls(app, path, headers, max(100, args.requests // 10), args.concurrency)
+            profile = cProfile.Profile() if args.profile and app is gateway else None
+            if profile is not None:
+                profile.enable()
+            result = await _asgi_calls(app, path, headers, args.requests, args.concurrency)
+            if profile is not None:
+                profile.disable()
+                name = label.split(" (")[0].replace(" ", "_")
+                profile.dump_stats(f"{args.profile}{name}.prof")
+            cpu = result["cpu_per_request"]
+            base_cpu = base_cpu or cpu
+            ok = ok and set(result["statuses"]) == {200}
+            print(
+                f"{label:<30} {cpu * 1e6:10.0f} {base_cpu / cpu:9.3f} "
+                f"{result['p99'] * 1000:8.1f}  {result['statuses']}"
+            )
+        print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return ok
 
 
 # ------------------------------------------------------------------------------ seeding
@@ -289,10 +421,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--hold", action="store_true", help="after seeding, wait for Enter (to attach py-spy)"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="call the ASGI apps in this process and print CPU per request (no HTTP)",
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="per path, with --in-process")
+    parser.add_argument(
+        "--profile", default="", help="with --in-process: write PREFIX<path>.prof (cProfile)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.apps, args.jobs = 3.0, 200, 200
     return args
+
+
+def _run_in_process(env: dict[str, str], seeded: dict[str, str], args: argparse.Namespace) -> bool:
+    try:
+        import uvloop
+
+        uvloop.install()  # as the server runs
+    except ImportError:
+        pass
+    return asyncio.run(in_process(env, seeded, args))
 
 
 def main() -> None:
@@ -330,6 +481,9 @@ def main() -> None:
                 f"{database_label(database_url)}, concurrency {args.concurrency}, "
                 f"{args.seconds:g} s per path"
             )
+            if args.in_process:
+                ok = _run_in_process(env, seeded, args)
+                return
             gw_port, bare_port = free_port(), free_port()
             gateway = children.start(
                 "api", [*OPENPITRIX, "api", "--host", "127.0.0.1", "--port", str(gw_port)], env

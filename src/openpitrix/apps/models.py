@@ -39,6 +39,8 @@ class App(Owned, Timestamps, ChartMetadata, table=True):
         # The default list order (create_time, then the id as tie-breaker, both descending):
         # a page is read off the index instead of sorting every app.
         Index("ix_apps_create_time", "create_time", "app_id"),
+        # A repo's apps of a status in the same order (`?repo_id=..&status=..`).
+        Index("ix_apps_repo_status_create_time", "repo_id", "status", "create_time", "app_id"),
     )
 
     app_id: str = Field(primary_key=True, max_length=40)

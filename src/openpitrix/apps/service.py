@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.apps.schemas import AppRead, AppVersionRead
-from openpitrix.db.listing import ListQuery, ListSpec, read_page, read_rows
+from openpitrix.db.listing import ListQuery, ListSpec, read_prepared_page
 from openpitrix.db.reads import Reads, Row
 from openpitrix.errors import NotFound
-from openpitrix.iam.access import Access
+from openpitrix.iam.access import Access, Scope, scope_clause
 from openpitrix.repos.models import Repo
 from openpitrix.repos.service import is_public, public_repo_clause
 
@@ -43,8 +43,20 @@ _PUBLIC: dict[type[App] | type[AppVersion], ColumnElement[bool]] = {
 _NOT_DELETED = {App: col(App.status) != DELETED, AppVersion: col(AppVersion.status) != DELETED}
 
 
-def _visible(access: Access, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
-    return or_(access.clause(col(model.owner), col(model.owner_path)), _PUBLIC[model])
+def _visible(scope: Scope, model: type[App] | type[AppVersion]) -> ColumnElement[bool]:
+    """What a caller of this scope sees, its own values bound (Access.clause_params)."""
+    return or_(scope_clause(scope, col(model.owner), col(model.owner_path)), _PUBLIC[model])
+
+
+def _in(column: Any, name: str, count: int) -> ColumnElement[bool]:
+    """`column IN (:name_0, ...)`: one bind parameter per value (their count is part of a
+    prepared statement's shape), as `_bound` names them."""
+    return col(column).in_([bindparam(f"{name}_{i}", type_=String) for i in range(count)])
+
+
+def _bound(values: dict[str, object], name: str, given: Sequence[str]) -> None:
+    for i, value in enumerate(given):
+        values[f"{name}_{i}"] = str(value)  # plain str: a StrEnum is not every driver's str
 
 
 async def _check_visible(
@@ -103,27 +115,44 @@ async def list_apps(
     status: Sequence[str] = (),
     package_kind: Sequence[str] = (),
 ) -> tuple[int, list[Row]]:
-    """The page's rows hold AppRead's fields, in its order (see api.responses.page_response)."""
-    stmt = select(*_APP_COLUMNS).where(_visible(access, App))
-    if package_kind:
-        stmt = stmt.where(
-            select(AppVersion.version_id)  # type: ignore[call-overload]
-            .where(
-                col(AppVersion.app_id) == col(App.app_id),
-                col(AppVersion.package_kind).in_(package_kind),
-                col(AppVersion.status) != DELETED,
+    """The page's rows hold AppRead's fields, in its order (see api.responses.page_response).
+
+    The statement is prepared once per shape (db.reads.prepare): the caller's scope and how
+    many values each filter has; the values themselves are bound."""
+    filters = (repo_id, app_id, name, status, package_kind)
+    shape = ("apps", access.scope, *(len(values) for values in filters))
+    values: dict[str, object] = access.clause_params()
+    for label, given in zip(_APP_FILTERS, filters, strict=True):
+        _bound(values, label, given)
+
+    def build() -> Select[Any]:
+        stmt = select(*_APP_COLUMNS).where(_visible(access.scope, App))
+        if package_kind:
+            stmt = stmt.where(
+                select(AppVersion.version_id)  # type: ignore[call-overload]
+                .where(
+                    col(AppVersion.app_id) == col(App.app_id),
+                    _in(AppVersion.package_kind, "package_kind", len(package_kind)),
+                    col(AppVersion.status) != DELETED,
+                )
+                .exists()
             )
-            .exists()
-        )
-    for column, values in (
-        (col(App.repo_id), repo_id),
-        (col(App.app_id), app_id),
-        (col(App.name), name),
-    ):
-        if values:
-            stmt = stmt.where(column.in_(values))
-    stmt = stmt.where(col(App.status).in_(status)) if status else stmt.where(_NOT_DELETED[App])
-    return await read_page(reads, stmt, APP_LIST, query)
+        for column, label, given in (
+            (App.repo_id, "repo_id", repo_id),
+            (App.app_id, "app_id", app_id),
+            (App.name, "name", name),
+        ):
+            if given:
+                stmt = stmt.where(_in(column, label, len(given)))
+        if status:
+            return stmt.where(_in(App.status, "status", len(status)))
+        return stmt.where(_NOT_DELETED[App])
+
+    _, page = await read_prepared_page(reads, shape, build, values, APP_LIST, query)
+    return page
+
+
+_APP_FILTERS = ("repo_id", "app_id", "name", "status", "package_kind")
 
 
 async def get_app(session: AsyncSession, app_id: str, access: Access) -> AppRead:
@@ -153,23 +182,35 @@ async def list_versions(
     version: Sequence[str] = (),
     package_kind: Sequence[str] = (),
 ) -> tuple[int, list[Row]]:
-    """The page's rows hold AppVersionRead's fields, in its order."""
-    stmt = select(*_VERSION_COLUMNS).where(
-        col(AppVersion.app_id) == app_id, _visible(access, AppVersion)
-    )
-    if version:
-        stmt = stmt.where(col(AppVersion.version).in_(version))
-    if package_kind:
-        stmt = stmt.where(col(AppVersion.package_kind).in_(package_kind))
-    stmt = (
-        stmt.where(col(AppVersion.status).in_(status))
-        if status
-        else stmt.where(_NOT_DELETED[AppVersion])
+    """The page's rows hold AppVersionRead's fields, in its order (prepared per shape, as
+    `list_apps`)."""
+    filters = (status, version, package_kind)
+    shape = ("app_versions", access.scope, *(len(values) for values in filters))
+    values: dict[str, object] = {"app_id": app_id, **access.clause_params()}
+    for label, given in zip(("status", "version", "package_kind"), filters, strict=True):
+        _bound(values, label, given)
+
+    def build() -> Select[Any]:
+        stmt = select(*_VERSION_COLUMNS).where(
+            col(AppVersion.app_id) == bindparam("app_id", type_=String),
+            _visible(access.scope, AppVersion),
+        )
+        if version:
+            stmt = stmt.where(_in(AppVersion.version, "version", len(version)))
+        if package_kind:
+            stmt = stmt.where(_in(AppVersion.package_kind, "package_kind", len(package_kind)))
+        if status:
+            return stmt.where(_in(AppVersion.status, "status", len(status)))
+        return stmt.where(_NOT_DELETED[AppVersion])
+
+    check = reads.prepare(
+        "app_check",
+        lambda: select(*_APP_CHECK).where(col(App.app_id) == bindparam("app_id", type_=String)),
     )
     # The app's check and the page in one read: the page shows only rows visible anyway, so
     # reading it before the check is known reveals nothing.
-    app_rows, (total, rows) = await read_rows(
-        reads, select(*_APP_CHECK).where(col(App.app_id) == app_id), stmt, VERSION_LIST, query
+    app_rows, (total, rows) = await read_prepared_page(
+        reads, shape, build, values, VERSION_LIST, query, first=(check, {"app_id": app_id})
     )
     if not app_rows:
         raise NotFound("app", app_id)

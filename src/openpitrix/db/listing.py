@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, RowMapping, Select, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    RowMapping,
+    Select,
+    String,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 
-from openpitrix.db.reads import Reads, Row
+from openpitrix.db.reads import Prepared, Reads, Row
 from openpitrix.errors import BadRequest
 
 T = TypeVar("T")
@@ -50,10 +60,7 @@ def search_clause(spec: ListSpec, word: str) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-def _page_statements(
-    stmt: Select[Any], spec: ListSpec, query: ListQuery
-) -> tuple[Select[Any], Select[Any]]:
-    """The count of every matching row, and the page."""
+def _sort_column(spec: ListSpec, query: ListQuery) -> tuple[str, Mapped[Any]]:
     sort_name = query.sort_key or spec.default_sort
     sort_col = spec.sort_keys.get(sort_name)
     if sort_col is None:
@@ -62,7 +69,23 @@ def _page_statements(
             code="invalid_sort_key",
             details={"allowed": sorted(spec.sort_keys)},
         )
-    if query.search_word and query.search_word.strip():
+    return sort_name, sort_col
+
+
+def _page_statements(
+    stmt: Select[Any],
+    spec: ListSpec,
+    query: ListQuery,
+    *,
+    search: ColumnElement[bool] | None = None,
+    limit: Any = None,
+    offset: Any = None,
+) -> tuple[Select[Any], Select[Any]]:
+    """The count of every matching row, and the page."""
+    _, sort_col = _sort_column(spec, query)
+    if search is not None:
+        stmt = stmt.where(search)
+    elif query.search_word and query.search_word.strip():
         stmt = stmt.where(search_clause(spec, query.search_word))
     count = select(func.count()).select_from(stmt.subquery())
     order = sort_col.desc() if query.reverse else sort_col.asc()
@@ -73,7 +96,9 @@ def _page_statements(
     # A unique tie-breaker keeps pages stable when many rows share the sort value.
     tie = spec.id_columns[0]
     tie_order = tie.desc() if query.reverse else tie.asc()
-    return count, stmt.order_by(order, tie_order).limit(query.limit).offset(query.offset)
+    return count, stmt.order_by(order, tie_order).limit(
+        query.limit if limit is None else limit
+    ).offset(query.offset if offset is None else offset)
 
 
 async def paginate(
@@ -101,9 +126,9 @@ TOTAL = "openpitrix_total_count"
 
 
 def _with_total(
-    stmt: Select[Any], spec: ListSpec, query: ListQuery
+    stmt: Select[Any], spec: ListSpec, query: ListQuery, **bound: Any
 ) -> tuple[Select[Any], Select[Any]]:
-    count, page = _page_statements(stmt, spec, query)
+    count, page = _page_statements(stmt, spec, query, **bound)
     return count, page.add_columns(count.correlate(None).scalar_subquery().label(TOTAL))
 
 
@@ -140,3 +165,119 @@ async def read_rows(
     count, paged = _with_total(stmt, spec, query)
     first_rows, rows = await reads.fetch(first, paged)
     return first_rows, await _total_and_rows(reads, count, rows, query)
+
+
+# --- prepared pages (db.reads.prepare) -------------------------------------------------------
+
+
+def _searched(query: ListQuery) -> str:
+    return query.search_word.strip() if query.search_word else ""
+
+
+def _like_escaped(word: str) -> str:
+    """What SQLAlchemy's `autoescape=True` binds: `/` escapes itself, `%` and `_`."""
+    return word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _bound_search_clause(spec: ListSpec, dialect: str) -> ColumnElement[bool]:
+    """`search_clause` with the word as bind parameters: the same matches.
+
+    On SQLite without `lower()` on either side: SQLite's LIKE already ignores case exactly as
+    far as its lower() folds it (ASCII letters), so the matches are the same, and a search
+    scans every visible row, where two lower() calls a row were a third of its time."""
+    word = bindparam("search_word", type_=String)
+    like = bindparam("search_like", type_=String)
+    clauses: list[ColumnElement[bool]] = [col == word for col in spec.id_columns]
+    if dialect == "sqlite":
+        clauses += [col.contains(like, escape="/") for col in spec.text_columns]
+    else:
+        clauses += [col.icontains(like, escape="/") for col in spec.text_columns]
+    return or_(*clauses)
+
+
+def page_shape(spec: ListSpec, query: ListQuery) -> tuple[str, bool, bool]:
+    """What of a list's parameters changes its statement (sort, order, searched or not); 400
+    for an unknown sort key."""
+    sort_name, _ = _sort_column(spec, query)
+    return sort_name, query.reverse, bool(_searched(query))
+
+
+def page_values(query: ListQuery) -> dict[str, Any]:
+    """The list parameters' bind values of a prepared page."""
+    word = _searched(query)
+    values: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+    if word:
+        values["search_word"] = word
+        values["search_like"] = _like_escaped(word)
+    return values
+
+
+def _prepared_page(
+    reads: Reads,
+    key: Hashable,
+    build: Callable[[], Select[Any]],
+    spec: ListSpec,
+    query: ListQuery,
+) -> tuple[Prepared, Callable[[], Prepared]]:
+    """The page statement of this shape (with the total), and a getter of its count's."""
+    searched = bool(_searched(query))
+    bound: dict[str, Any] = {
+        "search": _bound_search_clause(spec, reads.dialect_name) if searched else None,
+        "limit": bindparam("limit", type_=Integer),
+        "offset": bindparam("offset", type_=Integer),
+    }
+    page = reads.prepare(
+        ("page", key), lambda: _with_total(build(), spec, query, **bound)[1], slow=searched
+    )
+
+    def count() -> Prepared:
+        return reads.prepare(
+            ("count", key), lambda: _with_total(build(), spec, query, **bound)[0], slow=searched
+        )
+
+    return page, count
+
+
+async def _prepared_total(
+    reads: Reads,
+    count: Callable[[], Prepared],
+    values: Mapping[str, Any],
+    rows: list[Row],
+    query: ListQuery,
+) -> tuple[int, list[Row]]:
+    if rows:
+        total = rows[0][TOTAL]
+        for row in rows:
+            del row[TOTAL]
+        return int(total), rows
+    if query.offset == 0:
+        return 0, rows
+    ((counted,),) = await reads.run((count(), values))
+    return int(next(iter(counted.values()))), rows
+
+
+async def read_prepared_page(
+    reads: Reads,
+    key: Hashable,
+    build: Callable[[], Select[Any]],
+    values: Mapping[str, Any],
+    spec: ListSpec,
+    query: ListQuery,
+    *,
+    first: tuple[Prepared, Mapping[str, Any]] | None = None,
+) -> tuple[list[Row], tuple[int, list[Row]]]:
+    """`read_page` (or, with `first`, `read_rows`) of a statement prepared once per shape.
+
+    `key` names the shape of `build`'s statement: everything of it that is not a bind
+    parameter (the caller's scope, which filters, how many values each); `values` are the
+    request's own (the caller's scope values, the filters'). The list parameters' shape and
+    values are added here."""
+    shape = (key, page_shape(spec, query))
+    page, count = _prepared_page(reads, shape, build, spec, query)
+    values = {**values, **page_values(query)}
+    if first is None:
+        (rows,) = await reads.run((page, values))
+        first_rows: list[Row] = []
+    else:
+        first_rows, rows = await reads.run(first, (page, values))
+    return first_rows, await _prepared_total(reads, count, values, rows, query)

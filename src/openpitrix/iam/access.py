@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, true
+from sqlalchemy import ColumnElement, Integer, String, bindparam, func, or_, true
 from sqlalchemy.orm import Mapped
 
 from openpitrix.errors import AppError, NotFound
@@ -113,6 +114,22 @@ def owner_path_of(group_path: str, user_id: str) -> str:
     return f"{group_path}:{user_id}"
 
 
+def scope_clause(
+    scope: Scope, owner_col: Mapped[str], owner_path_col: Mapped[str]
+) -> ColumnElement[bool]:
+    """`Access.clause` of a scope with the caller's values as bind parameters (see
+    `Access.clause_params`): one statement per scope serves every caller (db.reads.prepare)."""
+    if scope == Scope.ALL:
+        return true()
+    if scope == Scope.GROUP:
+        head = func.substr(owner_path_col, 1, bindparam("scope_group_length", type_=Integer))
+        return or_(
+            head == bindparam("scope_group", type_=String),
+            head == bindparam("scope_sub_group", type_=String),
+        )
+    return owner_col == bindparam("scope_owner", type_=String)
+
+
 class Forbidden(AppError):
     status_code = 403
     code = "forbidden"
@@ -183,6 +200,19 @@ class Access:
             head = func.substr(owner_path_col, 1, len(own_group))
             return or_(head == own_group, head == sub_group)
         return owner_col == self.caller.user_id
+
+    def clause_params(self) -> dict[str, Any]:
+        """The values `scope_clause` of this access's scope binds."""
+        if self.scope == Scope.ALL:
+            return {}
+        if self.scope == Scope.GROUP:
+            own_group, sub_group = self._group_prefixes()
+            return {
+                "scope_group": own_group,
+                "scope_sub_group": sub_group,
+                "scope_group_length": len(own_group),
+            }
+        return {"scope_owner": self.caller.user_id}
 
     def check_visible(
         self, kind: str, ident: str, owner: str, owner_path: str, *, public: bool = False

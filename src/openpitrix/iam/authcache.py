@@ -11,7 +11,13 @@ they are kept for at most `auth.check_cache_seconds` (1 s by default) and droppe
 - everywhere, when the entry's time is up: the bound if a message is lost (NATS disconnected).
 
 A read that started before a change may finish after the change dropped its key; a generation
-counter keeps such a read from putting the old facts back.
+counter keeps such a read from putting the old facts back, and no request waits for such a
+read (a change forgets the reads in flight).
+
+Requests never queue behind the database for facts in use: an entry past half its time is
+read again in the background (once, however many requests see it) while it is still served;
+only an entry that has expired (or was dropped) is read while its request waits, and then
+once for all the requests that need it. The facts are read through `db.reads` (no session).
 """
 
 from __future__ import annotations
@@ -23,18 +29,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from openpitrix.bus.topology import AUTH_CHANGED_SUBJECT
 from openpitrix.db.engine import Database
+from openpitrix.db.reads import Reads
 from openpitrix.iam.models import ApiClient, User
 
 log = logging.getLogger(__name__)
@@ -83,6 +91,9 @@ _USER_FACTS = select(
     col(User.status), col(User.role), col(User.group_path), col(User.tokens_valid_after)
 )
 _CLIENT_FACTS = select(col(ApiClient.status), col(ApiClient.user_id))
+_USER_ID = bindparam("user_id", type_=String)
+_CLIENT_ID = bindparam("client_id", type_=String)
+Facts = tuple[UserFacts | None, ClientFacts | None]
 
 
 class AuthCache:
@@ -104,6 +115,12 @@ class AuthCache:
         self._nc: Client | None = None
         self._sub: Subscription | None = None
         self._publishing: set[asyncio.Task[None]] = set()
+        # Reads in flight, by (user, client); forgotten by a change (see `forget`).
+        self._loading: dict[tuple[str, str | None], asyncio.Task[Facts]] = {}
+        try:
+            self._reads: Reads | None = db.reads
+        except RuntimeError:  # an in-memory SQLite database: through a session
+            self._reads = None
         db.on_session_commit(self._after_commit)
 
     async def start(self, nc: Client) -> None:
@@ -118,10 +135,11 @@ class AuthCache:
         for task in list(self._publishing):
             with contextlib.suppress(Exception):
                 await task
+        for loading in list(self._loading.values()):
+            loading.cancel()
+        self._loading.clear()
 
-    async def facts(
-        self, user_id: str, client_id: str | None
-    ) -> tuple[UserFacts | None, ClientFacts | None]:
+    async def facts(self, user_id: str, client_id: str | None) -> Facts:
         """The user's facts (None: no such user) and, for a client's token, the client's."""
         now = self._clock()
         user_hit = self._users.get(user_id)
@@ -130,17 +148,35 @@ class AuthCache:
         client_fresh = client_id is None or (client_hit is not None and client_hit[0] > now)
         if user_fresh and client_fresh:
             assert user_hit is not None
+            expires = user_hit[0] if client_hit is None else min(user_hit[0], client_hit[0])
+            if expires - now < self._ttl / 2:
+                self._load(user_id, client_id)  # in the background: this entry still holds
             return user_hit[1], client_hit[1] if client_hit is not None else None
+        # Shielded: one waiting request going away must not cancel the others' read.
+        return await asyncio.shield(self._load(user_id, client_id))
+
+    def _load(self, user_id: str, client_id: str | None) -> asyncio.Task[Facts]:
+        key = (user_id, client_id)
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(user_id, client_id))
+            self._loading[key] = task
+
+            def done(finished: asyncio.Task[Facts]) -> None:
+                if self._loading.get(key) is finished:
+                    del self._loading[key]
+                if not finished.cancelled() and finished.exception() is not None:
+                    # Retrieved here for a background read nobody awaits; a waiting request
+                    # gets it as well (a 503 when the database is down).
+                    log.debug("auth facts not read error=%s", finished.exception())
+
+            task.add_done_callback(done)
+        return task
+
+    async def _read(self, user_id: str, client_id: str | None) -> Facts:
         generation = self._generation
-        async with self._db.read_session() as session:
-            user = (await session.execute(_USER_FACTS.where(col(User.user_id) == user_id))).first()
-            client = None
-            if client_id is not None:
-                client = (
-                    await session.execute(
-                        _CLIENT_FACTS.where(col(ApiClient.client_id) == client_id)
-                    )
-                ).first()
+        now = self._clock()
+        user, client = await self._select(user_id, client_id)
         user_facts = UserFacts(*user) if user is not None else None
         client_facts = ClientFacts(*client) if client is not None else None
         if self._ttl > 0 and generation == self._generation:
@@ -151,8 +187,48 @@ class AuthCache:
                 self._clients[client_id] = (expires, client_facts)
         return user_facts, client_facts
 
+    async def _select(
+        self, user_id: str, client_id: str | None
+    ) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+        if self._reads is not None:
+            reads = self._reads
+            user_stmt = reads.prepare(
+                "auth_user_facts", lambda: _USER_FACTS.where(col(User.user_id) == _USER_ID)
+            )
+            if client_id is None:
+                (users,) = await reads.run((user_stmt, {"user_id": user_id}))
+                clients: list[dict[str, Any]] = []
+            else:
+                client_stmt = reads.prepare(
+                    "auth_client_facts",
+                    lambda: _CLIENT_FACTS.where(col(ApiClient.client_id) == _CLIENT_ID),
+                )
+                users, clients = await reads.run(
+                    (user_stmt, {"user_id": user_id}), (client_stmt, {"client_id": client_id})
+                )
+            return (
+                tuple(users[0].values()) if users else None,
+                tuple(clients[0].values()) if clients else None,
+            )
+        async with self._db.read_session() as session:
+            user = (await session.execute(_USER_FACTS.where(col(User.user_id) == user_id))).first()
+            client = None
+            if client_id is not None:
+                client = (
+                    await session.execute(
+                        _CLIENT_FACTS.where(col(ApiClient.client_id) == client_id)
+                    )
+                ).first()
+        return (
+            tuple(user) if user is not None else None,
+            tuple(client) if client is not None else None,
+        )
+
     def forget(self, users: set[str] | list[str], clients: set[str] | list[str]) -> None:
         self._generation += 1
+        # A read in flight may have seen the state before the change: later requests must
+        # not wait for it (it still finishes, and the generation keeps it from being kept).
+        self._loading.clear()
         for user_id in users:
             self._users.pop(user_id, None)
         for client_id in clients:
