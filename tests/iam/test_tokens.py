@@ -174,15 +174,17 @@ async def test_expired_access_token_is_401(
     database_url: str, nats_url: str, tmp_path: Path, db: Database
 ) -> None:
     settings: Settings = make_settings(
-        database_url, nats_url, tmp_path / "data", auth=AuthSettings(access_token_ttl_seconds=1)
+        database_url, nats_url, tmp_path / "data", auth=AuthSettings(access_token_ttl_seconds=3)
     )
     async with (
         LiveServer(settings, run_workers=False) as live,
         httpx.AsyncClient(base_url=live.url) as client,
     ):
         account = await login(client, await make_user(db))
+        # A JWT's exp is in whole seconds (truncated), so the token lives 2-3 s: long enough for
+        # this first call on a busy machine, and certainly over after 3.1 s.
         assert (await client.get("/v1/users/me", headers=account.headers)).status_code == 200
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(3.1)
         resp = await client.get("/v1/users/me", headers=account.headers)
         assert_error(resp, 401, "unauthorized")
         assert resp.headers["www-authenticate"] == 'Bearer error="invalid_token"'
