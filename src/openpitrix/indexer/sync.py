@@ -8,6 +8,7 @@ impossible even if two workers ever raced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -143,6 +144,7 @@ def _sortable_number(number: int) -> str:
     return f"{len(digits):02d}{digits}"
 
 
+@lru_cache(maxsize=8192)
 def version_sort(version: str) -> str:
     """`version`'s semantic-version order as text, for `app_versions.version_sort`: byte order
     of these strings (PostgreSQL compares the column under the "C" collation) is
