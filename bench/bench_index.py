@@ -256,7 +256,7 @@ def main() -> None:
         "stretches, this does much less)"
     )
     print(
-        f"    event-loop thread {loop_cpu:.2f} s, other threads (the parse, SQLite's) "
+        f"    event-loop thread {loop_cpu:.2f} s, other threads (the parse; SQLite's driver) "
         f"{other_cpu:.2f} s; idle, the server burns {idle_rate:.3f} CPU-s/s "
         f"(~{idle_rate * cold:.2f} s of the above at this wall time)"
     )
