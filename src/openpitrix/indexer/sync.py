@@ -28,7 +28,7 @@ versions_t = AppVersion.__table__  # type: ignore[attr-defined]
 
 APP_META = ("description", "home", "icon", "keywords", "maintainers", "sources")
 
-# Row layouts of the cold path's inserts (`_app_insert`, `_version_insert` build them).
+# Column orders of the new rows `sync_catalog` builds as tuples (the cold path: every row).
 INSERT_APP = BulkInsert(
     apps_t,
     (
