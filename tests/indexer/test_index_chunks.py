@@ -99,6 +99,25 @@ def test_crlf_and_bom_index_parses_like_the_whole_document(
     assert parse_index(body, REPO) == _whole(body, monkeypatch)
 
 
+def test_chart_names_starting_with_a_dash_are_charts_and_dash_items_are_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At the chart names' indentation "- x" is a version of the chart above, "-x:" a chart.
+    extra = {i: f"  -dash-{i}:\n" + _version("dash", i, 0) for i in range(0, 400, 40)}
+    body = _index(400, extra=extra).encode()
+    split = split_index(body, 0, "marker")
+    assert split is not None and len(split.cuts) - 1 >= 3
+    assert all(
+        body[cut : cut + 3] != b"  -" or body[cut + 3 : cut + 4] != b" " for cut in split.cuts
+    )
+
+    parsed = parse_index(body, REPO)
+
+    assert parsed == _whole(body, monkeypatch)
+    assert parsed.charts["-dash-40"][0].name == "-dash-40"
+    assert parsed.version_count == 400 * 8 + 10
+
+
 def test_vm_index_kind_is_read_from_the_top_level_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     text = _index(400, header="api_version: v1\n").replace("apiVersion: v2", "other: v2")
     body = text.replace("appVersion:", "other_version:").encode()

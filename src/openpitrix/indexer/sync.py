@@ -8,14 +8,16 @@ impossible even if two workers ever raced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix import ids
 from openpitrix.apps.models import App, AppVersion
 from openpitrix.db.types import utcnow
+from openpitrix.indexer.bulk import BulkInsert
 from openpitrix.repos.helm import ChartVersion, ParsedIndex, version_sort_key
 
 DELETED = "deleted"
@@ -25,6 +27,48 @@ apps_t = App.__table__  # type: ignore[attr-defined]
 versions_t = AppVersion.__table__  # type: ignore[attr-defined]
 
 APP_META = ("description", "home", "icon", "keywords", "maintainers", "sources")
+
+# Column orders of the new rows `sync_catalog` builds as tuples (the cold path: every row).
+INSERT_APP = BulkInsert(
+    apps_t,
+    (
+        "app_id",
+        "repo_id",
+        "name",
+        *APP_META,
+        "latest_version",
+        "latest_app_version",
+        "status",
+        "owner",
+        "owner_path",
+        "create_time",
+        "update_time",
+        "status_time",
+    ),
+)
+INSERT_VERSION = BulkInsert(
+    versions_t,
+    (
+        "version_id",
+        "app_id",
+        "repo_id",
+        "version",
+        "version_sort",
+        "name",
+        "app_version",
+        *APP_META,
+        "digest",
+        "package_url",
+        "created",
+        "package_kind",
+        "status",
+        "owner",
+        "owner_path",
+        "create_time",
+        "update_time",
+        "status_time",
+    ),
+)
 
 
 @dataclass
@@ -100,6 +144,7 @@ def _sortable_number(number: int) -> str:
     return f"{len(digits):02d}{digits}"
 
 
+@lru_cache(maxsize=8192)
 def version_sort(version: str) -> str:
     """`version`'s semantic-version order as text, for `app_versions.version_sort`: byte order
     of these strings (PostgreSQL compares the column under the "C" collation) is
@@ -189,35 +234,40 @@ async def sync_catalog(
         )
     }
 
-    app_inserts: list[dict[str, Any]] = []
+    app_inserts: list[tuple[Any, ...]] = []
     app_updates: list[dict[str, Any]] = []
-    version_inserts: list[dict[str, Any]] = []
+    version_inserts: list[tuple[Any, ...]] = []
     version_updates: list[dict[str, Any]] = []
     seen_versions: set[tuple[str, str]] = set()
     update_app = update(apps_t).where(apps_t.c.app_id == bindparam("b_app_id"))
     update_version = update(versions_t).where(versions_t.c.version_id == bindparam("b_version_id"))
 
+    # What every new row shares, in the INSERT_APP / INSERT_VERSION layouts.
+    row_tail = (default_status, owner, owner_path, now, now, now)
     for name, versions in index.charts.items():
-        meta = _app_meta(versions[0])
+        newest = versions[0]
         current = existing_apps.get(name)
         if current is None:
             app_id = ids.new_id(ids.APP)
             app_inserts.append(
-                {
-                    "app_id": app_id,
-                    "repo_id": repo_id,
-                    "name": name,
-                    **meta,
-                    "status": default_status,
-                    "owner": owner,
-                    "owner_path": owner_path,
-                    "create_time": now,
-                    "update_time": now,
-                    "status_time": now,
-                }
+                (
+                    app_id,
+                    repo_id,
+                    name,
+                    newest.description,
+                    newest.home,
+                    newest.icon,
+                    newest.keywords,
+                    newest.maintainers,
+                    newest.sources,
+                    newest.version,
+                    newest.app_version,
+                    *row_tail,
+                )
             )
             counts.apps_added += 1
         else:
+            meta = _app_meta(newest)
             app_id = current.app_id
             revived = current.status == DELETED
             if revived or any(getattr(current, k) != v for k, v in meta.items()):
@@ -234,20 +284,26 @@ async def sync_catalog(
             known = existing_versions.get(key)
             if known is None:
                 version_inserts.append(
-                    {
-                        "version_id": ids.new_id(ids.APP_VERSION),
-                        "app_id": app_id,
-                        "repo_id": repo_id,
-                        "version": v.version,
-                        "version_sort": version_sort(v.version),
-                        **_version_row(v),
-                        "status": default_status,
-                        "owner": owner,
-                        "owner_path": owner_path,
-                        "create_time": now,
-                        "update_time": now,
-                        "status_time": now,
-                    }
+                    (
+                        ids.new_id(ids.APP_VERSION),
+                        app_id,
+                        repo_id,
+                        v.version,
+                        version_sort(v.version),
+                        v.name,
+                        v.app_version,
+                        v.description,
+                        v.home,
+                        v.icon,
+                        v.keywords,
+                        v.maintainers,
+                        v.sources,
+                        v.digest,
+                        v.package_url,
+                        v.created,
+                        v.package_kind,
+                        *row_tail,
+                    )
                 )
                 counts.versions_added += 1
             elif (
@@ -266,8 +322,8 @@ async def sync_catalog(
         # holds a row per version in memory; the apps pending go first: versions reference
         # apps by foreign key.
         if len(version_inserts) >= CHUNK:
-            await _executemany(session, insert(apps_t), app_inserts)
-            await _executemany(session, insert(versions_t), version_inserts)
+            await INSERT_APP.run(session, app_inserts)
+            await INSERT_VERSION.run(session, version_inserts)
             app_inserts.clear()
             version_inserts.clear()
         if len(version_updates) >= CHUNK:
@@ -288,11 +344,11 @@ async def sync_catalog(
     counts.apps_deleted = len(gone_apps)
 
     # Apps before versions: versions reference apps by foreign key.
-    await _executemany(session, insert(apps_t), app_inserts)
+    await INSERT_APP.run(session, app_inserts)
     # executemany needs one key set per call: full updates and soft deletes go separately.
     await _executemany(session, update_app, app_updates)
     await _executemany(session, update_app, gone_apps)
-    await _executemany(session, insert(versions_t), version_inserts)
+    await INSERT_VERSION.run(session, version_inserts)
     await _executemany(session, update_version, version_updates)
     await _executemany(session, update_version, gone_versions)
     return counts

@@ -21,15 +21,15 @@ ENTRIES_HEAD: Final = b"entries:\n"
 
 _ENTRIES_LINE: Final = re.compile(rb"^entries:[ \t]*(?:#[^\r\n]*)?\r?\n", re.M)
 # The first line after the entries block: anything at column 0 but a comment (a tab there
-# stays in the block, which is then not cut).
-_TOP_LEVEL_LINE: Final = re.compile(rb"^[^ \t#\r\n]", re.M)
+# stays in the block, which is then not cut). Matched from the newline before it (see
+# `_chart_starts`: a search anchored on `^` tries every byte of the block).
+_TOP_LEVEL_LINE: Final = re.compile(rb"\n[^ \t#\r\n]")
 _FIRST_CONTENT: Final = re.compile(rb"^( *)[^ \r\n#]", re.M)
 # Characters a plain or quoted chart name may start with; a tag, anchor, complex key or flow
 # collection at the chart level is left to the whole-document parse.
 _NAME_START: Final = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.\"'/"
 )
-_ITEM_END: Final = frozenset(b" \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +50,16 @@ class SplitIndex:
 def split_index(body: bytes, start: int, marker: str) -> SplitIndex | None:
     """`body` (from offset `start`, past any BOM) cut at chart boundaries, or None when its
     layout is not the plain block one (or the index is too small to be worth it)."""
-    if len(body) - start < 2 * PIECE_BYTES or body.count(b"\r") != body.count(b"\r\n"):
+    if len(body) - start < 2 * PIECE_BYTES:
+        return None
+    if b"\r" in body and body.count(b"\r") != body.count(b"\r\n"):
         return None
     head = _ENTRIES_LINE.search(body, start)
     if head is None:
         return None
     block_start = head.end()
-    tail = _TOP_LEVEL_LINE.search(body, block_start)
-    block_end = tail.start() if tail is not None else len(body)
+    tail = _TOP_LEVEL_LINE.search(body, block_start - 1)
+    block_end = tail.start() + 1 if tail is not None else len(body)
     first = _FIRST_CONTENT.search(body, block_start, block_end)
     if first is None:
         return None
@@ -81,19 +83,21 @@ def split_index(body: bytes, start: int, marker: str) -> SplitIndex | None:
 def _chart_starts(body: bytes, start: int, end: int, indent: int) -> list[int] | None:
     """Offsets of the lines that start a chart (a key at `indent`), or None for a line at or
     below `indent` that is neither that nor a sequence item nor a comment."""
-    shallow = re.compile(rb"^( {0,%d})([^ \r\n])" % indent, re.M)
+    # Anchored on the newline before each line rather than on `^` with re.M, so the regex
+    # engine jumps from newline to newline instead of trying a match at every byte; and the
+    # versions' "- " lines (ten times as many as the chart names) are passed over inside it.
+    # The indentation is matched possessively: a deeper line fails at once, with no retry at
+    # fewer spaces. A 15 MB index took 0.18 CPU-seconds to cut, 0.03 now. `start` follows a
+    # newline.
+    shallow = re.compile(rb"\n( {0,%d}+)(?!-(?:[ \t\r\n]|\Z))([^ \r\n])" % indent)
     starts: list[int] = []
-    for line in shallow.finditer(body, start, end):
+    for line in shallow.finditer(body, start - 1, end):
         char = line[2][0]
         if char == ord("#"):
             continue
         if len(line[1]) != indent:
             return None  # a tab, or a line less indented than the chart names
-        if char == ord("-"):
-            after = line.end()
-            if after >= end or body[after] in _ITEM_END:
-                continue  # a version of the chart above, written without indentation
         if char not in _NAME_START and char != ord("-"):
             return None
-        starts.append(line.start())
+        starts.append(line.start() + 1)
     return starts
