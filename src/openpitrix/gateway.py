@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -133,6 +134,8 @@ def create_app(
     app.state.job_adapters = registry.job_adapters
     app.state.cluster_hooks = registry.cluster_hooks
     app.state.providers = registry.providers
+    # Cluster deploys and actions in their write transactions at once (clusters.router).
+    app.state.cluster_writes = asyncio.Semaphore(settings.http.cluster_write_concurrency)
     app.state.sse_streams = StreamCounter(
         per_caller=settings.http.sse_streams_per_caller,
         per_process=settings.http.sse_streams_per_process,

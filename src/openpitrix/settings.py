@@ -202,6 +202,16 @@ class HttpSettings(BaseModel):
     sse_retry_after_seconds: int = Field(
         5, ge=1, description="`Retry-After` of a 429 refusing an event stream over a cap."
     )
+    cluster_write_concurrency: int = Field(
+        4,
+        ge=1,
+        description="PostgreSQL: cluster deploys and actions whose write transaction this "
+        "process runs at once (SQLite's write lock runs one); later ones wait their turn "
+        "before taking a connection. More "
+        "at once do not finish sooner (they share one event loop), but every round trip of "
+        "each, and of the outbox relay and the event streams, waits behind all of theirs: a "
+        "job's first event came seconds after its 202.",
+    )
     database_retry_after_seconds: int = Field(
         5, ge=1, description="`Retry-After` of a 503 answered while the database is unreachable."
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -101,14 +104,30 @@ class Actions:
 
     db: Database
     tools: service.PreviewTools
+    # At most `http.cluster_write_concurrency` actions in their transactions at once
+    # (PostgreSQL).
+    gate: asyncio.Semaphore
 
     @property
     def providers(self) -> Providers:
         return self.tools.providers
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """The action's write transaction, once its turn comes. A burst of deploys runs a few
+        at a time, in arrival order: with all of them at once (PostgreSQL has no write lock
+        to queue them), each of their round trips, the relay's and the event streams' waited
+        for a turn of an event loop crowded by all the others, so every 202 came late and
+        each job's first event seconds after it. SQLite's write lock lets one in at a time
+        already; a second queue in front of it only made the early POSTs wait longer."""
+        gate = self.gate if self.db.dialect != "sqlite" else contextlib.nullcontext()
+        async with gate, self.db.transaction() as session:
+            yield session
 
-def actions_of(platform: PlatformDep, providers: ProvidersDep) -> Actions:
+
+def actions_of(request: Request, platform: PlatformDep, providers: ProvidersDep) -> Actions:
     return Actions(
+        gate=request.app.state.cluster_writes,
         db=platform.db,
         tools=service.PreviewTools(
             http=platform.http,
@@ -182,7 +201,7 @@ async def create_cluster(
         return await _preview(
             platform, lambda session, tools: service.preview_create(session, data, access, tools)
         )
-    async with platform.db.transaction() as session:
+    async with platform.transaction() as session:
         return await _once(
             session,
             access,
@@ -301,7 +320,7 @@ async def delete_cluster(
                 session, cluster_id, "delete", access, tools
             ),
         )
-    async with platform.db.transaction() as session:
+    async with platform.transaction() as session:
         cluster, job = await service.start_action(
             session, cluster_id, "delete", access, providers=platform.providers
         )
@@ -329,7 +348,7 @@ async def _act(
                 session, cluster_id, action, access, tools, **params
             ),
         )
-    async with platform.db.transaction() as session:
+    async with platform.transaction() as session:
         return await _once(
             session,
             access,

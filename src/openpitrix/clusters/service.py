@@ -182,6 +182,8 @@ async def _start_job(
     action: str,
     revision: int | None,
     params: dict[str, Any] | None = None,
+    *,
+    job_id: str | None = None,
 ) -> Job:
     return await jobs.create_job(
         session,
@@ -195,17 +197,38 @@ async def _start_job(
         # `params` are the action's own (a resize's role and sizes); the provider plans
         # from them (ClusterJobs.plan).
         params={"action": action, "revision": revision, "params": params or {}},
+        job_id=job_id,
     )
+
+
+async def _load_create_rows(
+    session: AsyncSession, version_id: str, runtime_id: str
+) -> Sequence[object]:
+    """Read the version, its repo and the runtime in one statement, into the session's identity
+    map: the checks then find them there (`session.get` asks the database only for a row the
+    session holds no object of), so a deploy costs one read instead of four. The identity map
+    holds its objects weakly: the caller keeps the returned rows until the checks are done.
+    When any is missing nothing is loaded and the checks read them one by one, answering as
+    they always do."""
+    found = await session.execute(
+        select(AppVersion, Repo, Runtime)
+        .join(Repo, col(Repo.repo_id) == col(AppVersion.repo_id))
+        .join(Runtime, col(Runtime.runtime_id) == runtime_id)
+        .where(col(AppVersion.version_id) == version_id)
+    )
+    return found.all()
 
 
 async def _create_checks(
     session: AsyncSession, data: ClusterCreate, access: Access, providers: Providers
 ) -> tuple[AppVersion, Repo, Runtime]:
     _check_values(data.values)
+    loaded = await _load_create_rows(session, data.version_id, data.runtime_id)
     version, repo = await _deployable_version(session, data.version_id, access)
     runtime = await get_writable_runtime(
         session, data.runtime_id, access.caller.access(Op.RUNTIME_WRITE)
     )
+    del loaded  # held until here: see _load_create_rows
     _check_eligible(runtime, repo)
     _check_supported(providers, runtime.provider, "create")
     _check_package_kind(providers, runtime.provider, version)
@@ -217,6 +240,10 @@ async def create_cluster(
 ) -> tuple[Cluster, Job]:
     version, _, runtime = await _create_checks(session, data, access, providers)
     now = utcnow()
+    # The job's id is known up front, so the cluster and its release are inserted with it and
+    # the whole deploy (cluster, release, job, its first event and command) goes out in one
+    # flush: no UPDATEs to fill it in afterwards.
+    job_id = ids.new_id(ids.JOB)
     cluster = Cluster(
         cluster_id=ids.new_id(ids.CLUSTER),
         name=data.name,
@@ -234,21 +261,21 @@ async def create_cluster(
         create_time=now,
         update_time=now,
         status_time=now,
+        job_id=job_id,
     )
     session.add(cluster)
-    release = ClusterRelease(
-        cluster_id=cluster.cluster_id,
-        revision=1,
-        version_id=version.version_id,
-        chart_version=version.version,
-        values=data.values,
-        values_mode=ValuesMode.RESET,
+    session.add(
+        ClusterRelease(
+            cluster_id=cluster.cluster_id,
+            revision=1,
+            version_id=version.version_id,
+            chart_version=version.version,
+            values=data.values,
+            values_mode=ValuesMode.RESET,
+            job_id=job_id,
+        )
     )
-    session.add(release)
-    await session.flush()
-    job = await _start_job(session, cluster, "create", 1)
-    cluster.job_id = release.job_id = job.job_id
-    await session.flush()
+    job = await _start_job(session, cluster, "create", 1, job_id=job_id)
     return cluster, job
 
 

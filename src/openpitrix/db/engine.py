@@ -99,7 +99,7 @@ class Database:
             Reads(
                 url,
                 self.engine.dialect,
-                pool_size=pool.read_pool_size,
+                pool_size=pool_size or pool.read_pool_size,  # a lane's: its own size
                 recycle_seconds=pool.pool_recycle_seconds,
             )
             if file_db

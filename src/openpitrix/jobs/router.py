@@ -29,7 +29,7 @@ from openpitrix.iam.deps import AuthenticatedRoute, CanReadJobs, CanWriteJobs
 from openpitrix.jobs import service
 from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.schemas import JobPage, JobRead, JobStatus, TaskPage
-from openpitrix.jobs.stream import job_event_stream
+from openpitrix.jobs.stream import job_event_stream, visible_job
 
 
 def job_adapters(request: Request) -> JobAdapters:
@@ -107,10 +107,9 @@ async def stream_job_events(
 ) -> StreamingResponse:
     """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),
     follow live, end after the terminal `job.status` event."""
-    # The streams' own pool: a burst of POSTs holding every pooled connection must not delay
-    # the stream a client opens right after its own POST.
-    async with platform.stream_db.read_session() as session:
-        job = await service.get_visible_job(session, job_id, access)
+    # The streams' own connections: a burst of POSTs holding every pooled connection must not
+    # delay the stream a client opens right after its own POST.
+    job = await visible_job(platform, job_id, access)
     after_seq = parse_last_event_id(last_event_id, after)
     return sse_response(job_event_stream(platform, broadcaster, settings, job, after_seq))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nats.js import JetStreamContext
@@ -11,9 +12,11 @@ from sqlmodel import col
 
 from openpitrix.bus.topology import event_subject
 from openpitrix.db.engine import Database
+from openpitrix.errors import NotFound
 from openpitrix.events.broadcast import Broadcaster
 from openpitrix.events.schemas import EventType
 from openpitrix.events.sse import EventStream
+from openpitrix.iam.access import Access
 from openpitrix.jobs.models import Job
 from openpitrix.jobs.schemas import TERMINAL_STATUSES
 from openpitrix.outbox.relay import unsent_count
@@ -32,19 +35,67 @@ class StreamResources(Protocol):
     def js(self) -> JetStreamContext: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StreamedJob:
+    """What a job's stream needs of its row."""
+
+    job_id: str
+    owner: str
+    owner_path: str
+    resource_kind: str
+    resource_id: str
+    status: str
+    result: dict[str, Any]
+
+
+_STREAMED_JOB = select(
+    col(Job.job_id),
+    col(Job.owner),
+    col(Job.owner_path),
+    col(Job.resource_kind),
+    col(Job.resource_id),
+    col(Job.status),
+    col(Job.result),
+)
+
+
+async def visible_job(platform: StreamResources, job_id: str, access: Access) -> StreamedJob:
+    """The job a caller opens the stream of, if the caller may see it (jobs belong to their
+    resource's owner; 404 otherwise, as for `GET /v1/jobs/{job_id}`). One statement on the
+    streams' own connections, outside any session: with a burst of deploys on the loop, every
+    round trip of a session (begin, select, rollback) waited for a turn of the loop, and a
+    job's first event for all of them."""
+    rows = (
+        await platform.stream_db.reads.fetch(
+            _STREAMED_JOB.where(col(Job.job_id) == job_id).limit(1)
+        )
+    )[0]
+    if not rows:
+        raise NotFound("job", job_id)
+    job = StreamedJob(**rows[0])
+    access.check_visible("job", job_id, job.owner, job.owner_path)
+    return job
+
+
 def job_event_stream(
     platform: StreamResources,
     broadcaster: Broadcaster,
     settings: Settings,
-    job: Job,
+    job: StreamedJob,
     after_seq: int | None,
 ) -> EventStream:
     subject = event_subject(job.owner, job.resource_kind, job.resource_id, job.job_id)
     stream = settings.bus.events_stream
     run = _run_of(job.result)
+    # The job row was read just before the stream opens: while it is not over, the stream's
+    # first question (has it ended?) needs no second read. A job that ended in between is
+    # caught by its terminal event, which the replay ends at.
+    first_check = {"running": job.status not in TERMINAL_STATUSES}
 
     async def done(last_seq: int) -> bool:
         """The job ended, its last event is published, and the client has seen it."""
+        if first_check.pop("running", False):
+            return False
         async with platform.stream_db.read_session() as session:
             status = (
                 await session.execute(select(col(Job.status)).where(col(Job.job_id) == job.job_id))
