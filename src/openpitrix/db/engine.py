@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
 from openpitrix.db.reads import Reads
+from openpitrix.db.sqlite_driver import one_hop_dbapi
 from openpitrix.settings import DatabaseSettings
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
@@ -73,6 +74,9 @@ class Database:
             if file_db:
                 prepare_sqlite_file(Path(self.url.database or ""))
             kwargs["connect_args"] = {"timeout": 60}
+            if self.url.get_driver_name() == "aiosqlite":
+                # One hand-off to SQLite's thread per statement, not four (db.sqlite_driver).
+                kwargs["module"] = one_hop_dbapi()
         if file_db:
             # One pool of long-lived connections, no overflow by default: under load, overflow
             # connections were opened and closed per burst (on SQLite each one a thread and
