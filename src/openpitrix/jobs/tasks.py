@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -255,6 +255,9 @@ def _progress_writer(db: Database) -> _ProgressWriter:
     return writer
 
 
+_CANCEL_REQUESTED = select(col(Job.cancel_requested)).where(col(Job.job_id) == bindparam("job_id"))
+
+
 class _Cancelled(Exception):
     """The job was asked to cancel while its task ran."""
 
@@ -270,11 +273,7 @@ async def _until_cancelled(
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             async with ctx.db.read_session() as session:
-                flag = (
-                    await session.execute(
-                        select(col(Job.cancel_requested)).where(col(Job.job_id) == job_id)
-                    )
-                ).scalar()
+                flag = (await session.execute(_CANCEL_REQUESTED, {"job_id": job_id})).scalar()
             if flag:
                 return
 
