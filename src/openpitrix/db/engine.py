@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,11 +23,43 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
 from openpitrix.db.reads import Reads
+from openpitrix.db.sqlite_driver import one_hop_dbapi
 from openpitrix.settings import DatabaseSettings
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
 READ_ONLY = "openpitrix_read_only"
 OUTBOX_CHANNEL = "openpitrix_outbox"
+# Rows a transaction inserts as it commits, one statement per table (`insert_at_commit`).
+PENDING_INSERTS_KEY = "openpitrix.pending_inserts"
+
+
+class _WritesAtCommit(Session):
+    """A session of `Database`: writes the rows `insert_at_commit` collected as it commits."""
+
+
+def insert_at_commit(session: AsyncSession, table: Table, row: dict[str, Any]) -> bool:
+    """Collect `row` for `table`, inserted with the transaction's other rows of that table in
+    one statement as the transaction commits (before the commit, inside it: rows and commit
+    stay atomic), without an ORM object: rows written often, never read back in the writing
+    transaction (outbox messages). False when this session cannot (not one of a `Database`):
+    the caller adds the row its own way."""
+    if not isinstance(session.sync_session, _WritesAtCommit):
+        return False
+    pending: dict[Table, list[dict[str, Any]]] = session.info.setdefault(PENDING_INSERTS_KEY, {})
+    pending.setdefault(table, []).append(row)
+    return True
+
+
+async def write_pending(session: AsyncSession) -> None:
+    """Insert the rows collected so far now (a read of their table in the same transaction
+    must see them)."""
+    await session.run_sync(_insert_pending)
+
+
+def _insert_pending(session: Session) -> None:
+    pending: dict[Table, list[dict[str, Any]]] | None = session.info.pop(PENDING_INSERTS_KEY, None)
+    for table, rows in (pending or {}).items():
+        session.connection().execute(insert(table), rows)
 
 
 def prepare_sqlite_file(path: Path) -> None:
@@ -73,6 +105,9 @@ class Database:
             if file_db:
                 prepare_sqlite_file(Path(self.url.database or ""))
             kwargs["connect_args"] = {"timeout": 60}
+            if self.url.get_driver_name() == "aiosqlite":
+                # One hand-off to SQLite's thread per statement, not four (db.sqlite_driver).
+                kwargs["module"] = one_hop_dbapi()
         if file_db:
             # One pool of long-lived connections, no overflow by default: under load, overflow
             # connections were opened and closed per burst (on SQLite each one a thread and
@@ -109,8 +144,16 @@ class Database:
         self._session_commit_hooks: list[Callable[[Session], None]] = []
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
-        class _Session(Session):
+        class _Session(_WritesAtCommit):
             pass
+
+        event.listen(_Session, "before_commit", _insert_pending)
+        # Rows collected in a transaction that rolled back are not written by the next one.
+        event.listen(
+            _Session,
+            "after_soft_rollback",
+            lambda session, _previous: session.info.pop(PENDING_INSERTS_KEY, None),
+        )
 
         if self.dialect == "postgresql":
             # Relays of other processes LISTEN on this channel; NOTIFY is delivered on commit.

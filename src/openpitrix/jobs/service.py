@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
@@ -172,15 +172,46 @@ async def start_job(session: AsyncSession, job_id: str, executor: str) -> Job | 
     return job
 
 
+# The statements every task runs, built once (their bound values come with each execution):
+# building one per call cost as much CPU as compiling and running it from the cache.
+_JOB_AND_TASK = (
+    select(Job, Task)
+    .join(Task, col(Task.job_id) == col(Job.job_id))
+    .where(col(Task.task_id) == bindparam("task_id"), col(Job.job_id) == bindparam("job_id"))
+)
+_NOW = bindparam("now", type_=UTCDateTime())
+_CLAIM_TASK = (
+    update(Task)
+    .where(
+        col(Task.task_id) == bindparam("claimed_task"), col(Task.status) == bindparam("read_status")
+    )
+    .values(
+        status=JobStatus.WORKING,
+        slot=bindparam("new_slot"),
+        executor=bindparam("new_executor"),
+        attempts=Task.attempts + 1,
+        start_time=func.coalesce(Task.start_time, _NOW),
+        status_time=_NOW,
+    )
+    .returning(col(Task.attempts), col(Task.start_time))
+    .execution_options(synchronize_session=False)
+)
+_LOCK_JOB = (
+    select(Job)
+    .where(col(Job.job_id) == bindparam("job_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_TASKS_OF = (
+    select(Task)
+    .where(col(Task.job_id) == bindparam("job_id"))
+    .order_by(col(Task.layer), col(Task.create_time))
+)
+
+
 async def job_and_task(session: AsyncSession, job_id: str, task_id: str) -> tuple[Job, Task] | None:
     """A task and its job, read in one statement."""
-    row = (
-        await session.execute(
-            select(Job, Task)
-            .join(Task, col(Task.job_id) == col(Job.job_id))
-            .where(col(Task.task_id) == task_id, col(Job.job_id) == job_id)
-        )
-    ).first()
+    row = (await session.execute(_JOB_AND_TASK, {"job_id": job_id, "task_id": task_id})).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -191,18 +222,14 @@ async def claim_task(session: AsyncSession, task: Task, executor: str, *, slot: 
     now = utcnow()
     claimed = (
         await session.execute(
-            update(Task)
-            .where(col(Task.task_id) == task.task_id, col(Task.status) == task.status)
-            .values(
-                status=JobStatus.WORKING,
-                slot=slot,
-                executor=executor,
-                attempts=Task.attempts + 1,
-                start_time=func.coalesce(Task.start_time, literal(now, UTCDateTime())),
-                status_time=now,
-            )
-            .returning(col(Task.attempts), col(Task.start_time))
-            .execution_options(synchronize_session=False)
+            _CLAIM_TASK,
+            {
+                "claimed_task": task.task_id,
+                "read_status": task.status,
+                "new_slot": slot,
+                "new_executor": executor,
+                "now": now,
+            },
         )
     ).first()
     if claimed is None:
@@ -335,11 +362,7 @@ def finish_job(
 
 
 async def tasks_of(session: AsyncSession, job_id: str) -> list[Task]:
-    rows = await session.execute(
-        select(Task)
-        .where(col(Task.job_id) == job_id)
-        .order_by(col(Task.layer), col(Task.create_time))
-    )
+    rows = await session.execute(_TASKS_OF, {"job_id": job_id})
     return list(rows.scalars().all())
 
 
@@ -455,12 +478,7 @@ async def lock_job(session: AsyncSession, job_id: str, *, read: Job | None = Non
     serialized already: `read`, the job as this write transaction read it, is the job now."""
     if read is not None and writers_serialized(session):
         return read
-    result = await session.execute(
-        select(Job)
-        .where(col(Job.job_id) == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    result = await session.execute(_LOCK_JOB, {"job_id": job_id})
     return result.scalar_one_or_none()
 
 

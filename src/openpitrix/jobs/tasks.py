@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.bus.topology import TASK_MANAGER
+from openpitrix.db.engine import Database
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
 from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter, TaskRunner
@@ -117,12 +120,10 @@ async def run_task(
         jobs.task_started(session, job, task)
     adapter = adapters[job.resource_kind]
     running_job, running_task = job, task
+    progress_writer = _progress_writer(ctx.db)
 
     async def report(message: str, progress: int | None, data: dict[str, Any]) -> None:
-        async with ctx.db.transaction() as s:
-            jobs.report_progress(
-                s, running_job, running_task, message, progress=progress, data=data
-            )
+        await progress_writer.write(running_job, running_task, message, progress, data)
 
     _RUNNING.add(task_id)
     try:
@@ -197,6 +198,70 @@ async def _run_claimed(
     )
 
 
+class _ProgressWriter:
+    """Writes the progress events of the tasks running in this process, those reported
+    while an earlier write is under way together in the next transaction (one commit and one
+    outbox insert for all). A report returns once its event is committed, as if it had its
+    own transaction, and fails if that transaction does."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[_Report] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def write(
+        self, job: Job, task: Task, message: str, progress: int | None, data: dict[str, Any]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._pending.append(_Report(job, task, message, progress, data, done))
+        writing = self._writing
+        if writing is None or writing.done() or writing.get_loop() is not loop:
+            self._writing = asyncio.create_task(self._write_pending())
+        await asyncio.shield(done)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._db.transaction() as session:
+                    for r in batch:
+                        jobs.report_progress(
+                            session, r.job, r.task, r.message, progress=r.progress, data=r.data
+                        )
+            except Exception as exc:
+                for r in batch:
+                    if not r.done.done():
+                        r.done.set_exception(exc)
+            else:
+                for r in batch:
+                    if not r.done.done():
+                        r.done.set_result(None)
+
+
+@dataclass(frozen=True)
+class _Report:
+    job: Job
+    task: Task
+    message: str
+    progress: int | None
+    data: dict[str, Any]
+    done: asyncio.Future[None]
+
+
+_PROGRESS_WRITERS: WeakKeyDictionary[Database, _ProgressWriter] = WeakKeyDictionary()
+
+
+def _progress_writer(db: Database) -> _ProgressWriter:
+    writer = _PROGRESS_WRITERS.get(db)
+    if writer is None:
+        writer = _PROGRESS_WRITERS[db] = _ProgressWriter(db)
+    return writer
+
+
+_CANCEL_REQUESTED = select(col(Job.cancel_requested)).where(col(Job.job_id) == bindparam("job_id"))
+
+
 class _Cancelled(Exception):
     """The job was asked to cancel while its task ran."""
 
@@ -212,11 +277,7 @@ async def _until_cancelled(
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             async with ctx.db.read_session() as session:
-                flag = (
-                    await session.execute(
-                        select(col(Job.cancel_requested)).where(col(Job.job_id) == job_id)
-                    )
-                ).scalar()
+                flag = (await session.execute(_CANCEL_REQUESTED, {"job_id": job_id})).scalar()
             if flag:
                 return
 

@@ -7,15 +7,17 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from openpitrix.db.engine import OUTBOX_WAKE_KEY
+from openpitrix.db.engine import OUTBOX_WAKE_KEY, insert_at_commit, write_pending
+from openpitrix.db.types import utcnow
 from openpitrix.outbox.keys import KEY_MAX, message_key
 from openpitrix.outbox.models import OutboxMessage
 
 MSG_ID_MAX = 40  # outbox.msg_id's width
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def bounded_msg_id(msg_id: str) -> str:
@@ -46,9 +48,17 @@ def enqueue(
     msg_id = bounded_msg_id(msg_id) if msg_id else uuid.uuid4().hex
     key = (key or message_key(subject, payload))[:KEY_MAX]
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    session.add(
-        OutboxMessage(msg_id=msg_id, subject=subject, key=key, payload=body, headers=headers or {})
-    )
+    row: dict[str, Any] = {
+        "msg_id": msg_id,
+        "subject": subject,
+        "key": key,
+        "payload": body,
+        "headers": headers or {},
+        "created_at": utcnow(),
+    }
+    # The transaction's messages go in one INSERT as it commits; no ORM object per message.
+    if not insert_at_commit(session, OUTBOX, row):
+        session.add(OutboxMessage.model_validate(row))
     # Read by the after_commit hook: wakes this process's relay as soon as the row is durable.
     session.info[OUTBOX_WAKE_KEY] = True
     return msg_id
@@ -57,6 +67,7 @@ def enqueue(
 async def enqueued(session: AsyncSession, msg_id: str) -> bool:
     """Whether a send of this cause is in the outbox already (sent or not): a handler that
     cannot tell from its own rows whether it ran asks this before sending again."""
+    await write_pending(session)
     found = await session.execute(
         select(col(OutboxMessage.seq)).where(col(OutboxMessage.msg_id) == bounded_msg_id(msg_id))
     )
