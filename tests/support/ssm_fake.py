@@ -14,9 +14,7 @@ transparent to it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,9 +23,9 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 
 from tests.support.aws import MotoAws
+from tests.support.threaded_server import ThreadServer
 
 SSM_JSON = "application/x-amz-json-1.1"
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
@@ -65,8 +63,7 @@ class FailingSsm:
         self.sent: dict[str, Sent] = {}
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadServer | None = None
         self._http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------- steering by tests
@@ -104,39 +101,18 @@ class FailingSsm:
     # --------------------------------------------------------------------------- lifecycle
 
     def start(self) -> FailingSsm:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server = uvicorn.Server(
-            uvicorn.Config(self, log_config=None, lifespan="off", access_log=False)
-        )
-        self._server = server
+        def close_client(loop: asyncio.AbstractEventLoop) -> None:
+            if self._http is not None:
+                loop.run_until_complete(self._http.aclose())
 
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(server.serve(sockets=[sock]))
-                if self._http is not None:
-                    loop.run_until_complete(self._http.aclose())
-            finally:
-                loop.close()
-                sock.close()
-
-        self._thread = threading.Thread(target=serve, name="ssm-fake", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the SSM proxy did not start")
-            time.sleep(0.01)
+        self._server = ThreadServer(self, name="ssm-fake", on_exit=close_client)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+        self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     # ------------------------------------------------------------------------------- ASGI
 
