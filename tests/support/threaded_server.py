@@ -9,6 +9,7 @@ has let go of its socket and its thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import socketserver
 import threading
@@ -40,8 +41,60 @@ def _uvicorn(app: Any, *, lifespan: str, **config: Any) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan=lifespan, **config))
 
 
+class _Serving:
+    """uvicorn's `Server.serve` in two halves, `start` and `stop`, for a test's server.
+
+    The same startup (lifespan, listening) and the same shutdown steps (stop listening, ask
+    every connection to close, wait for them and their tasks up to the graceful timeout,
+    lifespan shutdown), without the waits of a server stopped by a signal: uvicorn looks at
+    `should_exit` every 0.1 s and sleeps 0.1 s more before it waits for connections, which
+    adds ~0.2 s to every test that starts a server. Its 0.1 s ticks still run meanwhile (they
+    keep the `Date` header current)."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self._ticks: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        server, config = self.server, self.server.config
+        if not config.loaded:
+            config.load()
+        server.lifespan = config.lifespan_class(config)
+        try:
+            await server.startup(sockets=[self.sock])
+        except SystemExit as exc:  # uvicorn's way of saying the lifespan startup failed
+            raise RuntimeError("the server failed to start") from exc
+        self._ticks = asyncio.create_task(server.main_loop())
+
+    async def stop(self) -> None:
+        server = self.server
+        server.should_exit = True
+        if self._ticks is None:
+            return
+        self._ticks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticks
+        self._ticks = None
+        for listening in server.servers:
+            listening.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        state = server.server_state
+        try:
+            async with asyncio.timeout(server.config.timeout_graceful_shutdown):
+                while state.connections or state.tasks:
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            for task in state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        for listening in server.servers:
+            await listening.wait_closed()
+        await server.lifespan.shutdown()
+
+
 class LoopServer:
-    """`app` served by uvicorn as a task of the running event loop."""
+    """`app` served by uvicorn in the running event loop."""
 
     def __init__(
         self,
@@ -54,23 +107,17 @@ class LoopServer:
         self.sock = sock if sock is not None else bind_loopback()
         self.port: int = self.sock.getsockname()[1]
         self.server = _uvicorn(app, lifespan=lifespan, **config)
-        self._task: asyncio.Task[None] | None = None
+        self._serving = _Serving(self.server, self.sock)
 
     async def start(self) -> Self:
-        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        while not self.server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("the server stopped while starting")
-            await asyncio.sleep(0.01)
+        await self._serving.start()
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self.server.should_exit = True
-            await self._task
-            self._task = None
-        self.sock.close()
+        try:
+            await self._serving.stop()
+        finally:
+            self.sock.close()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -103,13 +150,16 @@ class ThreadServer:
         self.sock = bind_loopback(nodelay=nodelay)
         self.port: int = self.sock.getsockname()[1]
         self.server = _uvicorn(app, lifespan="off", **config)
+        self._serving = _Serving(self.server, self.sock)
         self._on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
         try:
-            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            loop.run_until_complete(self._main(loop))
         finally:
             try:
                 if self._on_exit is not None:
@@ -117,6 +167,15 @@ class ThreadServer:
             finally:
                 loop.close()
                 self.sock.close()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stop_requested = asyncio.Event()
+        self._loop = loop
+        try:
+            await self._serving.start()
+            await self._stop_requested.wait()
+        finally:
+            await self._serving.stop()
 
     def start(self) -> Self:
         self._thread.start()
@@ -128,7 +187,10 @@ class ThreadServer:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        loop, requested = self._loop, self._stop_requested
+        if loop is not None and requested is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(requested.set)
         if self._thread.is_alive():
             self._thread.join(timeout=START_TIMEOUT)
 
