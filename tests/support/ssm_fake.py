@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 from tests.support.aws import MotoAws
-from tests.support.threaded_server import ThreadServer
+from tests.support.threaded_server import ThreadServer, read_body, send_response
 
 SSM_JSON = "application/x-amz-json-1.1"
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
@@ -124,23 +124,18 @@ class FailingSsm:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         target = headers.get("x-amz-target", "")
         if target == "AmazonSSM.GetCommandInvocation":
             answer = self._invocation(orjson.loads(body))
             if answer is not None:
-                await _respond(send, 200, orjson.dumps(answer), [("content-type", SSM_JSON)])
+                await send_response(send, 200, orjson.dumps(answer), [("content-type", SSM_JSON)])
                 return
         status, out_headers, out = await self._forward(scope, headers, body)
         if target == "AmazonSSM.SendCommand" and status == 200:
             self._record(orjson.loads(body), orjson.loads(out))
-        await _respond(send, status, out, out_headers)
+        await send_response(send, status, out, out_headers)
 
     async def _forward(
         self, scope: dict[str, Any], headers: dict[str, str], body: bytes
@@ -216,18 +211,6 @@ class FailingSsm:
                 "CloudWatchOutputEnabled": False,
             },
         }
-
-
-async def _respond(
-    send: Callable[[dict[str, Any]], Any],
-    status: int,
-    body: bytes,
-    headers: list[tuple[str, str]],
-) -> None:
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from tests.support.qingcloud_fake.wire import (
     respond,
     verify_signature,
 )
-from tests.support.threaded_server import ThreadServer
+from tests.support.threaded_server import ThreadServer, read_body
 
 
 @dataclass(frozen=True)
@@ -180,12 +180,7 @@ class QingCloudFake:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         with self._lock:
             self.hits += 1
             status = self._http_statuses.pop(0) if self._http_statuses else None
