@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -35,6 +33,7 @@ from tests.support.auth import TEST_JWT_SECRET, headers_for
 from tests.support.charts import SHOP_CHARTS, ChartSpec, write_index
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
+from tests.support.threaded_server import LoopServer
 
 PG_ENV = "OPENPITRIX_TEST_DATABASE_URL"
 PLUGINS = pytest.StashKey[Path]()
@@ -170,42 +169,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-def _bind_loopback() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class LiveServer:
+class LiveServer(LoopServer):
     """The app (gateway plus in-process workers unless disabled) served by uvicorn."""
 
     def __init__(self, settings: Settings, *, run_workers: bool = True) -> None:
         self.settings = settings
         self.app = create_app(settings, run_workers=run_workers)
-        self._sock = _bind_loopback()
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=5
-        )
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LiveServer:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("server failed to start")
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        assert self._task is not None
-        await self._task
-        self._sock.close()
+        super().__init__(self.app, lifespan="on", access_log=True, timeout_graceful_shutdown=5)
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from tests.support.deployments import deploy
 from tests.support.http_repo import RepoServer
 from tests.support.qingcloud_fake import QingCloudFake, running_fake
 from tests.support.qingcloud_vm import prepare_qingcloud_runtime, write_shop_repo
+from tests.support.threaded_server import SocketServerThread
 
 pytestmark = pytest.mark.e2e
 
@@ -80,18 +81,12 @@ class Gate:
 def gated_moto() -> Iterator[tuple[MotoAws, Gate]]:
     gate = Gate(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, gate, True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        moto = MotoAws(url=f"http://{host!s}:{port}")
+    # A held RunInstances is let go before the server stops, so stopping can join its thread.
+    with SocketServerThread(server, before_close=gate.open.set) as serving:
+        moto = MotoAws(url=serving.url)
         # moto's backends are global to this process: forget what earlier tests made there.
         moto.reset()
         yield moto, gate
-    finally:
-        gate.open.set()
-        server.shutdown()
-        thread.join()
 
 
 @pytest.fixture

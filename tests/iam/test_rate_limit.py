@@ -197,14 +197,16 @@ async def test_the_account_is_free_again_when_its_window_ends(
         nats_url,
         tmp_path,
         login_failures_per_account=2,
-        login_account_window_seconds=2,
+        # Long enough for three Argon2 logins on a loaded machine (two xdist workers at once):
+        # with 2 s the window could end before the third login was checked.
+        login_account_window_seconds=5,
     )
     account = await make_user(db)
     async with served(settings) as client:
         for _ in range(2):
             assert (await password_login(client, account.email, "wrong-pw-1")).status_code == 400
         retry_after = assert_limited(
-            await password_login(client, account.email, account.password), window=2
+            await password_login(client, account.email, account.password), window=5
         )
         await asyncio.sleep(retry_after)  # rounded up, so the window has ended by then
         assert (await password_login(client, account.email, account.password)).is_success

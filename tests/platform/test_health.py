@@ -92,7 +92,10 @@ async def test_reads_answer_while_another_process_holds_the_write_lock(
         async with other_process.transaction() as session:
             await session.execute(text("UPDATE repos SET description = description"))
             for path in ("/v1/repos", "/v1/apps", "/v1/jobs", "/v1/tasks"):
-                resp = await asyncio.wait_for(client.get(path), 3)
+                # A GET stalled by the lock would wait as long as this transaction lasts, that
+                # is for ever: any bound tells it apart, and a generous one does not mistake a
+                # loaded machine (two xdist workers beside other work) for a stall.
+                resp = await asyncio.wait_for(client.get(path), 30)
                 assert resp.status_code == 200, path
     finally:
         await other_process.dispose()

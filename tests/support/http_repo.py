@@ -17,6 +17,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from tests.support.threaded_server import SocketServerThread
+
 if TYPE_CHECKING:
     import trustme
 
@@ -58,8 +60,7 @@ class RepoServer:
         self._delays: dict[str, float] = {}
         self._truncations: dict[str, _Truncated] = {}
         self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: SocketServerThread | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -78,19 +79,17 @@ class RepoServer:
             host = "localhost"
         port = server.server_address[1]
         self.url = f"{'https' if self._tls is not None else 'http'}://{host}:{port}"
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = SocketServerThread(server, before_close=self._wake_connections).start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        if self._server is None:
             return
         self._stopping.set()
-        server.shutdown()
+        self._server.stop()
+        self._server = None
+
+    def _wake_connections(self) -> None:
         # Idle keep-alive connections park their handler threads in a blocking read;
         # shutting the sockets down wakes them so server_close() can join every thread.
         with self._lock:
@@ -98,9 +97,6 @@ class RepoServer:
         for connection in connections:
             with suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        thread.join()
-        self._server = self._thread = None
 
     def __enter__(self) -> RepoServer:
         return self.start()

@@ -14,9 +14,7 @@ transparent to it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,9 +23,9 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 
 from tests.support.aws import MotoAws
+from tests.support.threaded_server import ThreadServer, read_body, send_response
 
 SSM_JSON = "application/x-amz-json-1.1"
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
@@ -65,8 +63,7 @@ class FailingSsm:
         self.sent: dict[str, Sent] = {}
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadServer | None = None
         self._http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------- steering by tests
@@ -104,39 +101,18 @@ class FailingSsm:
     # --------------------------------------------------------------------------- lifecycle
 
     def start(self) -> FailingSsm:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server = uvicorn.Server(
-            uvicorn.Config(self, log_config=None, lifespan="off", access_log=False)
-        )
-        self._server = server
+        def close_client(loop: asyncio.AbstractEventLoop) -> None:
+            if self._http is not None:
+                loop.run_until_complete(self._http.aclose())
 
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(server.serve(sockets=[sock]))
-                if self._http is not None:
-                    loop.run_until_complete(self._http.aclose())
-            finally:
-                loop.close()
-                sock.close()
-
-        self._thread = threading.Thread(target=serve, name="ssm-fake", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the SSM proxy did not start")
-            time.sleep(0.01)
+        self._server = ThreadServer(self, name="ssm-fake", on_exit=close_client)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+        self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     # ------------------------------------------------------------------------------- ASGI
 
@@ -148,23 +124,18 @@ class FailingSsm:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         target = headers.get("x-amz-target", "")
         if target == "AmazonSSM.GetCommandInvocation":
             answer = self._invocation(orjson.loads(body))
             if answer is not None:
-                await _respond(send, 200, orjson.dumps(answer), [("content-type", SSM_JSON)])
+                await send_response(send, 200, orjson.dumps(answer), [("content-type", SSM_JSON)])
                 return
         status, out_headers, out = await self._forward(scope, headers, body)
         if target == "AmazonSSM.SendCommand" and status == 200:
             self._record(orjson.loads(body), orjson.loads(out))
-        await _respond(send, status, out, out_headers)
+        await send_response(send, status, out, out_headers)
 
     async def _forward(
         self, scope: dict[str, Any], headers: dict[str, str], body: bytes
@@ -240,18 +211,6 @@ class FailingSsm:
                 "CloudWatchOutputEnabled": False,
             },
         }
-
-
-async def _respond(
-    send: Callable[[dict[str, Any]], Any],
-    status: int,
-    body: bytes,
-    headers: list[tuple[str, str]],
-) -> None:
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 @contextmanager

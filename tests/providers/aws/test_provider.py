@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,7 @@ from openpitrix.providers.base import (
 )
 from tests.providers.aws.test_client import spec_for
 from tests.support.aws import OPEN, STRICT, MotoAws
+from tests.support.threaded_server import SocketServerThread
 
 provider = AwsProvider()
 
@@ -44,14 +44,8 @@ def web_server(status: int, body: bytes) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with SocketServerThread(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as server:
+        yield server.url
 
 
 def at(moto: MotoAws, endpoint: str) -> Credential:

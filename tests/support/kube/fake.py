@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from types import TracebackType
 from typing import Any
 
 import trustme
-import uvicorn
 import yaml
 
 from tests.support.kube.api import Api, WriteOptions
@@ -26,6 +24,7 @@ from tests.support.kube.controllers import Controllers
 from tests.support.kube.kubelet import FAILING_REASONS, PENDING, Health
 from tests.support.kube.resources import NAMESPACE_TYPE, Registry
 from tests.support.kube.store import Store
+from tests.support.threaded_server import LoopServer, bind_loopback
 
 Obj = dict[str, Any]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
@@ -87,17 +86,13 @@ class FakeKube:
         self._address = ""
         self._tls = trustme.CA() if tls else None
         self._workdir: Path | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._server: LoopServer | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> FakeKube:
         self._workdir = Path(tempfile.mkdtemp(prefix="fakekube-"))
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = bind_loopback()
         port = sock.getsockname()[1]
         self._address = f"127.0.0.1:{port}"
         ssl: dict[str, Any] = {}
@@ -106,22 +101,8 @@ class FakeKube:
             cert.private_key_and_cert_chain_pem.write_to_path(str(self._workdir / "server.pem"))
             ssl = {"ssl_certfile": str(self._workdir / "server.pem")}
         self.url = f"{'https' if self._tls else 'http'}://{self._address}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-            **ssl,
-        )
-        server = uvicorn.Server(config)
-        self._server, self._sock = server, sock
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("fake kube-apiserver failed to start")
-            await asyncio.sleep(0.01)
+        self._server = LoopServer(self.app, sock=sock, timeout_graceful_shutdown=2, **ssl)
+        await self._server.start()
         if self._tls is not None:
             self.controllers.ca_bundle = self._tls.cert_pem.bytes().decode()
         self._bootstrap()
@@ -169,12 +150,9 @@ class FakeKube:
     async def stop(self) -> None:
         self.store.close()
         self.controllers.cancel()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._task = self._sock = None
+        if self._server is not None:
+            await self._server.stop()
+        self._server = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

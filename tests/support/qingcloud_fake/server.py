@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-import uvicorn
 
 from tests.support.qingcloud_fake.cloud import Cloud
 from tests.support.qingcloud_fake.resources import FakeInstance, FakeJob, FakeVolume
@@ -28,6 +25,7 @@ from tests.support.qingcloud_fake.wire import (
     respond,
     verify_signature,
 )
+from tests.support.threaded_server import ThreadServer, read_body
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,7 @@ class QingCloudFake:
         self._gate_open = threading.Event()
         self.waiting_requests = 0  # requests held at a gate, unanswered
         self._http_statuses: list[int] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadServer | None = None
 
     @property
     def quota(self) -> dict[str, int]:
@@ -76,44 +73,24 @@ class QingCloudFake:
     # --------------------------------------------------------------------------- lifecycle
 
     def start(self) -> QingCloudFake:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit it: without it every answer (headers, then body) waits
-        # ~40 ms on the client's delayed ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}{PATH}"
-        config = uvicorn.Config(
-            self, log_config=None, lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        def cancel_jobs(loop: asyncio.AbstractEventLoop) -> None:
+            self.cloud.cancel_jobs()
+            loop.run_until_complete(asyncio.sleep(0))
+
+        self._server = ThreadServer(
+            self,
+            name="qingcloud-fake",
+            nodelay=True,
+            on_exit=cancel_jobs,
+            timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
-        self._server = server
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(server.serve(sockets=[sock]))
-            finally:
-                self.cloud.cancel_jobs()
-                loop.run_until_complete(asyncio.sleep(0))
-                loop.close()
-                sock.close()
-
-        self._thread = threading.Thread(target=serve, name="qingcloud-fake", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake QingCloud server did not start")
-            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self._server.port}{PATH}"
+        self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     def __enter__(self) -> QingCloudFake:
         return self.start()
@@ -203,12 +180,7 @@ class QingCloudFake:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         with self._lock:
             self.hits += 1
             status = self._http_statuses.pop(0) if self._http_statuses else None

@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl
 
 from qingcloud.conn.auth import QuerySignatureAuthHandler
 
+from tests.support.threaded_server import send_response
+
 PATH = "/iaas/"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 COMMON = {"action", "zone", "access_key_id", "time_stamp", "version"}
@@ -193,14 +195,4 @@ def snake(action: str) -> str:
 async def respond(
     send: Callable[[dict[str, Any]], Any], status: int, body: bytes, content_type: str
 ) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, status, body, [("content-type", content_type)])
