@@ -63,12 +63,17 @@ async def _seed(db: Database) -> tuple[str, dict[str, list[str]]]:
 async def test_each_caller_sees_their_own_apps_through_one_prepared_statement(
     db: Database,
 ) -> None:
-    _, owners = await _seed(db)
+    repo_id, owners = await _seed(db)
     for _ in range(2):  # the second round runs on the statements the first one prepared
         for owner, names in owners.items():
             access = Caller(user_id=owner, role=Role.DEVELOPER).access(Op.APP_READ)
+            # Within the private repo both callers have apps in: other tests' apps in public
+            # repos are visible to any developer and stay out of the count.
             total, rows = await service.list_apps(
-                db.reads, ListQuery(limit=50, sort_key="name", reverse=False), access
+                db.reads,
+                ListQuery(limit=50, sort_key="name", reverse=False),
+                access,
+                repo_id=[repo_id],
             )
             assert total == len(names)
             assert [r["name"] for r in rows] == sorted(names)

@@ -172,9 +172,11 @@ async def test_failed_index_job_is_not_retried_while_another_index_job_holds_the
     assert (await patient.post(f"/v1/jobs/{running}/actions/cancel")).status_code == 202
     assert (await wait_job(patient, running))["status"] == "cancelled"
     chart_repo.clear_faults()
+    chart_repo.hold(INDEX)  # the retried job cannot end before the repo is looked at
     retry = await patient.post(f"/v1/jobs/{failed['job_id']}/actions/retry")
     assert retry.status_code == 202, retry.text
     assert (await repo_of(patient, repo["repo_id"]))["index_job_id"] == failed["job_id"]
+    chart_repo.release(INDEX)
     assert (await wait_job(patient, failed["job_id"]))["status"] == "successful"
 
 

@@ -59,6 +59,7 @@ class RepoServer:
         self._bodies: dict[str, _Body] = {}
         self._delays: dict[str, float] = {}
         self._truncations: dict[str, _Truncated] = {}
+        self._gates: dict[str, threading.Event] = {}
         self._connections: set[socket.socket] = set()
         self._server: SocketServerThread | None = None
 
@@ -133,6 +134,21 @@ class RepoServer:
     def set_delay(self, path: str, seconds: float) -> None:
         with self._lock:
             self._delays[path] = seconds
+
+    def hold(self, path: str) -> None:
+        """Requests for `path` wait until `release(path)` (or the server stops)."""
+        with self._lock:
+            self._gates.setdefault(path, threading.Event())
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            gate = self._gates.pop(path, None)
+        if gate is not None:
+            gate.set()
+
+    def _gate(self, path: str) -> threading.Event | None:
+        with self._lock:
+            return self._gates.get(path)
 
     def set_truncated(self, path: str, declared_length: int, body: bytes) -> None:
         with self._lock:
@@ -238,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, send_body: bool) -> None:
         repo = self.server.repo
         path = self._path()
+        gate = repo._gate(path)
+        while gate is not None and not gate.wait(0.05):
+            if repo._stopping.is_set():
+                self.close_connection = True
+                return
         status, override, delay, truncated = repo._faults(path)
         if delay and repo._stopping.wait(delay):
             self.close_connection = True
