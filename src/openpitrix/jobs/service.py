@@ -7,21 +7,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from openpitrix import ids
 from openpitrix.bus.topology import JOB_MANAGER, command_subject
-from openpitrix.db.listing import ListQuery, ListSpec, paginate, read_page
+from openpitrix.db.listing import ListQuery, ListSpec, paginate, read_prepared_page
 from openpitrix.db.locks import writers_serialized
 from openpitrix.db.reads import Reads
 from openpitrix.db.types import UTCDateTime, utcnow
 from openpitrix.errors import Conflict, NotFound
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.iam.access import Access, Scope
+from openpitrix.iam.access import Access, Scope, scope_clause
 from openpitrix.jobs.adapter import JobAdapter
 from openpitrix.jobs.commands import ADVANCE, JobCommand, cancel_id, created_id, retry_id
 from openpitrix.jobs.models import Job, Task
@@ -396,6 +396,10 @@ async def read_job(session: AsyncSession, job_id: str, access: Access) -> JobRea
     return job_read(job, await tasks_of(session, job_id))
 
 
+_JOB_FILTERS = ("status", "action", "resource_kind", "resource_id", "executor")
+_JOB_FILTER_COLUMNS = (Job.status, Job.action, Job.resource_kind, Job.resource_id, Job.executor)
+
+
 async def list_jobs(
     reads: Reads,
     query: ListQuery,
@@ -407,18 +411,27 @@ async def list_jobs(
     resource_id: Sequence[str] = (),
     executor: Sequence[str] = (),
 ) -> tuple[int, list[JobRead]]:
-    # Columns, not ORM objects: hydrating and dumping each Job cost more than the SQL.
-    stmt = select(*_JOB_LIST_COLUMNS).where(access.clause(col(Job.owner), col(Job.owner_path)))
-    for column, values in (
-        (col(Job.status), status),
-        (col(Job.action), action),
-        (col(Job.resource_kind), resource_kind),
-        (col(Job.resource_id), resource_id),
-        (col(Job.executor), executor),
-    ):
-        if values:
-            stmt = stmt.where(column.in_(values))
-    total, rows = await read_page(reads, stmt, JOB_LIST, query)
+    """The statement is prepared once per shape (db.reads.prepare): the caller's scope and how
+    many values each filter has; the caller's scope values and the filters' are bound."""
+    filters = (status, action, resource_kind, resource_id, executor)
+    shape = ("jobs", access.scope, *(len(given) for given in filters))
+    values: dict[str, object] = access.clause_params()
+    for label, given in zip(_JOB_FILTERS, filters, strict=True):
+        for i, value in enumerate(given):
+            values[f"{label}_{i}"] = str(value)  # plain str: a StrEnum is not every driver's str
+
+    def build() -> Select[Any]:
+        # Columns, not ORM objects: hydrating and dumping each Job cost more than the SQL.
+        stmt = select(*_JOB_LIST_COLUMNS).where(
+            scope_clause(access.scope, col(Job.owner), col(Job.owner_path))
+        )
+        for column, label, given in zip(_JOB_FILTER_COLUMNS, _JOB_FILTERS, filters, strict=True):
+            if given:
+                bound = [bindparam(f"{label}_{i}", type_=String) for i in range(len(given))]
+                stmt = stmt.where(col(column).in_(bound))
+        return stmt
+
+    _, (total, rows) = await read_prepared_page(reads, shape, build, values, JOB_LIST, query)
     return total, [_listed_job(row) for row in rows]
 
 
