@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    Integer,
     RowMapping,
     Select,
     String,
@@ -223,8 +223,8 @@ def _prepared_page(
     searched = bool(_searched(query))
     bound: dict[str, Any] = {
         "search": _bound_search_clause(spec, reads.dialect_name) if searched else None,
-        "limit": bindparam("limit", type_=Integer),
-        "offset": bindparam("offset", type_=Integer),
+        "limit": bindparam("limit", type_=BigInteger),
+        "offset": bindparam("offset", type_=BigInteger),
     }
     page = reads.prepare(
         ("page", key), lambda: _with_total(build(), spec, query, **bound)[1], slow=searched
