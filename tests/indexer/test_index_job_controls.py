@@ -174,7 +174,12 @@ async def test_failed_index_job_is_not_retried_while_another_index_job_holds_the
     chart_repo.clear_faults()
     retry = await patient.post(f"/v1/jobs/{failed['job_id']}/actions/retry")
     assert retry.status_code == 202, retry.text
-    assert (await repo_of(patient, repo["repo_id"]))["index_job_id"] == failed["job_id"]
+    holder = (await repo_of(patient, repo["repo_id"]))["index_job_id"]
+    # The repo names the retried job until it ends; on a fast machine it may end before this read.
+    if holder is None:
+        assert (await job_of(patient, failed["job_id"]))["status"] == "successful"
+    else:
+        assert holder == failed["job_id"]
     assert (await wait_job(patient, failed["job_id"]))["status"] == "successful"
 
 
