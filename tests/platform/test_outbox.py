@@ -65,6 +65,29 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
     assert all(r.sent_at is not None for r in rows)
 
 
+async def test_a_relay_publishes_at_most_its_batch_size_per_call_and_reads_anew_each_time(
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
+) -> None:
+    """The relay's read of unsent rows is built once: each call still reads what is committed
+    by then, at most `batch_size` rows, oldest first, and the batches go out in order."""
+    relay = OutboxRelay(db, nc, poll_seconds=0.1, batch_size=2)
+    while await relay.publish_pending():  # rows other tests left unsent
+        pass
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    async with db.transaction() as session:
+        ids = [enqueue(session, subject, {"n": n}) for n in range(3)]
+    assert await relay.publish_pending() == 2
+    async with db.transaction() as session:  # committed after the relay's first read
+        ids += [enqueue(session, subject, {"n": n}) for n in range(3, 5)]
+    sizes = [await relay.publish_pending() for _ in range(4)]
+    assert sizes == [2, 1, 0, 0]
+
+    sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+    got = [await sub.next_msg(timeout=5) for _ in range(5)]
+    await sub.unsubscribe()
+    assert [m.headers["Nats-Msg-Id"] for m in got if m.headers] == ids
+
+
 async def test_rolled_back_transaction_publishes_nothing(
     db: Database, js: JetStreamContext, settings: Settings, nc: Client
 ) -> None:

@@ -5,6 +5,7 @@ dies mid-batch; every message reaches the stream exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import uuid
@@ -213,7 +214,7 @@ async def test_a_relay_dying_mid_batch_loses_nothing_and_keeps_the_order(
     await sub.next_msg(timeout=30)
     await sub.unsubscribe()
     batch.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    with contextlib.suppress(asyncio.CancelledError):  # it may have finished before the cancel
         await batch
 
     survivor = OutboxRelay(db, nc, poll_seconds=30.0)

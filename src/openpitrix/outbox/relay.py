@@ -40,7 +40,6 @@ from nats.js.errors import APIError
 from sqlalchemy import (
     Integer,
     Row,
-    Select,
     Text,
     any_,
     bindparam,
@@ -226,6 +225,14 @@ class OutboxRelay:
         self._one_batch = asyncio.Lock()
         self._poll = poll_seconds
         self._batch = batch_size
+        # The reads of unsent rows, built once: every wake runs one at least twice (the batch,
+        # then the empty read that ends the loop), and a statement object built anew each time
+        # costs its construction and its cache key on every call.
+        unsent = select(*ROW_COLUMNS).where(*PENDING).order_by(col(OutboxMessage.seq))
+        self._unsent_batch = unsent.limit(batch_size)
+        self._unsent_in_shards = unsent.where(
+            SHARD_OF_KEY.in_(bindparam("shards", expanding=True))
+        ).limit(batch_size)
         self._timeout = publish_timeout
         self._wake = asyncio.Event()
         self._stopping = False
@@ -300,9 +307,6 @@ class OutboxRelay:
                 return await self._publish_locked()
             return await self._publish_unlocked()
 
-    def _unsent(self) -> Select[int | None, str, str, str, bytes, str]:  # ROW_COLUMNS
-        return select(*ROW_COLUMNS).where(*PENDING).order_by(col(OutboxMessage.seq))
-
     async def claim_shards(self, session: AsyncSession) -> list[int]:
         """PostgreSQL: lock (until `session`'s transaction ends) a fair share of the shards that
         have unsent rows, skipping those other relays hold; returns them."""
@@ -318,12 +322,7 @@ class OutboxRelay:
             shards = await self.claim_shards(session)
             if not shards:
                 return 0
-            query = (
-                self._unsent()
-                .where(SHARD_OF_KEY.in_(bindparam("shards", expanding=True)))
-                .limit(self._batch)
-            )
-            rows = (await session.execute(query, {"shards": shards})).all()
+            rows = (await session.execute(self._unsent_in_shards, {"shards": shards})).all()
             if rows:
                 outcome = await self._publish(rows)
                 await self._mark(session, outcome)
@@ -337,7 +336,7 @@ class OutboxRelay:
         which JetStream drops by Nats-Msg-Id, each key still in order (see the module's
         docstring). SQLite runs on one host, where one relay keeps up with its writers."""
         async with self._db.read_session() as session:
-            rows = (await session.execute(self._unsent().limit(self._batch))).all()
+            rows = (await session.execute(self._unsent_batch)).all()
         if not rows:
             return 0
         outcome = await self._publish(rows)
