@@ -27,7 +27,8 @@ def _running(n: int) -> tuple[Job, Task]:
 
 async def _committed_messages(db: Database, task_id: str) -> list[str]:
     async with db.read_session() as session:
-        rows = (await session.execute(select(col(OutboxMessage.payload)))).scalars().all()
+        stmt = select(col(OutboxMessage.payload)).order_by(col(OutboxMessage.seq))
+        rows = (await session.execute(stmt)).scalars().all()
     # Only this task's events: the database is shared with the worker's other tests, whose
     # rows may hold any payload.
     events = [orjson.loads(p) for p in rows if task_id.encode() in bytes(p)]
