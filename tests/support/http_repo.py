@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from tests.support.threaded_server import SocketServerThread
+from tests.support.threaded_server import Served, SocketServerThread
 
 if TYPE_CHECKING:
     import trustme
@@ -43,7 +42,7 @@ class _Truncated:
     body: bytes
 
 
-class RepoServer:
+class RepoServer(Served):
     """Serves files under `root`; tests inject faults per path from their own thread."""
 
     def __init__(self, root: Path, *, tls: trustme.CA | None = None) -> None:
@@ -98,17 +97,6 @@ class RepoServer:
         for connection in connections:
             with suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> RepoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------------------- faults
 

@@ -15,7 +15,6 @@ import socketserver
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Self
 
 import uvicorn
@@ -39,6 +38,38 @@ def _uvicorn(app: Any, *, lifespan: str, **config: Any) -> uvicorn.Server:
     # Fakes keep quiet; the app under test (LiveServer) asks for its access log.
     config.setdefault("access_log", False)
     return uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan=lifespan, **config))
+
+
+class Served:
+    """`with server:` starts it and stops it on the way out, whatever happened inside."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AsyncServed:
+    """`async with server:` starts it and stops it on the way out, whatever happened inside."""
+
+    async def start(self) -> Self:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 class _Serving:
@@ -93,7 +124,7 @@ class _Serving:
         await server.lifespan.shutdown()
 
 
-class LoopServer:
+class LoopServer(AsyncServed):
     """`app` served by uvicorn in the running event loop."""
 
     def __init__(
@@ -119,19 +150,8 @@ class LoopServer:
         finally:
             self.sock.close()
 
-    async def __aenter__(self) -> Self:
-        return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-class ThreadServer:
+class ThreadServer(Served):
     """`app` served by uvicorn in a daemon thread with an event loop of its own, for fakes
     that synchronous test code steers, or that must answer while the test's loop is busy.
 
@@ -194,19 +214,8 @@ class ThreadServer:
         if self._thread.is_alive():
             self._thread.join(timeout=START_TIMEOUT)
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class SocketServerThread:
+class SocketServerThread(Served):
     """A `socketserver` server (already bound, e.g. ThreadingHTTPServer(("127.0.0.1", 0), ...))
     serving in a daemon thread.
 
@@ -244,17 +253,6 @@ class SocketServerThread:
         self.server.server_close()
         if self._thread.ident is not None:
             self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------- for the fakes' bare ASGI apps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -133,8 +133,10 @@ def _with_total(
 
 
 async def _total_and_rows(
-    reads: Reads, count: Select[Any], rows: list[Row], query: ListQuery
+    rows: list[Row], query: ListQuery, read_count: Callable[[], Awaitable[list[list[Row]]]]
 ) -> tuple[int, list[Row]]:
+    """The total from the page's first row (its column dropped from every row); only a page
+    past the last row has none, and then `read_count` reads it, unless the page is the first."""
     if rows:
         total = rows[0][TOTAL]
         for row in rows:
@@ -142,7 +144,7 @@ async def _total_and_rows(
         return int(total), rows
     if query.offset == 0:
         return 0, rows
-    ((counted,),) = await reads.fetch(count)
+    ((counted,),) = await read_count()
     return int(next(iter(counted.values()))), rows
 
 
@@ -155,7 +157,7 @@ async def read_page(
     the last row needs a second statement for it."""
     count, paged = _with_total(stmt, spec, query)
     (rows,) = await reads.fetch(paged)
-    return await _total_and_rows(reads, count, rows, query)
+    return await _total_and_rows(rows, query, lambda: reads.fetch(count))
 
 
 async def read_rows(
@@ -164,7 +166,7 @@ async def read_rows(
     """`first`'s rows and `read_page`'s page, in one read (a check the page depends on)."""
     count, paged = _with_total(stmt, spec, query)
     first_rows, rows = await reads.fetch(first, paged)
-    return first_rows, await _total_and_rows(reads, count, rows, query)
+    return first_rows, await _total_and_rows(rows, query, lambda: reads.fetch(count))
 
 
 # --- prepared pages (db.reads.prepare) -------------------------------------------------------
@@ -238,24 +240,6 @@ def _prepared_page(
     return page, count
 
 
-async def _prepared_total(
-    reads: Reads,
-    count: Callable[[], Prepared],
-    values: Mapping[str, Any],
-    rows: list[Row],
-    query: ListQuery,
-) -> tuple[int, list[Row]]:
-    if rows:
-        total = rows[0][TOTAL]
-        for row in rows:
-            del row[TOTAL]
-        return int(total), rows
-    if query.offset == 0:
-        return 0, rows
-    ((counted,),) = await reads.run((count(), values))
-    return int(next(iter(counted.values()))), rows
-
-
 async def read_prepared_page(
     reads: Reads,
     key: Hashable,
@@ -280,4 +264,4 @@ async def read_prepared_page(
         first_rows: list[Row] = []
     else:
         first_rows, rows = await reads.run(first, (page, values))
-    return first_rows, await _prepared_total(reads, count, values, rows, query)
+    return first_rows, await _total_and_rows(rows, query, lambda: reads.run((count(), values)))

@@ -29,6 +29,8 @@ versions_t = AppVersion.__table__  # type: ignore[attr-defined]
 APP_META = ("description", "home", "icon", "keywords", "maintainers", "sources")
 
 # Column orders of the new rows `sync_catalog` builds as tuples (the cold path: every row).
+# Both tables end with the row's status, ownership and times, in this order.
+_OWNED = ("status", "owner", "owner_path", "create_time", "update_time", "status_time")
 INSERT_APP = BulkInsert(
     apps_t,
     (
@@ -38,12 +40,7 @@ INSERT_APP = BulkInsert(
         *APP_META,
         "latest_version",
         "latest_app_version",
-        "status",
-        "owner",
-        "owner_path",
-        "create_time",
-        "update_time",
-        "status_time",
+        *_OWNED,
     ),
 )
 INSERT_VERSION = BulkInsert(
@@ -61,12 +58,7 @@ INSERT_VERSION = BulkInsert(
         "package_url",
         "created",
         "package_kind",
-        "status",
-        "owner",
-        "owner_path",
-        "create_time",
-        "update_time",
-        "status_time",
+        *_OWNED,
     ),
 )
 

@@ -12,7 +12,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import trustme
@@ -24,7 +23,7 @@ from tests.support.kube.controllers import Controllers
 from tests.support.kube.kubelet import FAILING_REASONS, PENDING, Health
 from tests.support.kube.resources import NAMESPACE_TYPE, Registry
 from tests.support.kube.store import Store
-from tests.support.threaded_server import LoopServer, bind_loopback
+from tests.support.threaded_server import AsyncServed, LoopServer, bind_loopback
 
 Obj = dict[str, Any]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
@@ -41,7 +40,7 @@ class KubectlResult:
         return json.loads(self.stdout)
 
 
-class FakeKube:
+class FakeKube(AsyncServed):
     """A strict fake Kubernetes API server on 127.0.0.1, served in the running event loop.
 
     `auto_ready`: workloads, claims and load balancers become ready on their own (after the
@@ -158,17 +157,6 @@ class FakeKube:
             self._workdir = None
         if self.controllers.errors:
             raise RuntimeError("a fake controller failed") from self.controllers.errors[0]
-
-    async def __aenter__(self) -> FakeKube:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ----------------------------------------------------------------------- client side
 

@@ -25,7 +25,7 @@ from tests.support.qingcloud_fake.wire import (
     respond,
     verify_signature,
 )
-from tests.support.threaded_server import ThreadServer, read_body
+from tests.support.threaded_server import Served, ThreadServer, read_body
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Request:
     params: dict[str, str]
 
 
-class QingCloudFake:
+class QingCloudFake(Served):
     """The fake server. `url` is the endpoint (`http://127.0.0.1:PORT/iaas/`); requests signed
     with `access_key_id`/`secret_access_key` (or a key added with `add_key`) are accepted."""
 
@@ -91,12 +91,6 @@ class QingCloudFake:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
-
-    def __enter__(self) -> QingCloudFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------- steering by tests
 
