@@ -15,12 +15,13 @@ outcome. Each message has an id naming its cause, distinct for the job's whole l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix import ids
-from openpitrix.bus.topology import JOB_MANAGER
+from openpitrix.bus.topology import JOB_MANAGER, command_subject
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
 from openpitrix.jobs.adapter import JobAdapter, JobAdapters
@@ -38,6 +39,17 @@ from openpitrix.workers.service import (
 )
 
 DONE_OK = (JobStatus.SUCCESSFUL.value,)
+
+
+@dataclass
+class Chain:
+    """A task runner's offer, made as it settles a task, to run the job's next task itself:
+    the first task of the next layer that would be sent to `subject` (the command subject the
+    runner consumes) is taken without a message and left in `task`, for the runner to claim
+    in the same transaction (see `jobs.tasks`)."""
+
+    subject: str
+    task: Task | None = None
 
 
 def _layers(tasks: Sequence[Task]) -> list[list[Task]]:
@@ -91,13 +103,15 @@ async def advance_locked(
     tasks: list[Task],
     *,
     room: int | None = None,
+    chain: Chain | None = None,
 ) -> None:
     """The job's next step, in the caller's transaction: plan it (no tasks yet), start it,
     cancel it, end it (a failed task, or every layer settled), or dispatch the pending tasks
     of its first unsettled layer. The caller holds the job's target lock (if capped) and then
     the job's row, and passes the job's tasks; `room`, when known, is how many slots of the
     target the job may fill now (`slots.room`). A task runner settling a task advances its job
-    here in the same transaction, so a task's end needs no message to the job-manager."""
+    here in the same transaction, so a task's end needs no message to the job-manager; with
+    `chain` it takes the job's next task to run itself."""
     job_id = job.job_id
     adapter = adapters.get(job.resource_kind)
     if adapter is None:
@@ -164,7 +178,16 @@ async def advance_locked(
                     slots.queue(ctx, session, job, task)
                     continue
                 room -= 1
-            slots.dispatch(session, task, held=capped, runner=adapter.runner(task.action))
+            runner = adapter.runner(task.action)
+            if (
+                chain is not None
+                and chain.task is None
+                and chain.subject == command_subject(runner, slots.RUN)
+            ):
+                slots.take(task, held=capped)
+                chain.task = task
+            else:
+                slots.dispatch(session, task, held=capped, runner=runner)
         return
     await _end(ctx, session, adapters, adapter, job, JobStatus.SUCCESSFUL, f"{job.action} done")
 

@@ -70,3 +70,8 @@ class Task(RunState, table=True):
     # What the task's runs recorded to find their own work again: a run resumed after its
     # worker died (or a retry) reads what the earlier runs kept here (`keep_checkpoint`).
     checkpoint: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    # The id of the command message whose handler runs the task, when the runner that settled
+    # its predecessor claimed it in the same transaction and ran it on (a chained run, see
+    # `jobs.tasks`): that message, redelivered after the runner died, resumes the task. None
+    # for a task claimed from its own dispatch.
+    runs_under: str | None = Field(default=None, max_length=80)

@@ -189,6 +189,7 @@ _CLAIM_TASK = (
         status=JobStatus.WORKING,
         slot=bindparam("new_slot"),
         executor=bindparam("new_executor"),
+        runs_under=bindparam("new_runs_under"),
         attempts=Task.attempts + 1,
         start_time=func.coalesce(Task.start_time, _NOW),
         status_time=_NOW,
@@ -215,10 +216,13 @@ async def job_and_task(session: AsyncSession, job_id: str, task_id: str) -> tupl
     return (row[0], row[1]) if row is not None else None
 
 
-async def claim_task(session: AsyncSession, task: Task, executor: str, *, slot: str) -> bool:
+async def claim_task(
+    session: AsyncSession, task: Task, executor: str, *, slot: str, runs_under: str | None = None
+) -> bool:
     """Mark the task working for `executor` if its status is still the one read (False when
     another claim came first). One guarded UPDATE: the values it set are the task's committed
-    state, so nothing is written again on flush. `task_started` emits its event."""
+    state, so nothing is written again on flush. `task_started` emits its event. `runs_under`:
+    the command message a chained run holds (see `jobs.tasks`), None for the task's own."""
     now = utcnow()
     claimed = (
         await session.execute(
@@ -228,6 +232,7 @@ async def claim_task(session: AsyncSession, task: Task, executor: str, *, slot: 
                 "read_status": task.status,
                 "new_slot": slot,
                 "new_executor": executor,
+                "new_runs_under": runs_under,
                 "now": now,
             },
         )
@@ -238,6 +243,7 @@ async def claim_task(session: AsyncSession, task: Task, executor: str, *, slot: 
         ("status", JobStatus.WORKING.value),
         ("slot", slot),
         ("executor", executor),
+        ("runs_under", runs_under),
         ("attempts", claimed[0]),
         ("start_time", claimed[1]),
         ("status_time", now),
@@ -546,6 +552,7 @@ async def retry_job(
         if task.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             task.status = JobStatus.PENDING
             task.slot = ""
+            task.runs_under = None
             task.error_code = task.error_message = None
             task.end_time = None
     job.run += 1

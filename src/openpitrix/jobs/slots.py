@@ -54,19 +54,27 @@ def cap(ctx: WorkerContext) -> int:
     return ctx.settings.worker.runtime_concurrency
 
 
-def dispatch(session: AsyncSession, task: Task, *, held: bool, runner: str) -> None:
-    """Send the task to `runner`, the manager that runs its kind (in the caller's
-    transaction), holding one of its target's slots or outside any cap. The task is marked so
-    that no later advance sends it again, and the dispatch is numbered: each has a message id
-    of its own, and the runner ignores any earlier dispatch of the task still in flight."""
+def take(task: Task, *, held: bool) -> None:
+    """Mark the task dispatched, holding one of its target's slots or outside any cap, so that
+    no later advance dispatches it again; the dispatch is numbered. A runner that claims the
+    task itself (a chained run, see `jobs.tasks`) takes it so, without a message."""
     task.slot = HELD if held else SENT
     task.dispatches += 1
+
+
+def dispatch(session: AsyncSession, task: Task, *, held: bool, runner: str) -> None:
+    """Send the task to `runner`, the manager that runs its kind (in the caller's
+    transaction), taken as `take` does: each dispatch has a message id of its own, and the
+    runner ignores any earlier dispatch of the task still in flight."""
+    take(task, held=held)
+    send(session, task, command_subject(runner, RUN))
+
+
+def send(session: AsyncSession, task: Task, subject: str) -> None:
+    """The message of the task's current dispatch (`take`), to the runner's `subject`."""
     command = RunTask(job_id=task.job_id, task_id=task.task_id, dispatch=task.dispatches)
     enqueue(
-        session,
-        command_subject(runner, RUN),
-        command.model_dump(),
-        msg_id=dispatch_id(task.task_id, task.dispatches),
+        session, subject, command.model_dump(), msg_id=dispatch_id(task.task_id, task.dispatches)
     )
 
 

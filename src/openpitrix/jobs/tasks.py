@@ -29,8 +29,8 @@ from openpitrix.db.engine import Database
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
 from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter, TaskRunner
-from openpitrix.jobs.commands import JobCommand, RunTask, task_end_id
-from openpitrix.jobs.manager import advance_locked, give_up_job, hand_over
+from openpitrix.jobs.commands import JobCommand, RunTask, dispatch_id, task_end_id
+from openpitrix.jobs.manager import Chain, advance_locked, give_up_job, hand_over
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import TaskError
 from openpitrix.jobs.schemas import TERMINAL_STATUSES, ErrorInfo, JobStatus
@@ -57,19 +57,34 @@ _RUNNING: set[str] = set()
 async def run_task(
     ctx: WorkerContext, delivery: Delivery, command: RunTask, *, adapters: JobAdapters
 ) -> None:
-    job_id, task_id = command.job_id, command.task_id
+    job_id = command.job_id
+    # The message's id: what a task this handler chains to records (`Task.runs_under`).
+    # Commands from before dispatches were numbered (0) run their own task only.
+    under = dispatch_id(command.task_id, command.dispatch) if command.dispatch else None
     async with ctx.db.transaction() as session:
-        found = await jobs.job_and_task(session, job_id, task_id)
+        found = await jobs.job_and_task(session, job_id, command.task_id)
         if found is None:
             return
         job, task = found
-        if job.status in TERMINAL_STATUSES or task.status in TERMINAL_STATUSES:
+        if job.status in TERMINAL_STATUSES:
             return
         if 0 < command.dispatch < task.dispatches:
             # A later dispatch (the task was cancelled before this one reached a worker, then
             # retried) supersedes this copy: the task runs from that one, once.
-            log.info("task=%s dispatch %d superseded; ignored", task_id, command.dispatch)
+            log.info("task=%s dispatch %d superseded; ignored", task.task_id, command.dispatch)
             return
+        chained = False
+        if task.status in TERMINAL_STATUSES:
+            # The command's own task ended. Redelivered, the message may have been held by a
+            # chain whose worker died (or that asked for a retry) in a later task of the job:
+            # that task is resumed here, under the same message.
+            if under is None or delivery.num_delivered == 1:
+                return
+            running = await _running_under(session, job_id, under)
+            if running is None:
+                return
+            task, chained = running, True
+        task_id = task.task_id
         if task_id in _RUNNING:
             # Come back once the run here has ended (then the task is settled and this is a
             # no-op), or, should this process die meanwhile, to resume it elsewhere.
@@ -107,7 +122,14 @@ async def run_task(
         job = locked
         # Left working by a worker that died (or was stopped) mid-task, not one retrying it.
         resumed = task.status == JobStatus.WORKING and task.executor is not None
-        if not await jobs.claim_task(session, task, ctx.executor, slot=slots.claim_mark(task)):
+        claimed = await jobs.claim_task(
+            session,
+            task,
+            ctx.executor,
+            slot=slots.claim_mark(task),
+            runs_under=under if chained else None,
+        )
+        if not claimed:
             return
         if resumed:
             # Its worker died mid-task: the job is resumed here (a new attempt, an event).
@@ -118,18 +140,62 @@ async def run_task(
         else:
             job.executor = ctx.executor  # the job shows the worker running its current task
         jobs.task_started(session, job, task)
-    adapter = adapters[job.resource_kind]
-    running_job, running_task = job, task
-    progress_writer = _progress_writer(ctx.db)
+    await _run_chain(ctx, adapters, job, task, subject=delivery.subject, under=under)
 
-    async def report(message: str, progress: int | None, data: dict[str, Any]) -> None:
-        await progress_writer.write(running_job, running_task, message, progress, data)
 
-    _RUNNING.add(task_id)
-    try:
-        await _run_claimed(ctx, adapters, adapter, job, task, report)
-    finally:
-        _RUNNING.discard(task_id)
+async def _running_under(session: AsyncSession, job_id: str, under: str) -> Task | None:
+    """The job's task that a chained run holding message `under` left working, if any."""
+    for task in await jobs.tasks_of(session, job_id):
+        if task.status == JobStatus.WORKING and task.runs_under == under:
+            return task
+    return None
+
+
+async def _run_chain(
+    ctx: WorkerContext,
+    adapters: JobAdapters,
+    job: Job,
+    task: Task,
+    *,
+    subject: str,
+    under: str | None,
+) -> None:
+    """Run the claimed task; then, as long as settling a task claims the job's next one for
+    this runner (a chain: the next layer's task goes to the manager consuming `subject`), run
+    that one too, in the same consumer slot and under the same message (`under`, which the
+    consumer keeps in progress meanwhile). A chained task costs no message and no claim of
+    its own, and a job, once started, runs to its end without queueing behind other jobs'
+    tasks; should this worker die, the message comes back and resumes the task it was
+    running (`run_task`)."""
+    writer = _progress_writer(ctx.db)
+    current: tuple[Job, Task] | None = (job, task)
+    while current is not None:
+        running_job, running_task = current
+
+        async def report(
+            message: str,
+            progress: int | None,
+            data: dict[str, Any],
+            job: Job = running_job,
+            task: Task = running_task,
+        ) -> None:
+            await writer.write(job, task, message, progress, data)
+
+        chain = Chain(subject) if under is not None else None
+        _RUNNING.add(running_task.task_id)
+        try:
+            current = await _run_claimed(
+                ctx,
+                adapters,
+                adapters[running_job.resource_kind],
+                running_job,
+                running_task,
+                report,
+                chain=chain,
+                under=under,
+            )
+        finally:
+            _RUNNING.discard(running_task.task_id)
 
 
 async def _run_claimed(
@@ -139,8 +205,16 @@ async def _run_claimed(
     job: Job,
     task: Task,
     report: Reporter,
-) -> None:
+    *,
+    chain: Chain | None,
+    under: str | None,
+) -> tuple[Job, Task] | None:
+    """Run one claimed task and settle it; the job's next task, when the settling claimed it
+    for this runner (`chain`)."""
     job_id, task_id = job.job_id, task.task_id
+    settle = partial(
+        _settle, ctx, adapters, job_id, task_id, target=task.target, chain=chain, under=under
+    )
     timeout = task.timeout_seconds or ctx.settings.worker.task_timeout_seconds
     try:
         # The consumer keeps the command ours with in_progress beats while this runs.
@@ -153,8 +227,7 @@ async def _run_claimed(
             ),
         )
     except _Cancelled:
-        await _settle(ctx, adapters, job_id, task_id, JobStatus.CANCELLED, target=task.target)
-        return
+        return await settle(JobStatus.CANCELLED)
     except TaskError as exc:
         if exc.retryable and task.attempts < ctx.settings.worker.task_max_attempts:
             delay = min(2 ** (task.attempts - 1) * ctx.settings.worker.task_retry_base_seconds, 60)
@@ -167,7 +240,8 @@ async def _run_claimed(
                     data={},
                 )
                 # No worker holds the task until the retry claims it: the retry is not a
-                # worker that died (which leaves its executor set, and resumes the job).
+                # worker that died (which leaves its executor set, and resumes the job). A
+                # chained task keeps its message, which the retry comes back with.
                 await s.execute(
                     update(Task)
                     .where(col(Task.task_id) == task_id, col(Task.status) == JobStatus.WORKING)
@@ -175,27 +249,11 @@ async def _run_claimed(
                     .execution_options(synchronize_session=False)
                 )
             raise RetryableError(exc.message, delay=delay) from None
-        error = ErrorInfo(code=exc.code, message=exc.message)
-        await _settle(
-            ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error, target=task.target
-        )
-        return
+        return await settle(JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=exc.message))
     except TimeoutError:
         error = ErrorInfo(code="task_timeout", message=f"task exceeded {timeout:.0f} s")
-        await _settle(
-            ctx, adapters, job_id, task_id, JobStatus.FAILED, error=error, target=task.target
-        )
-        return
-    await _settle(
-        ctx,
-        adapters,
-        job_id,
-        task_id,
-        JobStatus.SUCCESSFUL,
-        result=result,
-        adapter=adapter,
-        target=task.target,
-    )
+        return await settle(JobStatus.FAILED, error=error)
+    return await settle(JobStatus.SUCCESSFUL, result=result, adapter=adapter)
 
 
 class _ProgressWriter:
@@ -314,12 +372,17 @@ async def _settle(
     adapter: JobAdapter | None = None,
     dispatch: int = 0,
     target: str | _Unknown | None = _UNKNOWN,
-) -> None:
+    chain: Chain | None = None,
+    under: str | None = None,
+) -> tuple[Job, Task] | None:
     """Record a task's outcome and advance its job, in one transaction: the task's end, the
     queued tasks its slot goes to, and the job's next step (the next layer dispatched, or the
     job ended) commit together, so a crash loses none and the job-manager gets no message. A
     task that already ended (a duplicate outcome), or an outcome of a superseded `dispatch`,
-    is left alone. `target`: the task's, when the caller knows it (it never changes)."""
+    is left alone, but for the task a chain left running under message `under` (a give-up of
+    a message that chained). `target`: the task's, when the caller knows it (it never
+    changes; a job's tasks share it). With `chain`, the job's next task for this runner is
+    claimed here too, running under `under`, and returned with its job to be run next."""
     async with ctx.db.transaction() as session:
         if isinstance(target, _Unknown):
             target = await _target_of(session, task_id)
@@ -329,13 +392,18 @@ async def _settle(
             await slots.lock_target(session, target)
         job = await jobs.lock_job(session, job_id)
         if job is None:
-            return
+            return None
         tasks = await jobs.tasks_of(session, job_id)
         task = next((t for t in tasks if t.task_id == task_id), None)
+        if task is None or 0 < dispatch < task.dispatches:
+            return None
+        if task.status in TERMINAL_STATUSES and chain is None and under is not None:
+            task = next(
+                (t for t in tasks if t.status == JobStatus.WORKING and t.runs_under == under),
+                None,
+            )
         if task is None or task.status in TERMINAL_STATUSES:
-            return
-        if 0 < dispatch < task.dispatches:
-            return
+            return None
         if result is not None and adapter is not None:
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
@@ -346,12 +414,26 @@ async def _settle(
             # is left.
             _, room = await slots.wake_for_room(ctx, session, target, adapters)
         if job.status in TERMINAL_STATUSES:
-            return
+            return None
         if job.resource_kind not in adapters:
             # No engine here for the job: the job-manager decides (and ends it).
-            request_advance(session, job_id, msg_id=task_end_id(task_id, task.dispatches, status))
-            return
-        await advance_locked(ctx, session, adapters, job, tasks, room=room)
+            request_advance(
+                session, job_id, msg_id=task_end_id(task.task_id, task.dispatches, status)
+            )
+            return None
+        await advance_locked(ctx, session, adapters, job, tasks, room=room, chain=chain)
+        if chain is None or chain.task is None:
+            return None
+        after = chain.task
+        if not await jobs.claim_task(
+            session, after, ctx.executor, slot=slots.claim_mark(after), runs_under=under
+        ):
+            # Not its status as read under the job's lock (never expected): send it.
+            slots.send(session, after, chain.subject)
+            return None
+        job.executor = ctx.executor
+        jobs.task_started(session, job, after)
+        return job, after
 
 
 async def _target_of(session: AsyncSession, task_id: str) -> str | None:
@@ -375,6 +457,7 @@ async def give_up_task(
             JobStatus.FAILED,
             error=error,
             dispatch=command.dispatch,
+            under=dispatch_id(command.task_id, command.dispatch) if command.dispatch else None,
         )
     elif isinstance(delivery.payload, JobCommand):
         await give_up_job(ctx, delivery, code, message, adapters=adapters)
