@@ -347,6 +347,7 @@ async def task_timings(
     most tasks running at once on one runtime, all and all but the waits."""
     runs: dict[str, list[float]] = {}
     gaps: list[float] = []
+    pairs: dict[str, list[float]] = {}
     spans: dict[str, list[tuple[float, float, str]]] = {}
     for deploy in deploys:
         if deploy.status != "successful":
@@ -358,10 +359,14 @@ async def task_timings(
             runs.setdefault(task["action"], []).append(end - start)
             spans.setdefault(deploy.runtime_id, []).append((start, end, task["action"]))
         for before, after in itertools.pairwise(tasks):
-            gaps.append(_when(after["start_time"]) - _when(before["end_time"]))
+            gap = _when(after["start_time"]) - _when(before["end_time"])
+            gaps.append(gap)
+            pairs.setdefault(f"{before['action']}>{after['action']}", []).append(gap)
     means = {action: sum(v) / len(v) for action, v in runs.items()}
     if gaps:
         means["(between tasks)"] = sum(gaps) / len(gaps)
+        for pair, values in pairs.items():
+            means[f"({pair})"] = sum(values) / len(values)
     every = max((peak_at_once([(a, b) for a, b, _ in s]) for s in spans.values()), default=0)
     acting = max(
         (peak_at_once([(a, b) for a, b, action in s if action != "wait"]) for s in spans.values()),

@@ -145,3 +145,20 @@ async def test_a_deploy_waiting_for_readiness_leaves_the_runtime_to_other_deploy
     assert len(spans) == 10
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, spans
+
+
+async def test_a_started_job_goes_on_before_jobs_queued_behind_it_start(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+) -> None:
+    """Slots go by age: as the first job's apply ends, its next task takes the runtime's one
+    slot ahead of the second job's queued render (the second job was planned later), so a
+    started job runs on to its end instead of queueing behind every later job's first task."""
+    first = await _occupy(client, kube, setup)
+    second = await deploy(client, setup, "shop@1.0.0")
+    events = await read_sse(client, f"/v1/jobs/{second['job_id']}/events", max_events=3)
+    assert any("waiting for a free slot" in e["data"]["message"] for e in events), events
+    _release(kube)
+    jobs = [await wait_job(client, job_id) for job_id in (first, second["job_id"])]
+    assert [j["status"] for j in jobs] == ["successful", "successful"], jobs
+    started = [{t["action"]: when(t["start_time"]) for t in j["tasks"]} for j in jobs]
+    assert started[0]["wait"] < started[1]["render"], started

@@ -102,14 +102,12 @@ async def advance_locked(
     job: Job,
     tasks: list[Task],
     *,
-    room: int | None = None,
     chain: Chain | None = None,
 ) -> None:
     """The job's next step, in the caller's transaction: plan it (no tasks yet), start it,
     cancel it, end it (a failed task, or every layer settled), or dispatch the pending tasks
     of its first unsettled layer. The caller holds the job's target lock (if capped) and then
-    the job's row, and passes the job's tasks; `room`, when known, is how many slots of the
-    target the job may fill now (`slots.room`). A task runner settling a task advances its job
+    the job's row, and passes the job's tasks. A task runner settling a task advances its job
     here in the same transaction, so a task's end needs no message to the job-manager; with
     `chain` it takes the job's next task to run itself."""
     job_id = job.job_id
@@ -161,6 +159,7 @@ async def advance_locked(
             ErrorInfo(code=failed.error_code or "task_failed", message=failed.error_message or ""),
         )
         return
+    room: int | None = None  # slots of the target the job may fill now (`slots.room`)
     task_layers = _layers(tasks)
     for number, layer in enumerate(task_layers):
         if all(_settled(t) for t in layer):
@@ -173,7 +172,7 @@ async def advance_locked(
             if capped:
                 assert task.target is not None
                 if room is None:
-                    room = await slots.room(ctx, session, task.target)
+                    room = await slots.room(ctx, session, task.target, ahead_of=task)
                 if room <= 0:
                     slots.queue(ctx, session, job, task)
                     continue

@@ -12,8 +12,12 @@ watchers are bounded by each task-manager's `worker.task_concurrency`. A watchin
 run again (a retry, or resumed after its worker died) keeps its "free" mark: giving a slot back
 is a promise that the task acts on nothing any more, in this run or a later one.
 
-A task the job-manager cannot dispatch for want of a slot is queued (`"waiting"`), and each
-task ending on the target (or giving its slot back) dispatches the oldest queued ones. Every
+A task that cannot be dispatched for want of a slot is queued (`"waiting"`), and each task
+ending on the target (or giving its slot back) dispatches the oldest queued ones. Slots go by
+age (the task's creation, when its job was planned): a job advancing past a task that ends
+takes a slot for its next task unless older tasks are queued, so a started job runs on to its
+end before the jobs queued behind it start, rather than every job's next task queueing
+behind every later job's first one. Every
 decision about a target's slots is made under the target's lock, which callers take before any
 row lock so no two transactions wait on each other in opposite orders. A periodic sweep
 dispatches queued tasks whose target has room, should the cap be raised or a wake-up be missed.
@@ -123,12 +127,26 @@ def _queued(target: str) -> Select[Task, str]:
     )
 
 
-async def room(ctx: WorkerContext, session: AsyncSession, target: str) -> int:
-    """Slots the job-manager may fill now: none while earlier tasks are queued (they go
-    first)."""
-    if (await session.execute(_queued(target).limit(1))).first() is not None:
-        return 0
-    return cap(ctx) - await held_on(session, target)
+async def room(ctx: WorkerContext, session: AsyncSession, target: str, ahead_of: Task) -> int:
+    """Slots the tasks of a job may fill now: the free ones but those owed to tasks queued
+    ahead of `ahead_of` (older ones: see the module's docstring)."""
+    ahead = await session.execute(
+        select(func.count())
+        .select_from(Task)
+        .where(
+            col(Task.target) == target,
+            col(Task.status) == JobStatus.PENDING,
+            col(Task.slot) == WAITING,
+            or_(
+                col(Task.create_time) < ahead_of.create_time,
+                and_(
+                    col(Task.create_time) == ahead_of.create_time,
+                    col(Task.task_id) < ahead_of.task_id,
+                ),
+            ),
+        )
+    )
+    return cap(ctx) - await held_on(session, target) - int(ahead.scalar_one())
 
 
 def queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
@@ -163,27 +181,14 @@ async def wake(
 ) -> int:
     """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
     holds the target's lock); how many were dispatched."""
-    woken, _ = await wake_for_room(ctx, session, target, adapters)
-    return woken
-
-
-async def wake_for_room(
-    ctx: WorkerContext, session: AsyncSession, target: str, adapters: JobAdapters
-) -> tuple[int, int]:
-    """`wake`, and the room left on the target for tasks not queued, as `room` would count it
-    (none while any task stays queued): a task runner that frees a slot first wakes the
-    queued tasks and then advances its own job with what is left, reading the slots once."""
     limit = cap(ctx)
     free = limit - await held_on(session, target) if limit else None
     if free is not None and free <= 0:
-        return 0, 0
+        return 0
     queued: Sequence[Any] = (await session.execute(_queued(target).limit(free))).all()
     for task, kind in queued:
         dispatch(session, task, held=bool(limit), runner=adapters.runner(kind, task.action))
-    if free is None:
-        return len(queued), 0
-    # All `free` taken: more may be queued behind them, and they go first.
-    return len(queued), free - len(queued) if len(queued) < free else 0
+    return len(queued)
 
 
 def claim_mark(task: Task) -> str:

@@ -408,32 +408,50 @@ async def _settle(
             # What the task produced is persisted by its adapter; the task shows a summary.
             result = await adapter.task_succeeded(session, job, task, result)
         jobs.finish_task(session, job, task, status, result=result, error=error)
-        room: int | None = None
+        after = await _advance(ctx, session, adapters, job, tasks, task, status, chain, under)
         if target is not None:
-            # The slot goes to the oldest queued task first; the job's next tasks get what
-            # is left.
-            _, room = await slots.wake_for_room(ctx, session, target, adapters)
-        if job.status in TERMINAL_STATUSES:
-            return None
-        if job.resource_kind not in adapters:
-            # No engine here for the job: the job-manager decides (and ends it).
-            request_advance(
-                session, job_id, msg_id=task_end_id(task.task_id, task.dispatches, status)
-            )
-            return None
-        await advance_locked(ctx, session, adapters, job, tasks, room=room, chain=chain)
-        if chain is None or chain.task is None:
-            return None
-        after = chain.task
-        if not await jobs.claim_task(
-            session, after, ctx.executor, slot=slots.claim_mark(after), runs_under=under
-        ):
-            # Not its status as read under the job's lock (never expected): send it.
-            slots.send(session, after, chain.subject)
-            return None
-        job.executor = ctx.executor
-        jobs.task_started(session, job, after)
-        return job, after
+            # The slot goes to the oldest task waiting for one: the job's own next task was
+            # weighed against the queue (by age) as the job advanced; queued tasks get the
+            # slots left, this one's among them if the job did not take it on.
+            await session.flush()
+            await slots.wake(ctx, session, target, adapters)
+        return after
+
+
+async def _advance(
+    ctx: WorkerContext,
+    session: AsyncSession,
+    adapters: JobAdapters,
+    job: Job,
+    tasks: list[Task],
+    task: Task,
+    status: JobStatus,
+    chain: Chain | None,
+    under: str | None,
+) -> tuple[Job, Task] | None:
+    """The job's next step after `task` ended (in `_settle`'s transaction); with `chain`, the
+    job's next task claimed for this runner, and its job."""
+    if job.status in TERMINAL_STATUSES:
+        return None
+    if job.resource_kind not in adapters:
+        # No engine here for the job: the job-manager decides (and ends it).
+        request_advance(
+            session, job.job_id, msg_id=task_end_id(task.task_id, task.dispatches, status)
+        )
+        return None
+    await advance_locked(ctx, session, adapters, job, tasks, chain=chain)
+    if chain is None or chain.task is None:
+        return None
+    after = chain.task
+    if not await jobs.claim_task(
+        session, after, ctx.executor, slot=slots.claim_mark(after), runs_under=under
+    ):
+        # Not its status as read under the job's lock (never expected): send it.
+        slots.send(session, after, chain.subject)
+        return None
+    job.executor = ctx.executor
+    jobs.task_started(session, job, after)
+    return job, after
 
 
 async def _target_of(session: AsyncSession, task_id: str) -> str | None:
