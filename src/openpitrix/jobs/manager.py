@@ -45,8 +45,8 @@ DONE_OK = (JobStatus.SUCCESSFUL.value,)
 class Chain:
     """A task runner's offer, made as it settles a task, to run the job's next task itself:
     the first task of the next layer that would be sent to `subject` (the command subject the
-    runner consumes) is taken without a message and left in `task`, for the runner to claim
-    in the same transaction (see `jobs.tasks`)."""
+    runner consumes) is not sent but left in `task`, for the runner to claim (and count as
+    dispatched) in the same transaction (see `jobs.tasks`)."""
 
     subject: str
     task: Task | None = None
@@ -183,8 +183,7 @@ async def advance_locked(
                 and chain.task is None
                 and chain.subject == command_subject(runner, slots.RUN)
             ):
-                slots.take(task, held=capped)
-                chain.task = task
+                chain.task = task  # counted as dispatched as the runner claims it
             else:
                 slots.dispatch(session, task, held=capped, runner=runner)
         return

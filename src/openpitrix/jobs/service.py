@@ -194,9 +194,12 @@ _CLAIM_TASK = (
         start_time=func.coalesce(Task.start_time, _NOW),
         status_time=_NOW,
     )
-    .returning(col(Task.attempts), col(Task.start_time))
+    .returning(col(Task.attempts), col(Task.start_time), col(Task.dispatches))
     .execution_options(synchronize_session=False)
 )
+# The claim of a task its predecessor's runner takes on (a chained run): dispatched and claimed
+# in one statement.
+_CLAIM_CHAINED = _CLAIM_TASK.values(dispatches=Task.dispatches + 1)
 _LOCK_JOB = (
     select(Job)
     .where(col(Job.job_id) == bindparam("job_id"))
@@ -217,16 +220,23 @@ async def job_and_task(session: AsyncSession, job_id: str, task_id: str) -> tupl
 
 
 async def claim_task(
-    session: AsyncSession, task: Task, executor: str, *, slot: str, runs_under: str | None = None
+    session: AsyncSession,
+    task: Task,
+    executor: str,
+    *,
+    slot: str,
+    runs_under: str | None = None,
+    dispatch: bool = False,
 ) -> bool:
     """Mark the task working for `executor` if its status is still the one read (False when
     another claim came first). One guarded UPDATE: the values it set are the task's committed
     state, so nothing is written again on flush. `task_started` emits its event. `runs_under`:
-    the command message a chained run holds (see `jobs.tasks`), None for the task's own."""
+    the command message a chained run holds (see `jobs.tasks`), None for the task's own;
+    `dispatch`: count a dispatch too (a chained run's claim, which no message announced)."""
     now = utcnow()
     claimed = (
         await session.execute(
-            _CLAIM_TASK,
+            _CLAIM_CHAINED if dispatch else _CLAIM_TASK,
             {
                 "claimed_task": task.task_id,
                 "read_status": task.status,
@@ -246,6 +256,7 @@ async def claim_task(
         ("runs_under", runs_under),
         ("attempts", claimed[0]),
         ("start_time", claimed[1]),
+        ("dispatches", claimed[2]),
         ("status_time", now),
     ):
         set_committed_value(task, name, value)

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from openpitrix.bus.topology import command_subject
 from openpitrix.db.locks import lock_name
+from openpitrix.db.types import UTCDateTime
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs.adapter import JobAdapters, SlotGiver
 from openpitrix.jobs.commands import RunTask, dispatch_id
@@ -60,8 +62,8 @@ def cap(ctx: WorkerContext) -> int:
 
 def take(task: Task, *, held: bool) -> None:
     """Mark the task dispatched, holding one of its target's slots or outside any cap, so that
-    no later advance dispatches it again; the dispatch is numbered. A runner that claims the
-    task itself (a chained run, see `jobs.tasks`) takes it so, without a message."""
+    no later advance dispatches it again; the dispatch is numbered. (A runner that claims
+    the task itself, a chained run, counts the dispatch in its claim: see `jobs.tasks`.)"""
     task.slot = HELD if held else SENT
     task.dispatches += 1
 
@@ -97,21 +99,49 @@ async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str)
         await lock_target(session, target)
 
 
+_T = Task.__table__.c  # type: ignore[attr-defined]
+_HELD = or_(
+    and_(_T.status == JobStatus.WORKING, _T.slot != FREE),
+    and_(_T.status == JobStatus.PENDING, _T.slot == HELD),
+)
+_QUEUED = and_(_T.status == JobStatus.PENDING, _T.slot == WAITING)
+_AHEAD = or_(
+    _T.create_time < bindparam("before_time", type_=UTCDateTime()),
+    and_(
+        _T.create_time == bindparam("before_time", type_=UTCDateTime()),
+        _T.task_id < bindparam("before_id"),
+    ),
+)
+# A target's slots in one read (Core, built once; the (target, status) index covers it): the
+# held ones (tasks running there but those that gave theirs back, and tasks dispatched to
+# start), the queued tasks, and the queued tasks ahead of a given one.
+_SLOTS = select(
+    func.coalesce(func.sum(case((_HELD, 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_QUEUED, 1), else_=0)), 0),
+    func.coalesce(func.sum(case((and_(_QUEUED, _AHEAD), 1), else_=0)), 0),
+).where(
+    _T.target == bindparam("target"),
+    _T.status.in_([JobStatus.WORKING.value, JobStatus.PENDING.value]),
+)
+_NEVER = (datetime.min.replace(tzinfo=UTC), "")  # ahead of every task: counts none
+
+
+async def _slots(
+    session: AsyncSession, target: str, ahead_of: tuple[datetime, str] = _NEVER
+) -> tuple[int, int, int]:
+    """(held, queued, queued ahead of `ahead_of`: a task's creation time and id)."""
+    row = (
+        await session.execute(
+            _SLOTS, {"target": target, "before_time": ahead_of[0], "before_id": ahead_of[1]}
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 async def held_on(session: AsyncSession, target: str) -> int:
     """Slots of the target in use: tasks running there (but those that gave theirs back),
     and tasks dispatched to start."""
-    count = await session.execute(
-        select(func.count())
-        .select_from(Task)
-        .where(
-            col(Task.target) == target,
-            or_(
-                and_(col(Task.status) == JobStatus.WORKING, col(Task.slot) != FREE),
-                and_(col(Task.status) == JobStatus.PENDING, col(Task.slot) == HELD),
-            ),
-        )
-    )
-    return int(count.scalar_one())
+    return (await _slots(session, target))[0]
 
 
 def _queued(target: str) -> Select[Task, str]:
@@ -130,23 +160,8 @@ def _queued(target: str) -> Select[Task, str]:
 async def room(ctx: WorkerContext, session: AsyncSession, target: str, ahead_of: Task) -> int:
     """Slots the tasks of a job may fill now: the free ones but those owed to tasks queued
     ahead of `ahead_of` (older ones: see the module's docstring)."""
-    ahead = await session.execute(
-        select(func.count())
-        .select_from(Task)
-        .where(
-            col(Task.target) == target,
-            col(Task.status) == JobStatus.PENDING,
-            col(Task.slot) == WAITING,
-            or_(
-                col(Task.create_time) < ahead_of.create_time,
-                and_(
-                    col(Task.create_time) == ahead_of.create_time,
-                    col(Task.task_id) < ahead_of.task_id,
-                ),
-            ),
-        )
-    )
-    return cap(ctx) - await held_on(session, target) - int(ahead.scalar_one())
+    held, _, ahead = await _slots(session, target, (ahead_of.create_time, ahead_of.task_id))
+    return cap(ctx) - held - ahead
 
 
 def queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
@@ -182,9 +197,12 @@ async def wake(
     """Dispatch the oldest queued tasks of `target`, as many as it has free slots (the caller
     holds the target's lock); how many were dispatched."""
     limit = cap(ctx)
-    free = limit - await held_on(session, target) if limit else None
-    if free is not None and free <= 0:
-        return 0
+    free = None
+    if limit:
+        held, waiting, _ = await _slots(session, target)
+        free = min(limit - held, waiting)
+        if free <= 0:
+            return 0
     queued: Sequence[Any] = (await session.execute(_queued(target).limit(free))).all()
     for task, kind in queued:
         dispatch(session, task, held=bool(limit), runner=adapters.runner(kind, task.action))

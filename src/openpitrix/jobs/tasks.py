@@ -444,9 +444,10 @@ async def _advance(
         return None
     after = chain.task
     if not await jobs.claim_task(
-        session, after, ctx.executor, slot=slots.claim_mark(after), runs_under=under
+        session, after, ctx.executor, slot=slots.claim_mark(after), runs_under=under, dispatch=True
     ):
         # Not its status as read under the job's lock (never expected): send it.
+        slots.take(after, held=after.target is not None and slots.cap(ctx) > 0)
         slots.send(session, after, chain.subject)
         return None
     job.executor = ctx.executor
