@@ -162,3 +162,37 @@ async def test_a_started_job_goes_on_before_jobs_queued_behind_it_start(
     assert [j["status"] for j in jobs] == ["successful", "successful"], jobs
     started = [{t["action"]: when(t["start_time"]) for t in j["tasks"]} for j in jobs]
     assert started[0]["wait"] < started[1]["render"], started
+
+
+class TestOneTaskSlot:
+    """One task-manager slot as well as one runtime slot: a task dispatched to the runtime's
+    slot can sit in the bus while the task-manager's slot runs another job."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        worker = settings.worker.model_copy(update={"task_concurrency": 1})
+        return settings.model_copy(update={"worker": worker})
+
+    async def test_a_started_job_takes_back_the_slot_of_a_later_job_not_started(
+        self, client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any]
+    ) -> None:
+        """The first job's wait gives the runtime's slot back, so the second job's render is
+        dispatched with it; but the task-manager's one slot still runs the first job, so the
+        render waits in the bus. As the wait ends, the first job's next task takes the slot
+        back (the render was not started: it acts on nothing yet), and the render is queued
+        again and runs, once, after it."""
+        kube.auto_ready = False
+        ns = setup["runtime"]["zone"]
+        first = await deploy(client, setup, "shop@1.0.0")
+        await task_reaches(client, first["job_id"], "wait")
+        second = await deploy(client, setup, "shop@1.0.0")
+        events = await read_sse(client, f"/v1/jobs/{second['job_id']}/events", max_events=2)
+        assert events, "the second job is under way"
+        for made in owned(kube, "Deployment", ns, first["cluster_id"]):
+            kube.make_ready(ns, "Deployment", made["metadata"]["name"])
+        kube.auto_ready = True
+        jobs = [await wait_job(client, job_id) for job_id in (first["job_id"], second["job_id"])]
+        assert [j["status"] for j in jobs] == ["successful", "successful"], jobs
+        started = [{t["action"]: when(t["start_time"]) for t in j["tasks"]} for j in jobs]
+        assert started[0]["prune"] < started[1]["render"], started
+        assert {t["action"]: t["attempts"] for t in jobs[1]["tasks"]}["render"] == 1

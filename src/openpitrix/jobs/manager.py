@@ -173,6 +173,8 @@ async def advance_locked(
                 assert task.target is not None
                 if room is None:
                     room = await slots.room(ctx, session, task.target, ahead_of=task)
+                if room <= 0 and chain is not None and await slots.preempt(session, task):
+                    room = 1  # a younger job's task, not started yet, gave its slot up
                 if room <= 0:
                     slots.queue(ctx, session, job, task)
                     continue

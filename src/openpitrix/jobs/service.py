@@ -183,7 +183,11 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _CLAIM_TASK = (
     update(Task)
     .where(
-        col(Task.task_id) == bindparam("claimed_task"), col(Task.status) == bindparam("read_status")
+        col(Task.task_id) == bindparam("claimed_task"),
+        col(Task.status) == bindparam("read_status"),
+        # A dispatched task whose slot an older job's task took (`slots.preempt`) is queued
+        # again, not claimed.
+        col(Task.slot) == bindparam("read_slot"),
     )
     .values(
         status=JobStatus.WORKING,
@@ -228,9 +232,10 @@ async def claim_task(
     runs_under: str | None = None,
     dispatch: bool = False,
 ) -> bool:
-    """Mark the task working for `executor` if its status is still the one read (False when
-    another claim came first). One guarded UPDATE: the values it set are the task's committed
-    state, so nothing is written again on flush. `task_started` emits its event. `runs_under`:
+    """Mark the task working for `executor` if its status and slot mark are still the ones
+    read (False when another claim came first, or its slot was taken back). One guarded
+    UPDATE: the values it set are the task's committed state, so nothing is written again on
+    flush. `task_started` emits its event. `runs_under`:
     the command message a chained run holds (see `jobs.tasks`), None for the task's own;
     `dispatch`: count a dispatch too (a chained run's claim, which no message announced)."""
     now = utcnow()
@@ -240,6 +245,7 @@ async def claim_task(
             {
                 "claimed_task": task.task_id,
                 "read_status": task.status,
+                "read_slot": task.slot,
                 "new_slot": slot,
                 "new_executor": executor,
                 "new_runs_under": runs_under,

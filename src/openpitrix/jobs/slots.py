@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -99,7 +99,8 @@ async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str)
         await lock_target(session, target)
 
 
-_T = Task.__table__.c  # type: ignore[attr-defined]
+_TASKS: Table = Task.__table__  # type: ignore[attr-defined]
+_T = _TASKS.c
 _HELD = or_(
     and_(_T.status == JobStatus.WORKING, _T.slot != FREE),
     and_(_T.status == JobStatus.PENDING, _T.slot == HELD),
@@ -162,6 +163,55 @@ async def room(ctx: WorkerContext, session: AsyncSession, target: str, ahead_of:
     ahead of `ahead_of` (older ones: see the module's docstring)."""
     held, _, ahead = await _slots(session, target, (ahead_of.create_time, ahead_of.task_id))
     return cap(ctx) - held - ahead
+
+
+_PREEMPT = (
+    update(_TASKS)
+    .where(
+        _T.task_id
+        == (
+            select(_T.task_id)
+            .where(
+                _T.target == bindparam("on_target"),
+                _T.status == JobStatus.PENDING,
+                _T.slot == HELD,
+                or_(
+                    _T.create_time > bindparam("after_time", type_=UTCDateTime()),
+                    and_(
+                        _T.create_time == bindparam("after_time", type_=UTCDateTime()),
+                        _T.task_id > bindparam("after_id"),
+                    ),
+                ),
+            )
+            .order_by(_T.create_time.desc(), _T.task_id.desc())
+            .limit(1)
+            .scalar_subquery()
+        ),
+        _T.status == JobStatus.PENDING,
+        _T.slot == HELD,
+    )
+    .values(slot=WAITING)
+    .returning(_T.task_id)
+)
+
+
+async def preempt(session: AsyncSession, task: Task) -> bool:
+    """Give `task` the slot of the youngest task on its target that was dispatched but has not
+    started (it waits in the bus for a task-manager's free task slot): that one is queued
+    again, and dispatched anew as slots free up; its message, when it arrives, finds it queued
+    (a claim checks the slot mark it read) and leaves it so. Slots go by age, and a dispatched
+    task that has not started acts on nothing yet: so a started job's next task is not kept
+    behind the first tasks of jobs planned after it (the caller holds the target's lock)."""
+    assert task.target is not None
+    row = (
+        await session.execute(
+            _PREEMPT,
+            {"on_target": task.target, "after_time": task.create_time, "after_id": task.task_id},
+        )
+    ).first()
+    if row is not None:
+        log.info("task=%s gave its slot on %s to older task=%s", row[0], task.target, task.task_id)
+    return row is not None
 
 
 def queue(ctx: WorkerContext, session: AsyncSession, job: Job, task: Task) -> None:
