@@ -23,6 +23,7 @@ from openpitrix.iam.schemas import Role
 from openpitrix.settings import (
     AuthSettings,
     BusSettings,
+    GcSettings,
     IndexerSettings,
     NetworkSettings,
     Settings,
@@ -147,6 +148,9 @@ def make_settings(
         # Every test logs in from 127.0.0.1: the per-address login limit would trip; its own
         # tests (tests/iam/test_rate_limit.py) set it.
         auth=AuthSettings(jwt_secret=SecretStr(TEST_JWT_SECRET), login_attempts_per_address=0),
+        # The test process starts hundreds of apps: frozen, each one's cyclic garbage would be
+        # kept for the whole run.
+        gc=GcSettings(freeze_at_start=False),
     )
     return settings.model_copy(update=overrides) if overrides else settings
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr, TypeAdapter, ValidationError
 from starlette.staticfiles import StaticFiles
 
 from openpitrix import demo as demo_repo
-from openpitrix import secrets_rotation
+from openpitrix import heap, secrets_rotation
 from openpitrix.bus.topology import MANAGERS
 from openpitrix.composition import build_registry
 from openpitrix.crypto import load_secret_box
@@ -236,6 +236,7 @@ async def _run_worker(settings: Settings, managers: list[Manager], concurrency: 
         )
         group = WorkerGroup(ctx, managers, concurrency=concurrency)
         group.start()
+        heap.settle(settings.gc)
         await stop.wait()
         log.info("stopping: draining in-flight commands")
         await group.stop()

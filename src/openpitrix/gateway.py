@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from openpitrix import heap
 from openpitrix.api.docs import install_docs
 from openpitrix.api.errors import install_error_handlers
 from openpitrix.api.health import router as health_router
@@ -106,6 +107,7 @@ def create_app(
 
             group = WorkerGroup(ctx, build_managers(managers, registry))
             group.start()
+        heap.settle(settings.gc)
         try:
             yield
         finally:

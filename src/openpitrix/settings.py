@@ -272,6 +272,23 @@ class DatabaseSettings(BaseModel):
     )
 
 
+class GcSettings(BaseModel):
+    """Python's cyclic garbage collector in the gateway and worker processes (see
+    `openpitrix.heap`)."""
+
+    freeze_at_start: bool = Field(
+        True,
+        description="Once a process has started, move everything it holds into the permanent "
+        "generation (gc.freeze), so collections stop walking the app, its models and caches.",
+    )
+    young_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="Net allocations between young-generation collections (Python's default "
+        "is 700; 0 keeps it). Requests and tasks make many short-lived objects.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree. Nested fields use `__`: OPENPITRIX_BUS__MAX_DELIVER=5."""
 
@@ -311,6 +328,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     bootstrap_admin_email: str | None = Field(
         None, description="First admin created when no user exists."
     )
