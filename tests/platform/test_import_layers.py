@@ -10,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "openpitrix"
 
 # Shared leaves: anyone may import them; they import only each other.
-LEAVES = {"settings", "errors", "ids", "logs", "crypto", "netguard", "fetch"}
+LEAVES = {"settings", "errors", "ids", "logs", "crypto", "netguard", "fetch", "heap"}
 # Infrastructure: takes what it needs as parameters or hooks, never imports a domain.
 INFRASTRUCTURE = {"db", "bus", "outbox", "workers", "events", "idempotency"}
 # The HTTP edge every router uses (dependencies, error bodies, limits). The app itself is
