@@ -5,6 +5,7 @@ QingCloud (one per test)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from tests.support.deployments import prepare_runtime
 from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 from tests.support.qingcloud_fake import QingCloudFake, running_fake
+from tests.support.qingcloud_vm import prepare_qingcloud_runtime, write_shop_repo
 
 
 @pytest.fixture
@@ -51,3 +53,13 @@ def moto(moto_server: MotoAws) -> MotoAws:
 def qingcloud() -> Iterator[QingCloudFake]:
     with running_fake(job_delay=0.02) as fake:
         yield fake
+
+
+@pytest.fixture
+async def qingcloud_vm(
+    client: httpx.AsyncClient, qingcloud: QingCloudFake, repo_dir: Path, repo_server: RepoServer
+) -> dict[str, Any]:
+    """A repo of VM apps, indexed, and a qingcloud runtime on the fake (see
+    prepare_qingcloud_runtime)."""
+    write_shop_repo(repo_dir)
+    return await prepare_qingcloud_runtime(client, qingcloud, repo_server.url)

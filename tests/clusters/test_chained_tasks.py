@@ -22,10 +22,8 @@ from openpitrix.settings import BusSettings, Settings
 from tests.conftest import make_settings
 from tests.helpers import wait_job
 from tests.support.deployments import deploy
-from tests.support.http_repo import RepoServer
 from tests.support.kube import FakeKube
 from tests.support.qingcloud_fake import QingCloudFake
-from tests.support.qingcloud_vm import prepare_qingcloud_runtime, write_shop_repo
 
 SERVER_BUSY = 5000  # a QingCloud ret_code a later call may get past
 
@@ -68,24 +66,11 @@ async def test_a_deploys_later_tasks_run_under_its_first_tasks_message(
     assert await _run_messages(db, [first, *later]) == [f"{first.task_id}.d1"]
 
 
-@pytest.fixture
-def vm_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
-    write_shop_repo(repo_dir)
-    return repo_server
-
-
-@pytest.fixture
-async def vm(
-    client: httpx.AsyncClient, qingcloud: QingCloudFake, vm_repo: RepoServer
-) -> dict[str, Any]:
-    return await prepare_qingcloud_runtime(client, qingcloud, vm_repo.url)
-
-
 async def test_a_chained_task_retried_comes_back_under_the_same_message(
-    client: httpx.AsyncClient, qingcloud: QingCloudFake, vm: dict[str, Any], db: Database
+    client: httpx.AsyncClient, qingcloud: QingCloudFake, qingcloud_vm: dict[str, Any], db: Database
 ) -> None:
     qingcloud.fail_next("RunInstances", SERVER_BUSY, "server busy, try again later")
-    made = await deploy(client, vm, "shop@1.0.0", values={})
+    made = await deploy(client, qingcloud_vm, "shop@1.0.0", values={})
     job = await wait_job(client, made["job_id"])
     assert job["status"] == "successful", job
     tasks = await _tasks(db, made["job_id"])
@@ -114,12 +99,12 @@ class TestMessageGivenUp:
         self,
         client: httpx.AsyncClient,
         qingcloud: QingCloudFake,
-        vm: dict[str, Any],
+        qingcloud_vm: dict[str, Any],
         db: Database,
     ) -> None:
         for _ in range(5):
             qingcloud.fail_next("RunInstances", SERVER_BUSY, "server busy, try again later")
-        made = await deploy(client, vm, "shop@1.0.0", values={})
+        made = await deploy(client, qingcloud_vm, "shop@1.0.0", values={})
         job = await wait_job(client, made["job_id"])
         assert job["status"] == "failed", job
         assert job["error"]["code"] == "retries_exhausted", job["error"]

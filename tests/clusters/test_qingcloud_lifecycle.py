@@ -5,7 +5,6 @@ stream, the cloud's refusals as the job's error."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,30 +14,19 @@ from tests.conftest import unique
 from tests.helpers import assert_error, wait_job
 from tests.providers.qingcloud.conftest import client_for
 from tests.support.deployments import deploy
-from tests.support.http_repo import RepoServer
 from tests.support.qingcloud_fake import QingCloudFake
 from tests.support.qingcloud_vm import (
     credential_of,
     in_cloud,
-    prepare_qingcloud_runtime,
     volumes_of,
-    write_shop_repo,
 )
 from tests.support.vm_cloud_scenarios import Nodes, VmCloud, lifecycle
 from tests.support.vm_scenarios import cluster_of, preview_create
 
 
 @pytest.fixture
-def vm_repo(repo_dir: Path, repo_server: RepoServer) -> RepoServer:
-    write_shop_repo(repo_dir)
-    return repo_server
-
-
-@pytest.fixture
-async def vm(
-    client: httpx.AsyncClient, qingcloud: QingCloudFake, vm_repo: RepoServer
-) -> dict[str, Any]:
-    return await prepare_qingcloud_runtime(client, qingcloud, vm_repo.url)
+def vm(qingcloud_vm: dict[str, Any]) -> dict[str, Any]:
+    return qingcloud_vm
 
 
 class QingCloud(VmCloud):
