@@ -35,7 +35,19 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -106,13 +118,19 @@ _HELD = or_(
     and_(_T.status == JobStatus.PENDING, _T.slot == HELD),
 )
 _QUEUED = and_(_T.status == JobStatus.PENDING, _T.slot == WAITING)
-_AHEAD = or_(
-    _T.create_time < bindparam("before_time", type_=UTCDateTime()),
-    and_(
-        _T.create_time == bindparam("before_time", type_=UTCDateTime()),
-        _T.task_id < bindparam("before_id"),
-    ),
-)
+
+
+def _by_age(older: bool, time_param: str, id_param: str) -> ColumnElement[bool]:
+    """Tasks older (or younger) than the one whose creation time and id are bound to these
+    parameters: the order slots go in (`_queued`)."""
+    when = bindparam(time_param, type_=UTCDateTime())
+    ident: BindParameter[str] = bindparam(id_param)
+    if older:
+        return or_(_T.create_time < when, and_(_T.create_time == when, _T.task_id < ident))
+    return or_(_T.create_time > when, and_(_T.create_time == when, _T.task_id > ident))
+
+
+_AHEAD = _by_age(True, "before_time", "before_id")
 # A target's slots in one read (Core, built once; the (target, status) index covers it): the
 # held ones (tasks running there but those that gave theirs back, and tasks dispatched to
 # start), the queued tasks, and the queued tasks ahead of a given one.
@@ -175,13 +193,7 @@ _PREEMPT = (
                 _T.target == bindparam("on_target"),
                 _T.status == JobStatus.PENDING,
                 _T.slot == HELD,
-                or_(
-                    _T.create_time > bindparam("after_time", type_=UTCDateTime()),
-                    and_(
-                        _T.create_time == bindparam("after_time", type_=UTCDateTime()),
-                        _T.task_id > bindparam("after_id"),
-                    ),
-                ),
+                _by_age(False, "after_time", "after_id"),
             )
             .order_by(_T.create_time.desc(), _T.task_id.desc())
             .limit(1)
