@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
 from openpitrix.db.reads import Reads
-from openpitrix.db.sqlite_driver import one_hop_dbapi
+from openpitrix.db.sqlite_driver import OneHopConnection, one_hop_dbapi
 from openpitrix.settings import DatabaseSettings
 
 OUTBOX_WAKE_KEY = "openpitrix.outbox_written"
@@ -268,7 +268,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
+        if not isinstance(dbapi_conn, OneHopConnection):
+            # (A OneHopConnection waits for locks only off the loop, as long as the
+            # engine's `timeout`: db.sqlite_driver.)
+            cur.execute("PRAGMA busy_timeout=60000")
         _set_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
