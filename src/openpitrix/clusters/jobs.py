@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -46,6 +46,15 @@ from openpitrix.workers.service import WorkerContext
 
 # How many clusters' providers an adapter remembers before it starts over.
 PROVIDER_MEMORY = 4096
+
+
+# The cluster with its runtime's credential, in one statement built once.
+_CLUSTER_AND_CREDENTIAL = (
+    select(Cluster, RuntimeCredential)
+    .join(Runtime, col(Runtime.runtime_id) == col(Cluster.runtime_id))
+    .join(RuntimeCredential, col(RuntimeCredential.credential_id) == col(Runtime.credential_id))
+    .where(col(Cluster.cluster_id) == bindparam("cluster_id"))
+)
 
 
 class ClusterJobs:
@@ -100,17 +109,8 @@ class ClusterJobs:
         self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
     ) -> dict[str, Any]:
         async with ctx.db.read_session() as session:
-            # The cluster with its runtime's credential, in one statement.
             found = (
-                await session.execute(
-                    select(Cluster, RuntimeCredential)
-                    .join(Runtime, col(Runtime.runtime_id) == col(Cluster.runtime_id))
-                    .join(
-                        RuntimeCredential,
-                        col(RuntimeCredential.credential_id) == col(Runtime.credential_id),
-                    )
-                    .where(col(Cluster.cluster_id) == job.resource_id)
-                )
+                await session.execute(_CLUSTER_AND_CREDENTIAL, {"cluster_id": job.resource_id})
             ).first()
             if found is None:
                 raise ProviderError("cluster_missing", "the cluster or its runtime is gone")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -567,12 +567,15 @@ async def get_release(
     return cluster, row
 
 
+_RELEASES = (
+    select(ClusterRelease)
+    .where(col(ClusterRelease.cluster_id) == bindparam("cluster_id"))
+    .order_by(col(ClusterRelease.revision))
+)
+
+
 async def releases_of(session: AsyncSession, cluster_id: str) -> list[ClusterRelease]:
-    rows = await session.execute(
-        select(ClusterRelease)
-        .where(col(ClusterRelease.cluster_id) == cluster_id)
-        .order_by(col(ClusterRelease.revision))
-    )
+    rows = await session.execute(_RELEASES, {"cluster_id": cluster_id})
     return list(rows.scalars().all())
 
 

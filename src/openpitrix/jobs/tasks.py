@@ -317,11 +317,72 @@ def _progress_writer(db: Database) -> _ProgressWriter:
     return writer
 
 
-_CANCEL_REQUESTED = select(col(Job.cancel_requested)).where(col(Job.job_id) == bindparam("job_id"))
+# Which of the watched jobs were asked to cancel (one statement for every running task).
+_CANCEL_REQUESTED = select(col(Job.job_id)).where(
+    col(Job.job_id).in_(bindparam("job_ids", expanding=True)),
+    col(Job.cancel_requested).is_(True),
+)
 
 
 class _Cancelled(Exception):
     """The job was asked to cancel while its task ran."""
+
+
+class _CancelWatch:
+    """Watches the jobs of the tasks this process runs for a cancel request: one read every
+    CANCEL_POLL_SECONDS for all of them (before, each running task read its job's flag every
+    second in a read transaction of its own). A read that fails (the database away) is tried
+    again at the next poll; it cancels nothing."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._polling: asyncio.Task[None] | None = None
+
+    async def requested(self, job_id: str) -> None:
+        """Return once `job_id` is asked to cancel."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(job_id, []).append(waiter)
+        polling = self._polling
+        if polling is None or polling.done() or polling.get_loop() is not loop:
+            self._polling = asyncio.create_task(self._poll())
+        try:
+            await waiter
+        finally:
+            waiters = self._waiters.get(job_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+
+    async def _poll(self) -> None:
+        while self._waiters:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            job_ids = list(self._waiters)
+            if not job_ids:
+                return
+            try:
+                async with self._db.read_session() as session:
+                    found = await session.execute(_CANCEL_REQUESTED, {"job_ids": job_ids})
+                    cancelled = list(found.scalars())
+            except Exception:
+                log.warning("could not read cancel requests; trying again", exc_info=True)
+                continue
+            for job_id in cancelled:
+                for waiter in self._waiters.get(job_id, []):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+
+_CANCEL_WATCHES: WeakKeyDictionary[Database, _CancelWatch] = WeakKeyDictionary()
+
+
+def _cancel_watch(db: Database) -> _CancelWatch:
+    watch = _CANCEL_WATCHES.get(db)
+    if watch is None:
+        watch = _CANCEL_WATCHES[db] = _CancelWatch(db)
+    return watch
 
 
 async def _until_cancelled(
@@ -330,16 +391,7 @@ async def _until_cancelled(
     """Run the task, stopping it when its job is asked to cancel (checked every
     CANCEL_POLL_SECONDS), so a cancel does not wait for a long readiness wait to time out."""
     runner = asyncio.ensure_future(work)
-
-    async def cancelled() -> None:
-        while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
-            async with ctx.db.read_session() as session:
-                flag = (await session.execute(_CANCEL_REQUESTED, {"job_id": job_id})).scalar()
-            if flag:
-                return
-
-    watcher = asyncio.ensure_future(cancelled())
+    watcher = asyncio.ensure_future(_cancel_watch(ctx.db).requested(job_id))
     try:
         done, _ = await asyncio.wait({runner, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
