@@ -51,7 +51,10 @@ class Job(Owned, RunState, table=True):
 
 class Task(RunState, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_target_status", "target", "status"),)
+    # Every column of a target's slot counts (jobs.slots), which read the index alone.
+    __table_args__ = (
+        Index("ix_tasks_target_slot", "target", "status", "slot", "create_time", "task_id"),
+    )
 
     task_id: str = Field(primary_key=True, max_length=40)
     job_id: str = Field(max_length=40, foreign_key="jobs.job_id", index=True)

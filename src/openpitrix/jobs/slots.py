@@ -38,11 +38,11 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    ScalarSelect,
     Select,
     Table,
     and_,
     bindparam,
-    case,
     func,
     or_,
     select,
@@ -113,11 +113,6 @@ async def lock_target_of(ctx: WorkerContext, session: AsyncSession, job_id: str)
 
 _TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 _T = _TASKS.c
-_HELD = or_(
-    and_(_T.status == JobStatus.WORKING, _T.slot != FREE),
-    and_(_T.status == JobStatus.PENDING, _T.slot == HELD),
-)
-_QUEUED = and_(_T.status == JobStatus.PENDING, _T.slot == WAITING)
 
 
 def _by_age(older: bool, time_param: str, id_param: str) -> ColumnElement[bool]:
@@ -131,16 +126,29 @@ def _by_age(older: bool, time_param: str, id_param: str) -> ColumnElement[bool]:
 
 
 _AHEAD = _by_age(True, "before_time", "before_id")
-# A target's slots in one read (Core, built once; the (target, status) index covers it): the
-# held ones (tasks running there but those that gave theirs back, and tasks dispatched to
-# start), the queued tasks, and the queued tasks ahead of a given one.
+
+
+def _count(*where: ColumnElement[bool]) -> ScalarSelect[int]:
+    """How many of the target's tasks match: each a range of the (target, status, slot, ...)
+    index, read without the table's rows."""
+    return (
+        select(func.count())
+        .select_from(_TASKS)
+        .where(_T.target == bindparam("target"), *where)
+        .scalar_subquery()
+    )
+
+
+# A target's slots in one read (Core, built once): the held ones (tasks running there but
+# those that gave theirs back, and tasks dispatched to start), the queued tasks, and the
+# queued tasks ahead of a given one. Counted per status and slot rather than summed over the
+# target's active tasks: a job's later tasks wait pending with no slot mark, and a sum read
+# each of them.
+_PENDING, _WORKING = JobStatus.PENDING.value, JobStatus.WORKING.value
 _SLOTS = select(
-    func.coalesce(func.sum(case((_HELD, 1), else_=0)), 0),
-    func.coalesce(func.sum(case((_QUEUED, 1), else_=0)), 0),
-    func.coalesce(func.sum(case((and_(_QUEUED, _AHEAD), 1), else_=0)), 0),
-).where(
-    _T.target == bindparam("target"),
-    _T.status.in_([JobStatus.WORKING.value, JobStatus.PENDING.value]),
+    _count(_T.status == _WORKING, _T.slot != FREE) + _count(_T.status == _PENDING, _T.slot == HELD),
+    _count(_T.status == _PENDING, _T.slot == WAITING),
+    _count(_T.status == _PENDING, _T.slot == WAITING, _AHEAD),
 )
 _NEVER = (datetime.min.replace(tzinfo=UTC), "")  # ahead of every task: counts none
 
