@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from openpitrix.db.engine import Database
@@ -111,3 +112,32 @@ class TestMessageGivenUp:
         launch = _launching(await _tasks(db, made["job_id"]))
         assert (launch.status, launch.attempts) == ("failed", 2)
         assert launch.error_code == "retries_exhausted"
+
+
+async def test_a_chain_reads_the_clusters_context_again_only_after_a_task_changed_it(
+    client: httpx.AsyncClient, kube: FakeKube, setup: dict[str, Any], db: Database
+) -> None:
+    """The adapter keeps the cluster, its credential, releases and nodes for the job's next
+    task in the chain, and reads them again after a task that rewrote some of them (render
+    writes the release's manifest), so a later task always sees what an earlier one wrote."""
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "runtime_credentials" in statement and "FROM clusters" in statement:
+            reads.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        made = await deploy(client, setup, "shop@1.0.0")
+        job = await wait_job(client, made["job_id"])
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert job["status"] == "successful", job
+    actions = [t.action for t in await _tasks(db, made["job_id"])]
+    assert actions[:2] == ["render", "check"] and len(actions) > 3, actions
+    # Once for the first task, once after render: the tasks after check reuse what it read
+    # (before, every task read them again).
+    assert len(reads) == 2
+    # And what the tasks after render ran on was the rendered release: apply sent the
+    # chart's workload to the cluster.
+    assert kube.objects("Deployment", setup["runtime"]["zone"]), "nothing was applied"

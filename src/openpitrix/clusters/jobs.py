@@ -3,6 +3,7 @@ cluster's credential and release history, and settle the cluster when the job en
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError
 from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
-from openpitrix.jobs.adapter import Reporter, SlotGiver
+from openpitrix.jobs.adapter import ChainMemory, Reporter, SlotGiver
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask
 from openpitrix.jobs.schemas import JobStatus
@@ -32,6 +33,7 @@ from openpitrix.jobs.service import keep_checkpoint
 from openpitrix.netguard import AddressPolicy
 from openpitrix.providers.base import (
     ClusterState,
+    Credential,
     PlanRequest,
     Produces,
     ProviderError,
@@ -46,6 +48,37 @@ from openpitrix.workers.service import WorkerContext
 
 # How many clusters' providers an adapter remembers before it starts over.
 PROVIDER_MEMORY = 4096
+
+
+_CONTEXT = "cluster_context"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a cluster task runs with, as read from the database: kept in the chain's memory
+    while the job's tasks run one after another (see `run_task`). What it holds changes only
+    by the job's own tasks while the job holds the cluster's lock, but for the credential,
+    which a chain goes on using once read (a new run, retry or message reads it again)."""
+
+    cluster: Cluster
+    credential: Credential
+    releases: list[ClusterRelease]
+    state: ClusterState
+
+
+async def _read_context(ctx: WorkerContext, cluster_id: str) -> _Context:
+    async with ctx.db.read_session() as session:
+        found = (await session.execute(_CLUSTER_AND_CREDENTIAL, {"cluster_id": cluster_id})).first()
+        if found is None:
+            raise ProviderError("cluster_missing", "the cluster or its runtime is gone")
+        cluster, cred = found
+        rows = await releases_of(session, cluster.cluster_id)
+        state = await state_of(session, cluster.cluster_id)
+    try:
+        credential = open_credential(cred, ctx.secrets)
+    except AppError as exc:
+        raise ProviderError(exc.code, exc.message) from None
+    return _Context(cluster=cluster, credential=credential, releases=rows, state=state)
 
 
 # The cluster with its runtime's credential, in one statement built once.
@@ -106,17 +139,19 @@ class ClusterJobs:
         return cluster.runtime_id if cluster is not None else None
 
     async def run_task(
-        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
+        self,
+        ctx: WorkerContext,
+        job: Job,
+        task: Task,
+        report: Reporter,
+        give_back: SlotGiver,
+        memory: ChainMemory,
     ) -> dict[str, Any]:
-        async with ctx.db.read_session() as session:
-            found = (
-                await session.execute(_CLUSTER_AND_CREDENTIAL, {"cluster_id": job.resource_id})
-            ).first()
-            if found is None:
-                raise ProviderError("cluster_missing", "the cluster or its runtime is gone")
-            cluster, cred = found
-            rows = await releases_of(session, cluster.cluster_id)
-            state = await state_of(session, cluster.cluster_id)
+        context = memory.pop(_CONTEXT, None)
+        if not isinstance(context, _Context) or context.cluster.cluster_id != job.resource_id:
+            context = await _read_context(ctx, job.resource_id)
+        cluster, credential, rows = context.cluster, context.credential, context.releases
+        state = context.state.model_copy(deep=True)  # the task's own: the memory's stays as read
         self._remember_provider(cluster)
         revision = job.params.get("revision")
         this = next((r for r in rows if r.revision == revision), None)
@@ -125,10 +160,6 @@ class ClusterJobs:
             (r for r in rows if r.revision == cluster.revision and r.revision != revision),
             None,
         )
-        try:
-            credential = open_credential(cred, ctx.secrets)
-        except AppError as exc:
-            raise ProviderError(exc.code, exc.message) from None
         provider = self.providers.named(cluster.provider)
 
         async def fetch_package() -> bytes:
@@ -170,6 +201,11 @@ class ClusterJobs:
                 f"{provider.name} task {task.action} returned no valid {produces.value}: "
                 f"{exc.errors()[0]['msg']}",
             ) from None
+        if produces == Produces.NOTHING:
+            # Nothing of the context changes as this task settles (a task that produces a
+            # manifest or a state rewrites the release or the nodes): the job's next task in
+            # this chain runs on it as read.
+            memory[_CONTEXT] = context
         return result
 
     async def task_succeeded(

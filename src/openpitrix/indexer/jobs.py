@@ -17,7 +17,7 @@ from openpitrix.events.publisher import emit_event
 from openpitrix.events.schemas import EventType
 from openpitrix.indexer.service import run_delete, run_index
 from openpitrix.jobs import service as jobs
-from openpitrix.jobs.adapter import Reporter, SlotGiver
+from openpitrix.jobs.adapter import ChainMemory, Reporter, SlotGiver
 from openpitrix.jobs.models import Job, Task
 from openpitrix.jobs.plan import PlannedTask, TaskError
 from openpitrix.jobs.schemas import JobStatus
@@ -49,7 +49,13 @@ class RepoJobs:
         return None  # no cap: each repo runs one index job at a time already
 
     async def run_task(
-        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
+        self,
+        ctx: WorkerContext,
+        job: Job,
+        task: Task,
+        report: Reporter,
+        give_back: SlotGiver,
+        memory: ChainMemory,
     ) -> dict[str, Any]:
         if task.action == INDEX_TASK:
             return await run_index(ctx, job, task)

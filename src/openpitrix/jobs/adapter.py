@@ -16,6 +16,7 @@ from openpitrix.jobs.schemas import JobStatus
 from openpitrix.workers.service import Command, GiveUp, WorkerContext
 
 __all__ = [
+    "ChainMemory",
     "JobAdapter",
     "JobAdapters",
     "PlannedTask",
@@ -28,6 +29,11 @@ __all__ = [
 Reporter = Callable[[str, int | None, dict[str, Any]], Awaitable[None]]
 # Called by a running task that from then on only watches its target (see `jobs.slots`).
 SlotGiver = Callable[[], Awaitable[None]]
+# What an adapter keeps from one task for the next task of the same job in the same chained
+# run (`jobs.tasks`: a task-manager running a job's tasks one after the other under one
+# message). It lives as long as that run: a new message, a retry or another worker starts
+# with an empty one, so nothing in it outlives what the chain itself holds.
+ChainMemory = dict[str, Any]
 
 
 class JobAdapter(Protocol):
@@ -47,10 +53,17 @@ class JobAdapter(Protocol):
         ...
 
     def run_task(
-        self, ctx: WorkerContext, job: Job, task: Task, report: Reporter, give_back: SlotGiver
+        self,
+        ctx: WorkerContext,
+        job: Job,
+        task: Task,
+        report: Reporter,
+        give_back: SlotGiver,
+        memory: ChainMemory,
     ) -> Awaitable[dict[str, Any]]:
         """Run the task; `give_back` gives its target's slot to the next queued task once the
-        task will only watch the target (a readiness wait)."""
+        task will only watch the target (a readiness wait). `memory`: the chain's (see
+        `ChainMemory`), for what the job's next task may reuse instead of reading it again."""
         ...
 
     async def task_succeeded(

@@ -28,7 +28,7 @@ from openpitrix.bus.topology import TASK_MANAGER
 from openpitrix.db.engine import Database
 from openpitrix.jobs import service as jobs
 from openpitrix.jobs import slots
-from openpitrix.jobs.adapter import JobAdapter, JobAdapters, Reporter, TaskRunner
+from openpitrix.jobs.adapter import ChainMemory, JobAdapter, JobAdapters, Reporter, TaskRunner
 from openpitrix.jobs.commands import JobCommand, RunTask, dispatch_id, task_end_id
 from openpitrix.jobs.manager import Chain, advance_locked, give_up_job, hand_over
 from openpitrix.jobs.models import Job, Task
@@ -168,6 +168,7 @@ async def _run_chain(
     tasks; should this worker die, the message comes back and resumes the task it was
     running (`run_task`)."""
     writer = _progress_writer(ctx.db)
+    memory: ChainMemory = {}  # the adapter's, for the job's next task in this chain
     current: tuple[Job, Task] | None = (job, task)
     while current is not None:
         running_job, running_task = current
@@ -191,6 +192,7 @@ async def _run_chain(
                 running_job,
                 running_task,
                 report,
+                memory,
                 chain=chain,
                 under=under,
             )
@@ -205,6 +207,7 @@ async def _run_claimed(
     job: Job,
     task: Task,
     report: Reporter,
+    memory: ChainMemory,
     *,
     chain: Chain | None,
     under: str | None,
@@ -222,7 +225,7 @@ async def _run_claimed(
             ctx,
             job_id,
             asyncio.wait_for(
-                adapter.run_task(ctx, job, task, report, slots.giver(ctx, adapters, task)),
+                adapter.run_task(ctx, job, task, report, slots.giver(ctx, adapters, task), memory),
                 timeout,
             ),
         )
