@@ -130,6 +130,7 @@ class Platform:
                 self._relay_db,
                 self._nc,
                 poll_seconds=settings.outbox_poll_seconds,
+                linger_seconds=settings.outbox_linger_seconds,
                 wake_on=self._db,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")

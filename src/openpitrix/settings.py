@@ -322,6 +322,14 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(
         1.0, description="Relay fallback polling interval (local commits wake it at once)."
     )
+    outbox_linger_seconds: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="How long the relay waits after a commit wakes it before it reads: the "
+        "messages of commits that close together go out in one batch (one read, one mark) "
+        "instead of a batch each. 0: read at once.",
+    )
     bus: BusSettings = Field(default_factory=BusSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)

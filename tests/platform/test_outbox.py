@@ -3,15 +3,19 @@ process died before publishing or before marking it sent."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from openpitrix.bus.topology import ensure_topology, event_subject
@@ -169,3 +173,40 @@ async def test_relay_wakes_on_another_process_commit_on_postgresql(
         task.cancel()
         await writer_db.dispose()
         await relay_db.dispose()
+
+
+async def test_commits_close_together_go_out_in_one_batch_of_a_lingering_relay(
+    db: Database, js: JetStreamContext, settings: Settings, nc: Client
+) -> None:
+    """A relay woken by a commit waits `linger_seconds` before it reads: the commits made
+    meanwhile are published and marked with it, in order (one read, one mark for all)."""
+    drain = OutboxRelay(db, nc, poll_seconds=0.1)
+    while await drain.publish_pending():  # rows other tests left unsent
+        pass
+    marks: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("UPDATE outbox SET sent_at"):
+            marks.append(statement)
+
+    relay = OutboxRelay(db, nc, poll_seconds=30, linger_seconds=2.0)
+    running = asyncio.create_task(relay.run())
+    subject = event_subject("tester", "repo", f"repo-{uuid.uuid4().hex[:8]}", None)
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        ids = []
+        for n in range(3):
+            async with db.transaction() as session:  # each commit wakes the relay
+                ids.append(enqueue(session, subject, {"n": n}))
+            await asyncio.sleep(0.05)  # the relay's turn: without lingering it reads now
+        sub = await js.subscribe(subject, stream=settings.bus.events_stream, ordered_consumer=True)
+        got = [await sub.next_msg(timeout=10) for _ in range(3)]
+        await sub.unsubscribe()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+        await relay.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert [m.headers["Nats-Msg-Id"] for m in got if m.headers] == ids
+    assert len(marks) == 1

@@ -216,14 +216,18 @@ class OutboxRelay:
         batch_size: int = BATCH_SIZE,
         publish_timeout: float = 5.0,
         wake_on: Database | None = None,
+        linger_seconds: float = 0.0,
     ) -> None:
         """`wake_on`: the database whose outbox commits wake the relay (default `db`; the
-        relay may read and mark through a lane of its own, `Database.lane`)."""
+        relay may read and mark through a lane of its own, `Database.lane`). `linger_seconds`:
+        how long a wake-up waits before reading, so that commits close together share a
+        batch."""
         self._db = db
         self._nc = nc
         self._acks = AckInbox(nc)
         self._one_batch = asyncio.Lock()
         self._poll = poll_seconds
+        self._linger = linger_seconds
         self._batch = batch_size
         # The reads of unsent rows, built once: every wake runs one at least twice (the batch,
         # then the empty read that ends the loop), and a statement object built anew each time
@@ -273,13 +277,22 @@ class OutboxRelay:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
+            if self._linger and self._wake.is_set() and not self._stopping:
+                # Commits close behind the one that woke the relay join its batch: with many
+                # jobs running, one read and one mark for several commits instead of each.
+                await asyncio.sleep(self._linger)
             self._wake.clear()
             try:
-                # Until nothing is left that this relay may publish: a batch smaller than the
-                # limit does not mean the end on PostgreSQL, where it covers only the shards
-                # this relay claimed, and other relays may not have been woken.
-                while await self.publish_pending():
-                    pass
+                # Until nothing is left that this relay may publish. On SQLite a batch smaller
+                # than the limit was everything unsent (a commit since woke the relay again);
+                # on PostgreSQL it covers only the shards this relay claimed, and other relays
+                # may not have been woken.
+                while True:
+                    published = await self.publish_pending()
+                    if not published or (
+                        self._db.dialect != "postgresql" and published < self._batch
+                    ):
+                        break
                 await self._purge_sent()
                 failures = 0
             except asyncio.CancelledError:
