@@ -148,7 +148,7 @@ class ClusterJobs:
         memory: ChainMemory,
     ) -> dict[str, Any]:
         context = memory.pop(_CONTEXT, None)
-        if not isinstance(context, _Context) or context.cluster.cluster_id != job.resource_id:
+        if not isinstance(context, _Context):  # a chain runs one job's tasks: its cluster
             context = await _read_context(ctx, job.resource_id)
         cluster, credential, rows = context.cluster, context.credential, context.releases
         state = context.state.model_copy(deep=True)  # the task's own: the memory's stays as read

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.sql import Select
 
+from openpitrix.db.sqlite_driver import is_busy
 from openpitrix.db.types import UTCDateTime
 
 Processor = Callable[[Any], Any] | None
@@ -176,7 +177,7 @@ class _SqliteReaders:
                 try:
                     return self._run(statements)
                 except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    if not is_busy(exc):
                         raise
             # A scan (a search's LIKE over every visible row) takes milliseconds: in a thread,
             # the loop serves other requests meanwhile (sqlite3 releases the GIL while SQLite

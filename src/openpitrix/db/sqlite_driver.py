@@ -46,12 +46,13 @@ LOOP_BATCH_ROWS = 64
 DEFAULT_BUSY_WAIT_MS = 60_000
 
 
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    """SQLite would have had to wait for a lock (busy timeout 0): nothing was done."""
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLite would have had to wait for a lock (busy timeout 0), extended codes included
+    (a WAL recovery in progress, ...): nothing was done, and a try that may wait can do it."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # not a code SQLite gave (the module's own checks)
         return False
-    return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _statement(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
@@ -168,7 +169,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             try:
                 return work()
             except sqlite3.OperationalError as exc:
-                if not _busy(exc):
+                if not is_busy(exc):
                     raise
         result: _T = await self._connection._execute(
             partial(_waiting, self.raw, self.busy_wait_ms, work)

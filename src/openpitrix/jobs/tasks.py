@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import bindparam, select, update
@@ -310,14 +310,24 @@ class _Report:
     done: asyncio.Future[None]
 
 
-_PROGRESS_WRITERS: WeakKeyDictionary[Database, _ProgressWriter] = WeakKeyDictionary()
+_Shared = TypeVar("_Shared")
 
 
-def _progress_writer(db: Database) -> _ProgressWriter:
-    writer = _PROGRESS_WRITERS.get(db)
-    if writer is None:
-        writer = _PROGRESS_WRITERS[db] = _ProgressWriter(db)
-    return writer
+def _one_per_database(
+    registry: WeakKeyDictionary[Database, _Shared], make: Callable[[Database], _Shared]
+) -> Callable[[Database], _Shared]:
+    """The process's one `make(db)` per database, made on first use."""
+
+    def get(db: Database) -> _Shared:
+        shared = registry.get(db)
+        if shared is None:
+            shared = registry[db] = make(db)
+        return shared
+
+    return get
+
+
+_progress_writer = _one_per_database(WeakKeyDictionary(), _ProgressWriter)
 
 
 # Which of the watched jobs were asked to cancel (one statement for every running task).
@@ -378,14 +388,7 @@ class _CancelWatch:
                         waiter.set_result(None)
 
 
-_CANCEL_WATCHES: WeakKeyDictionary[Database, _CancelWatch] = WeakKeyDictionary()
-
-
-def _cancel_watch(db: Database) -> _CancelWatch:
-    watch = _CANCEL_WATCHES.get(db)
-    if watch is None:
-        watch = _CANCEL_WATCHES[db] = _CancelWatch(db)
-    return watch
+_cancel_watch = _one_per_database(WeakKeyDictionary(), _CancelWatch)
 
 
 async def _until_cancelled(

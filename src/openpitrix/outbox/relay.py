@@ -229,8 +229,9 @@ class OutboxRelay:
         self._poll = poll_seconds
         self._linger = linger_seconds
         self._batch = batch_size
-        # The reads of unsent rows, built once: every wake runs one at least twice (the batch,
-        # then the empty read that ends the loop), and a statement object built anew each time
+        # The reads of unsent rows, built once: every wake runs one at least once (on
+        # PostgreSQL twice: the batch, then the empty read that ends the loop), and a statement
+        # object built anew each time
         # costs its construction and its cache key on every call.
         unsent = select(*ROW_COLUMNS).where(*PENDING).order_by(col(OutboxMessage.seq))
         self._unsent_batch = unsent.limit(batch_size)
