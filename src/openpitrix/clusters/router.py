@@ -60,7 +60,7 @@ class Idempotency:
     route: str  # method and path: one key answers one request
 
 
-def idempotency_of(
+async def idempotency_of(
     request: Request,
     key: Annotated[
         str | None,
@@ -125,7 +125,7 @@ class Actions:
             yield session
 
 
-def actions_of(request: Request, platform: PlatformDep, providers: ProvidersDep) -> Actions:
+async def actions_of(request: Request, platform: PlatformDep, providers: ProvidersDep) -> Actions:
     return Actions(
         gate=request.app.state.cluster_writes,
         db=platform.db,

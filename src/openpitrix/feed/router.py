@@ -100,7 +100,7 @@ async def stream_slot(
 StreamSlot = Annotated[None, Depends(stream_slot)]
 
 
-def broadcaster_of(request: Request) -> Broadcaster:
+async def broadcaster_of(request: Request) -> Broadcaster:
     broadcaster: Broadcaster = request.app.state.broadcaster
     return broadcaster
 

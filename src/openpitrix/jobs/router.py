@@ -32,7 +32,7 @@ from openpitrix.jobs.schemas import JobPage, JobRead, JobStatus, TaskPage
 from openpitrix.jobs.stream import job_event_stream, visible_job
 
 
-def job_adapters(request: Request) -> JobAdapters:
+async def job_adapters(request: Request) -> JobAdapters:
     """The adapters the composition root built (`gateway` puts them on the app's state)."""
     adapters: JobAdapters = request.app.state.job_adapters
     return adapters

@@ -238,7 +238,7 @@ async def update_runtime(
     return service.runtime_read(await service.update_runtime(session, runtime_id, data, access))
 
 
-def cluster_hooks(request: Request) -> ClusterHooks:
+async def cluster_hooks(request: Request) -> ClusterHooks:
     """How a runtime's delete asks the clusters on it (`gateway` puts them on the app's state)."""
     hooks: ClusterHooks = request.app.state.cluster_hooks
     return hooks
