@@ -50,8 +50,8 @@ async def test_each_caller_sees_their_own_jobs_through_one_prepared_statement(
                 db.reads, ListQuery(limit=50, sort_key="create_time"), access
             )
             assert total == len(job_ids)
-            assert sorted(j.job_id for j in items) == job_ids
-            assert {j.owner for j in items} == {owner}
+            assert sorted(j["job_id"] for j in items) == job_ids
+            assert {j["owner"] for j in items} == {owner}
 
 
 async def test_group_callers_and_filter_values_are_bound_per_request(db: Database) -> None:
@@ -83,4 +83,4 @@ async def test_group_callers_and_filter_values_are_bound_per_request(db: Databas
                     and (not action or r["action"] in action)
                 )
                 assert total == len(wanted)
-                assert sorted(j.job_id for j in items) == wanted
+                assert sorted(j["job_id"] for j in items) == wanted

@@ -221,21 +221,25 @@ def _prepared_page(
     spec: ListSpec,
     query: ListQuery,
 ) -> tuple[Prepared, Callable[[], Prepared]]:
-    """The page statement of this shape (with the total), and a getter of its count's."""
+    """The page statement of this shape (with the total), and a getter of its count's. The
+    page's rows go straight into a JSON body (`Reads.prepare(json_body=True)`)."""
     searched = bool(_searched(query))
-    bound: dict[str, Any] = {
-        "search": _bound_search_clause(spec, reads.dialect_name) if searched else None,
-        "limit": bindparam("limit", type_=BigInteger),
-        "offset": bindparam("offset", type_=BigInteger),
-    }
-    page = reads.prepare(
-        ("page", key), lambda: _with_total(build(), spec, query, **bound)[1], slow=searched
-    )
+
+    def statements() -> tuple[Select[Any], Select[Any]]:
+        # Built only when the shape is not prepared yet: most requests only look it up.
+        return _with_total(
+            build(),
+            spec,
+            query,
+            search=_bound_search_clause(spec, reads.dialect_name) if searched else None,
+            limit=bindparam("limit", type_=BigInteger),
+            offset=bindparam("offset", type_=BigInteger),
+        )
+
+    page = reads.prepare(("page", key), lambda: statements()[1], slow=searched, json_body=True)
 
     def count() -> Prepared:
-        return reads.prepare(
-            ("count", key), lambda: _with_total(build(), spec, query, **bound)[0], slow=searched
-        )
+        return reads.prepare(("count", key), lambda: statements()[0], slow=searched)
 
     return page, count
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import JSON
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.sql import Select
@@ -99,11 +100,40 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _result_processor(column: Any, dialect: Dialect) -> Processor:
+def _utc_json_text(value: str | None) -> str | datetime | None:
+    """A SQLite timestamp as the text a JSON body holds for it: what orjson (`OPT_UTC_Z`) and
+    pydantic write for the UTC datetime, `2026-01-02T03:04:05.000120Z`, or without a fraction
+    `2026-01-02T03:04:05Z`. SQLAlchemy stores `YYYY-MM-DD HH:MM:SS.ffffff`; any other form
+    is parsed as `_utc_from_text` does (its datetime is written the same way)."""
+    if value is None:
+        return None
+    if len(value) == 26 and value[10] == " " and value[19] == ".":
+        fraction = value[19:]
+        return f"{value[:10]}T{value[11:19]}{'' if fraction == '.000000' else fraction}Z"
+    return _utc_from_text(value)
+
+
+def _json_fragment(value: Any) -> Any:
+    """A SQLite JSON document as it will be written into a JSON body: the stored text itself.
+
+    The engine stores documents as orjson writes them (`db.engine`), so parsing one and
+    writing it again gives back the same bytes; a number SQLite kept as a number (as
+    SQLAlchemy's processor allows) is passed on as is."""
+    if isinstance(value, str):
+        return orjson.Fragment(value)
+    return value
+
+
+def _result_processor(column: Any, dialect: Dialect, *, json_body: bool = False) -> Processor:
+    sqlite = dialect.name == "sqlite"
     if isinstance(column.type, UTCDateTime):
         # The same conversions as the type's composed processor, without its layers of calls
         # (a page of 20 rows has 60 timestamps).
-        return _utc_from_text if dialect.name == "sqlite" else _utc
+        if sqlite:
+            return _utc_json_text if json_body else _utc_from_text
+        return _utc
+    if json_body and sqlite and column.type._type_affinity is JSON:
+        return _json_fragment
     processor: Processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
     return processor
 
@@ -363,10 +393,15 @@ class Reads:
         build: Callable[[], Select[*tuple[Any, ...]]],
         *,
         slow: bool = False,
+        json_body: bool = False,
     ) -> Prepared:
         """The statement of this shape, built by `build` and compiled on first use. Every
         value that differs between requests of the shape must be a named `bindparam` with no
-        value in it (a value would be kept for every later request): `run` passes them."""
+        value in it (a value would be kept for every later request): `run` passes them.
+
+        With `json_body` its rows are only ever written into a JSON body (orjson,
+        `OPT_UTC_Z`): on SQLite, timestamps come as that body's text and JSON documents as
+        their stored text (`orjson.Fragment`), not parsed only to be written again."""
         prepared = self._prepared.get(key)
         if prepared is not None:
             return prepared
@@ -385,7 +420,10 @@ class Reads:
             sql=compiled.string,
             slots=tuple(slots),
             names=tuple(str(c.key) for c in stmt.selected_columns),
-            processors=tuple(_result_processor(c, self._dialect) for c in stmt.selected_columns),
+            processors=tuple(
+                _result_processor(c, self._dialect, json_body=json_body)
+                for c in stmt.selected_columns
+            ),
             slow=slow,
         )
         if len(self._prepared) >= CACHE_SIZE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from openpitrix.api.deps import (
     Filter,
@@ -17,6 +17,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.responses import page_response
 from openpitrix.feed.router import (
     SSE_RESPONSES,
     After,
@@ -43,7 +44,7 @@ AdaptersDep = Annotated[JobAdapters, Depends(job_adapters)]
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
-@router.get("/v1/jobs", operation_id="list_jobs")
+@router.get("/v1/jobs", operation_id="list_jobs", response_model=JobPage)
 async def list_jobs(
     access: CanReadJobs,
     reads: ReadsDep,
@@ -53,7 +54,7 @@ async def list_jobs(
     resource_kind: Filter = None,
     resource_id: Filter = None,
     executor: Filter = None,
-) -> JobPage:
+) -> Response:
     """Jobs on resources you may see (by your role's scope)."""
     total, items = await service.list_jobs(
         reads,
@@ -65,7 +66,7 @@ async def list_jobs(
         resource_id=resource_id or (),
         executor=executor or (),
     )
-    return JobPage(total_count=total, items=items)
+    return page_response(total, items)
 
 
 @router.get("/v1/jobs/{job_id}", operation_id="get_job")
