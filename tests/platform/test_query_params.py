@@ -186,3 +186,55 @@ async def test_a_huge_release_revision_is_400(admin: httpx.AsyncClient) -> None:
     resp = await admin.get(f"/v1/clusters/zz-none/releases/{2**63}")
     body = assert_error(resp, 400, "invalid_parameter")
     assert body["details"]["parameter"] == "revision"
+
+
+# The hot lists read their query as one model (api.params.QueryModel); these queries must be
+# answered exactly as a list whose parameters FastAPI solves itself (`/v1/repos`) answers them.
+ODD_QUERIES: list[list[tuple[str, str]]] = [
+    # A single parameter repeated: only the last one counts.
+    [("limit", "0"), ("limit", "2")],
+    [("limit", "2"), ("limit", "0")],
+    [("limit", "0")],
+    [("limit", "abc")],
+    [("limit", "201")],
+    [("offset", "-1")],
+    [("reverse", "no")],
+    [("reverse", "maybe")],
+    [("search_word", "x" * 201)],
+    [("sort_key", "create_time"), ("reverse", "false"), ("limit", "2")],
+    [("sort_key", "no_such_key")],
+    [("status", "active"), ("status", "bogus")],
+    [("name", "x" * 201)],
+    [("name", f"n{i}") for i in range(101)],
+    [("name", "")],
+]
+
+
+def _answer(resp: httpx.Response) -> tuple[int, object]:
+    body = resp.json()
+    if resp.status_code != 200:
+        return resp.status_code, (body["error"], body["details"].get("parameter"))
+    return resp.status_code, sorted(body)
+
+
+@pytest.mark.parametrize("path", ["/v1/apps", "/v1/jobs", "/v1/apps/zz-none/versions"])
+async def test_a_query_model_list_answers_odd_queries_as_fastapi_solved_lists_do(
+    admin: httpx.AsyncClient, path: str
+) -> None:
+    different = []
+    for query in ODD_QUERIES:
+        # The same values under the filter the route has, where /v1/repos's is `name`/`status`.
+        mine = query
+        if query[0][0] == "name" and path != "/v1/apps":
+            mine = [("version" if "versions" in path else "action", v) for _, v in query]
+        if query[0][0] == "status" and path == "/v1/jobs":
+            mine = [("status", "pending"), ("status", "bogus")]
+        reference = _answer(await admin.get("/v1/repos", params=query))
+        answer = _answer(await admin.get(path, params=mine))
+        if answer[1] == ("invalid_parameter", mine[0][0]):
+            answer = (answer[0], ("invalid_parameter", query[0][0]))
+        if path.endswith("/versions") and answer == (404, ("not_found", None)):
+            answer = (200, ["items", "total_count"])  # valid query; no such app
+        if answer != reference:
+            different.append((query[:2], answer, reference))
+    assert not different, different

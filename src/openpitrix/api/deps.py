@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from pydantic import StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openpitrix.db.listing import MAX_LIMIT, MAX_OFFSET, ListQuery
@@ -51,15 +51,19 @@ async def get_reads(request: Request) -> Reads:
     return reads
 
 
+_LIMIT = "Page size."
+_OFFSET = "Rows to skip."
+_SORT_KEY = "Field to sort by."
+_REVERSE = "Descending (newest first)."
+_SEARCH_WORD = "Exact id, or substring of text fields (any case)."
+
+
 async def list_query(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 20,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
-    sort_key: Annotated[str | None, Query(max_length=50, description="Field to sort by.")] = None,
-    reverse: Annotated[bool, Query(description="Descending (newest first).")] = True,
-    search_word: Annotated[
-        str | None,
-        Query(max_length=200, description="Exact id, or substring of text fields (any case)."),
-    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=_LIMIT)] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=_OFFSET)] = 0,
+    sort_key: Annotated[str | None, Query(max_length=50, description=_SORT_KEY)] = None,
+    reverse: Annotated[bool, Query(description=_REVERSE)] = True,
+    search_word: Annotated[str | None, Query(max_length=200, description=_SEARCH_WORD)] = None,
 ) -> ListQuery:
     return ListQuery(
         limit=limit, offset=offset, sort_key=sort_key, reverse=reverse, search_word=search_word
@@ -77,6 +81,30 @@ ReadsDep = Annotated[Reads, Depends(get_reads)]
 MAX_FILTER_VALUES = 100
 FilterValue = Annotated[str, StringConstraints(max_length=200)]
 Filter = Annotated[list[FilterValue] | None, Query(max_length=MAX_FILTER_VALUES)]
+# The same filter as a field of a query model (api.params.QueryModel).
+FilterField = Annotated[list[FilterValue] | None, Field(max_length=MAX_FILTER_VALUES)]
+
+
+class ListParams(BaseModel):
+    """`list_query`'s parameters as a query model's fields: a hot list's model adds its
+    filters to these and is read with api.params.QueryModel."""
+
+    limit: int = Field(20, ge=1, le=MAX_LIMIT, description=_LIMIT)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description=_OFFSET)
+    sort_key: str | None = Field(None, max_length=50, description=_SORT_KEY)
+    reverse: bool = Field(True, description=_REVERSE)
+    search_word: str | None = Field(None, max_length=200, description=_SEARCH_WORD)
+
+    def list_query(self) -> ListQuery:
+        return ListQuery(
+            limit=self.limit,
+            offset=self.offset,
+            sort_key=self.sort_key,
+            reverse=self.reverse,
+            search_word=self.search_word,
+        )
+
+
 # `key=value` label filters, repeatable the same way.
 LabelFilter = Annotated[
     list[FilterValue] | None,

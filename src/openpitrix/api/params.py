@@ -1,9 +1,15 @@
-"""Query parameters a route does not declare are refused (400), never silently ignored."""
+"""Query parameters: those a route does not declare are refused (400), never silently
+ignored; the hot lists read theirs as one model (`QueryModel`)."""
 
 from __future__ import annotations
 
+from types import UnionType
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
+
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from openpitrix.errors import InvalidParameter
 
@@ -14,6 +20,8 @@ def declared_query_names(dependant: Dependant) -> frozenset[str]:
     """Every query parameter the route and its dependencies declare, by the name sent."""
     names = {p.alias for p in dependant.query_params}
     for sub in dependant.dependencies:
+        if isinstance(sub.call, QueryModel):
+            names |= sub.call.names
         names |= declared_query_names(sub)
     return frozenset(names)
 
@@ -34,3 +42,70 @@ async def reject_unknown_query(request: Request) -> None:
     for name in request.query_params:
         if name not in known:
             raise InvalidParameter(name, "unknown query parameter", allowed=sorted(known))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+# The JSON schemas query models refer to (enums), added to the OpenAPI document's components
+# (api.responses.document_platform_responses): FastAPI collects only those of parameters it
+# declares itself.
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {}
+_REF = "#/components/schemas/{model}"
+
+
+class QueryModel(Generic[M]):
+    """A dependency: a route's query parameters as one pydantic model, read and validated in
+    one call, and documented in the OpenAPI document as FastAPI documents its own.
+
+    For the hot lists. FastAPI solves each declared query parameter on every request (its
+    aliases, whether it repeats, its default, one validation each): ~9 us a parameter here,
+    ~90 us for a list's ten, where reading them into one model takes ~15 us. The answers are
+    the same: the same pydantic validation (a bad value is a 400 `invalid_parameter` naming
+    it, through the same handler), the last value of a repeated single parameter, every value
+    of a repeatable one, and `reject_unknown_query` knows the model's names."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self.names = frozenset(model.model_fields)
+        self.repeatable = frozenset(
+            name for name, field in model.model_fields.items() if _repeats(field.annotation)
+        )
+        schema = model.model_json_schema(ref_template=_REF)
+        QUERY_SCHEMAS.update(schema.get("$defs", {}))
+        self.openapi_extra: dict[str, Any] = {
+            "parameters": [
+                _parameter(name, dict(prop)) for name, prop in schema["properties"].items()
+            ]
+        }
+
+    async def __call__(self, request: Request) -> M:
+        query = request.query_params
+        data = {
+            name: query.getlist(name) if name in self.repeatable else query[name]
+            for name in query.keys()  # noqa: SIM118 (a multi-dict: each name once)
+            if name in self.names
+        }
+        try:
+            return self.model.model_validate(data)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+            ) from None
+
+
+def _repeats(annotation: Any) -> bool:
+    """`list[...]` or `list[...] | None`."""
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_repeats(arg) for arg in get_args(annotation))
+    return get_origin(annotation) is list
+
+
+def _parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter, written as FastAPI writes one (no `null` default)."""
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    parameter: dict[str, Any] = {"in": "query", "name": name, "required": False}
+    if "description" in schema:
+        parameter["description"] = schema["description"]
+    parameter["schema"] = schema
+    return parameter

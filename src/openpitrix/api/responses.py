@@ -9,6 +9,8 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from openpitrix.api.params import QUERY_SCHEMAS
+
 # Operations that touch neither the database nor NATS.
 NO_BACKEND = {"healthz"}
 ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
@@ -38,6 +40,10 @@ def document_platform_responses(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
+        # The schemas the query models' parameters refer to (api.params.QueryModel).
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in QUERY_SCHEMAS.items():
+            components.setdefault(name, definition)
         for methods in schema["paths"].values():
             for operation in methods.values():
                 responses = operation["responses"]

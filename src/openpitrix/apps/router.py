@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadsDep, ReadSessionDep
+from openpitrix.api.deps import FilterField, ListParams, PlatformDep, ReadsDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.params import QueryModel
 from openpitrix.api.responses import page_response
 from openpitrix.apps import render, service
 from openpitrix.apps.models import PackageKind
@@ -26,29 +27,48 @@ from openpitrix.iam.deps import AuthenticatedRoute, CanReadApps
 router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
-@router.get("/v1/apps", operation_id="list_apps", response_model=AppPage)
+class AppListParams(ListParams):
+    repo_id: FilterField = None
+    app_id: FilterField = None
+    name: FilterField = None
+    status: list[AppStatus] | None = None
+    package_kind: list[PackageKind] | None = None
+
+
+class AppVersionListParams(ListParams):
+    status: list[AppStatus] | None = None
+    version: FilterField = None
+    package_kind: list[PackageKind] | None = None
+
+
+# The two catalog lists are the hottest reads: their query parameters are read as one model.
+_APP_LIST = QueryModel(AppListParams)
+_VERSION_LIST = QueryModel(AppVersionListParams)
+
+
+@router.get(
+    "/v1/apps",
+    operation_id="list_apps",
+    response_model=AppPage,
+    openapi_extra=_APP_LIST.openapi_extra,
+)
 async def list_apps(
     access: CanReadApps,
     reads: ReadsDep,
-    query: ListDep,
-    repo_id: Filter = None,
-    app_id: Filter = None,
-    name: Filter = None,
-    status: Annotated[list[AppStatus] | None, Query()] = None,
-    package_kind: Annotated[list[PackageKind] | None, Query()] = None,
+    params: Annotated[AppListParams, Depends(_APP_LIST)],
 ) -> Response:
     """List the apps you may see: those your role's scope covers, and the published apps of
     public repos. Deleted apps show only when asked for with `status=deleted`;
     `package_kind=vm` keeps the apps with at least one VM package version."""
     total, items = await service.list_apps(
         reads,
-        query,
+        params.list_query(),
         access,
-        repo_id=repo_id or (),
-        app_id=app_id or (),
-        name=name or (),
-        status=status or (),
-        package_kind=package_kind or (),
+        repo_id=params.repo_id or (),
+        app_id=params.app_id or (),
+        name=params.name or (),
+        status=params.status or (),
+        package_kind=params.package_kind or (),
     )
     return page_response(total, items)
 
@@ -59,26 +79,26 @@ async def get_app(app_id: str, access: CanReadApps, session: ReadSessionDep) -> 
 
 
 @router.get(
-    "/v1/apps/{app_id}/versions", operation_id="list_app_versions", response_model=AppVersionPage
+    "/v1/apps/{app_id}/versions",
+    operation_id="list_app_versions",
+    response_model=AppVersionPage,
+    openapi_extra=_VERSION_LIST.openapi_extra,
 )
 async def list_app_versions(
     app_id: str,
     access: CanReadApps,
     reads: ReadsDep,
-    query: ListDep,
-    status: Annotated[list[AppStatus] | None, Query()] = None,
-    version: Filter = None,
-    package_kind: Annotated[list[PackageKind] | None, Query()] = None,
+    params: Annotated[AppVersionListParams, Depends(_VERSION_LIST)],
 ) -> Response:
     """List an app's versions, newest chart first by default."""
     total, items = await service.list_versions(
         reads,
         app_id,
-        query,
+        params.list_query(),
         access,
-        status=status or (),
-        version=version or (),
-        package_kind=package_kind or (),
+        status=params.status or (),
+        version=params.version or (),
+        package_kind=params.package_kind or (),
     )
     return page_response(total, items)
 

@@ -9,7 +9,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from openpitrix.api.deps import (
     Filter,
+    FilterField,
     ListDep,
+    ListParams,
     PlatformDep,
     ReadsDep,
     ReadSessionDep,
@@ -17,6 +19,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.params import QueryModel
 from openpitrix.api.responses import page_response
 from openpitrix.feed.router import (
     SSE_RESPONSES,
@@ -44,27 +47,39 @@ AdaptersDep = Annotated[JobAdapters, Depends(job_adapters)]
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
-@router.get("/v1/jobs", operation_id="list_jobs", response_model=JobPage)
+class JobListParams(ListParams):
+    status: list[JobStatus] | None = None
+    action: FilterField = None
+    resource_kind: FilterField = None
+    resource_id: FilterField = None
+    executor: FilterField = None
+
+
+# A hot read (clients poll it): its query parameters are read as one model.
+_JOB_LIST = QueryModel(JobListParams)
+
+
+@router.get(
+    "/v1/jobs",
+    operation_id="list_jobs",
+    response_model=JobPage,
+    openapi_extra=_JOB_LIST.openapi_extra,
+)
 async def list_jobs(
     access: CanReadJobs,
     reads: ReadsDep,
-    query: ListDep,
-    status: Annotated[list[JobStatus] | None, Query()] = None,
-    action: Filter = None,
-    resource_kind: Filter = None,
-    resource_id: Filter = None,
-    executor: Filter = None,
+    params: Annotated[JobListParams, Depends(_JOB_LIST)],
 ) -> Response:
     """Jobs on resources you may see (by your role's scope)."""
     total, items = await service.list_jobs(
         reads,
-        query,
+        params.list_query(),
         access,
-        status=status or (),
-        action=action or (),
-        resource_kind=resource_kind or (),
-        resource_id=resource_id or (),
-        executor=executor or (),
+        status=params.status or (),
+        action=params.action or (),
+        resource_kind=params.resource_kind or (),
+        resource_id=params.resource_id or (),
+        executor=params.executor or (),
     )
     return page_response(total, items)
 
