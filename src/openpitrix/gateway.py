@@ -162,9 +162,10 @@ def create_app(
             max_age=600,
         )
     install_error_handlers(app, database_retry_after=settings.http.database_retry_after_seconds)
-    # Routes are matched in order, one pattern after another (~1.5 us each): the probes and
-    # the hot reads (the catalog, jobs and their event streams) come first. No two routers
-    # share a path, so the order changes nothing else.
+    # Routers are asked in order; each declines a path outside its own at once (api.routing),
+    # and the one that has it tries its routes' patterns one by one. The probes and the hot
+    # reads (the catalog, jobs and their event streams) come first. No two routers share a
+    # path, so the order changes nothing else.
     for router in (
         health_router,
         apps_router,

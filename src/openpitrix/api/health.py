@@ -6,15 +6,16 @@ import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from openpitrix.api.deps import PlatformDep
 from openpitrix.api.errors import ErrorBody, error_response
+from openpitrix.api.routing import DomainRouter
 from openpitrix.bus.topology import redact_owner
 from openpitrix.outbox.relay import parked_messages
 
-router = APIRouter(tags=["health"])
+router = DomainRouter(tags=["health"])
 
 
 class Health(BaseModel):

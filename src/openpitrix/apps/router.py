@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 
 from openpitrix.api.deps import FilterField, ListParams, PlatformDep, ReadsDep, ReadSessionDep
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.api.params import QueryModel
 from openpitrix.api.responses import page_response
+from openpitrix.api.routing import DomainRouter
 from openpitrix.apps import render, service
 from openpitrix.apps.models import PackageKind
 from openpitrix.apps.schemas import (
@@ -24,7 +25,7 @@ from openpitrix.apps.schemas import (
 )
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadApps
 
-router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
+router = DomainRouter(tags=["catalog"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
 class AppListParams(ListParams):

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from fastapi import Body, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openpitrix import idempotency
 from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, SessionDep
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
+from openpitrix.api.routing import DomainRouter
 from openpitrix.clusters import service
 from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
@@ -46,7 +47,7 @@ from openpitrix.providers.base import Preview
 from openpitrix.providers.deps import ProvidersDep
 from openpitrix.providers.registry import Providers
 
-router = APIRouter(
+router = DomainRouter(
     prefix="/v1/clusters",
     tags=["clusters"],
     responses=ERROR_RESPONSES,

@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Send
 from starlette.types import Scope as Scope_
 
 from openpitrix.api.deps import PlatformDep, SettingsDep
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
+from openpitrix.api.routing import DomainRouter
 from openpitrix.bus.topology import events_filter
 from openpitrix.errors import BadRequest, TooManyRequests
 from openpitrix.events.broadcast import Broadcaster
@@ -26,7 +27,7 @@ from openpitrix.events.sse import (
 from openpitrix.iam.access import Caller, Scope
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadEvents, authenticate
 
-router = APIRouter(tags=["events"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
+router = DomainRouter(tags=["events"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

@@ -19,6 +19,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.routing import DomainRouter
 from openpitrix.iam import clients, grants, service
 from openpitrix.iam.deps import (
     AccessTokensDep,
@@ -45,7 +46,7 @@ from openpitrix.iam.schemas import (
     UserUpdate,
 )
 
-router = APIRouter(tags=["users"], route_class=AuthenticatedRoute)
+router = DomainRouter(tags=["users"], route_class=AuthenticatedRoute)
 users = APIRouter(prefix="/v1/users", responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 api_clients = APIRouter(
     prefix="/v1/api-clients",

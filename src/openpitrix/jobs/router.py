@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from openpitrix.api.deps import (
@@ -21,6 +21,7 @@ from openpitrix.api.deps import (
 from openpitrix.api.errors import ERROR_RESPONSES
 from openpitrix.api.params import QueryModel
 from openpitrix.api.responses import page_response
+from openpitrix.api.routing import DomainRouter
 from openpitrix.feed.router import (
     SSE_RESPONSES,
     After,
@@ -44,7 +45,7 @@ async def job_adapters(request: Request) -> JobAdapters:
 
 AdaptersDep = Annotated[JobAdapters, Depends(job_adapters)]
 
-router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
+router = DomainRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
 
 class JobListParams(ListParams):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import Body, Query, Response, status
 
 from openpitrix.api.deps import (
     Filter,
@@ -16,6 +16,7 @@ from openpitrix.api.deps import (
     SettingsDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES
+from openpitrix.api.routing import DomainRouter
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRepos, CanWriteRepos
 from openpitrix.providers.deps import ProvidersDep
 from openpitrix.repos import service
@@ -36,7 +37,7 @@ from openpitrix.repos.schemas import (
 )
 from openpitrix.repos.service import validate_repo
 
-router = APIRouter(
+router = DomainRouter(
     prefix="/v1/repos", tags=["repos"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute
 )
 

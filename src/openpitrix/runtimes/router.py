@@ -17,6 +17,7 @@ from openpitrix.api.deps import (
     SessionDep,
 )
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
+from openpitrix.api.routing import DomainRouter
 from openpitrix.iam.access import Op
 from openpitrix.iam.deps import AuthenticatedRoute, CanReadRuntimes, CanWriteRuntimes
 from openpitrix.providers.deps import ProvidersDep
@@ -41,7 +42,7 @@ from openpitrix.runtimes.schemas import (
 )
 from openpitrix.runtimes.service import ClusterHooks
 
-router = APIRouter(responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
+router = DomainRouter(responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 credentials = APIRouter(
     prefix="/v1/runtime-credentials",
     tags=["runtime credentials"],
