@@ -6,7 +6,7 @@ pool, a thread hop per dependency per request for what is an attribute read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -103,6 +103,15 @@ class ListParams(BaseModel):
             reverse=self.reverse,
             search_word=self.search_word,
         )
+
+    def filters(self) -> dict[str, Sequence[str]]:
+        """The subclass's filters by name, each its values or none: the list service's
+        keyword arguments."""
+        return {
+            name: getattr(self, name) or ()
+            for name in type(self).model_fields
+            if name not in ListParams.model_fields
+        }
 
 
 # `key=value` label filters, repeatable the same way.

@@ -3,13 +3,16 @@ ignored; the hot lists read theirs as one model (`QueryModel`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import UnionType
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
+from starlette.routing import BaseRoute
 
 from openpitrix.errors import InvalidParameter
 
@@ -19,11 +22,16 @@ _CACHE_ATTR = "_openpitrix_query_names"
 def declared_query_names(dependant: Dependant) -> frozenset[str]:
     """Every query parameter the route and its dependencies declare, by the name sent."""
     names = {p.alias for p in dependant.query_params}
+    for model in query_models(dependant):
+        names |= model.names
     for sub in dependant.dependencies:
-        if isinstance(sub.call, QueryModel):
-            names |= sub.call.names
         names |= declared_query_names(sub)
     return frozenset(names)
+
+
+def query_models(dependant: Dependant) -> list[QueryModel[Any]]:
+    """The query models among the dependant's own dependencies."""
+    return [sub.call for sub in dependant.dependencies if isinstance(sub.call, QueryModel)]
 
 
 async def reject_unknown_query(request: Request) -> None:
@@ -46,10 +54,6 @@ async def reject_unknown_query(request: Request) -> None:
 
 M = TypeVar("M", bound=BaseModel)
 
-# The JSON schemas query models refer to (enums), added to the OpenAPI document's components
-# (api.responses.document_platform_responses): FastAPI collects only those of parameters it
-# declares itself.
-QUERY_SCHEMAS: dict[str, dict[str, Any]] = {}
 _REF = "#/components/schemas/{model}"
 
 
@@ -71,12 +75,12 @@ class QueryModel(Generic[M]):
             name for name, field in model.model_fields.items() if _repeats(field.annotation)
         )
         schema = model.model_json_schema(ref_template=_REF)
-        QUERY_SCHEMAS.update(schema.get("$defs", {}))
-        self.openapi_extra: dict[str, Any] = {
-            "parameters": [
-                _parameter(name, dict(prop)) for name, prop in schema["properties"].items()
-            ]
-        }
+        # For the OpenAPI document (`document_query_models`): the parameters, and the schemas
+        # they refer to (enums), which FastAPI collects only for parameters it declares.
+        self.parameters = [
+            _parameter(name, dict(prop)) for name, prop in schema["properties"].items()
+        ]
+        self.schemas: dict[str, Any] = schema.get("$defs", {})
 
     async def __call__(self, request: Request) -> M:
         query = request.query_params
@@ -109,3 +113,27 @@ def _parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
         parameter["description"] = schema["description"]
     parameter["schema"] = schema
     return parameter
+
+
+def document_query_models(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Put each route's query models into the generated OpenAPI document as FastAPI puts the
+    parameters it declares itself: after the operation's own, with the schemas they refer to
+    among the components."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for model in _all_query_models(route.dependant):
+            for name, definition in model.schemas.items():
+                components.setdefault(name, definition)
+            for method in route.methods or ():
+                operation = schema["paths"][str(context.path)][method.lower()]
+                operation.setdefault("parameters", []).extend(model.parameters)
+
+
+def _all_query_models(dependant: Dependant) -> list[QueryModel[Any]]:
+    found = query_models(dependant)
+    for sub in dependant.dependencies:
+        found += _all_query_models(sub)
+    return found

@@ -9,7 +9,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from openpitrix.api.params import QUERY_SCHEMAS
+from openpitrix.api.params import document_query_models
 
 # Operations that touch neither the database nor NATS.
 NO_BACKEND = {"healthz"}
@@ -30,7 +30,8 @@ UNAVAILABLE = {
 
 
 def document_platform_responses(app: FastAPI) -> None:
-    """Add the shared answers to every operation of the app's OpenAPI document.
+    """Add the shared answers to every operation of the app's OpenAPI document, and the
+    parameters of the routes' query models (api.params.QueryModel).
 
     Done on the generated document (FastAPI's way to extend it), not per router, so a route
     added later cannot forget them; an operation's own declaration of the status wins."""
@@ -40,10 +41,7 @@ def document_platform_responses(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        # The schemas the query models' parameters refer to (api.params.QueryModel).
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, definition in QUERY_SCHEMAS.items():
-            components.setdefault(name, definition)
+        document_query_models(schema, app.routes)
         for methods in schema["paths"].values():
             for operation in methods.values():
                 responses = operation["responses"]

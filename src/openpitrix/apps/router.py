@@ -51,7 +51,6 @@ _VERSION_LIST = QueryModel(AppVersionListParams)
     "/v1/apps",
     operation_id="list_apps",
     response_model=AppPage,
-    openapi_extra=_APP_LIST.openapi_extra,
 )
 async def list_apps(
     access: CanReadApps,
@@ -65,11 +64,7 @@ async def list_apps(
         reads,
         params.list_query(),
         access,
-        repo_id=params.repo_id or (),
-        app_id=params.app_id or (),
-        name=params.name or (),
-        status=params.status or (),
-        package_kind=params.package_kind or (),
+        **params.filters(),
     )
     return page_response(total, items)
 
@@ -83,7 +78,6 @@ async def get_app(app_id: str, access: CanReadApps, session: ReadSessionDep) -> 
     "/v1/apps/{app_id}/versions",
     operation_id="list_app_versions",
     response_model=AppVersionPage,
-    openapi_extra=_VERSION_LIST.openapi_extra,
 )
 async def list_app_versions(
     app_id: str,
@@ -97,9 +91,7 @@ async def list_app_versions(
         app_id,
         params.list_query(),
         access,
-        status=params.status or (),
-        version=params.version or (),
-        package_kind=params.package_kind or (),
+        **params.filters(),
     )
     return page_response(total, items)
 

@@ -64,7 +64,6 @@ _JOB_LIST = QueryModel(JobListParams)
     "/v1/jobs",
     operation_id="list_jobs",
     response_model=JobPage,
-    openapi_extra=_JOB_LIST.openapi_extra,
 )
 async def list_jobs(
     access: CanReadJobs,
@@ -76,11 +75,7 @@ async def list_jobs(
         reads,
         params.list_query(),
         access,
-        status=params.status or (),
-        action=params.action or (),
-        resource_kind=params.resource_kind or (),
-        resource_id=params.resource_id or (),
-        executor=params.executor or (),
+        **params.filters(),
     )
     return page_response(total, items)
 

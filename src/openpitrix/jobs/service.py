@@ -467,8 +467,8 @@ _JOB_LIST_COLUMNS = [
 ] + [col(Job.error_message)]
 
 
-# JobRead's fields in its order, each with the list row's column it comes from ("error" is
-# made from two columns, a list carries no "tasks").
+# JobRead's fields in its order: each a list row's column, but "error" (made from two
+# columns) and "tasks" (a list carries none).
 _JOB_BODY_FIELDS = tuple(JobRead.model_fields)
 
 
@@ -477,16 +477,11 @@ def _listed_job(row: Mapping[str, Any]) -> dict[str, Any]:
     order that api.responses.page_response writes (the very bytes JobRead would write;
     tests/jobs/test_list_bodies.py holds it to that)."""
     code = row["error_code"]
-    error = {"code": code, "message": row["error_message"] or ""} if code else None
-    out: dict[str, Any] = {}
-    for name in _JOB_BODY_FIELDS:
-        if name == "error":
-            out[name] = error
-        elif name == "tasks":
-            out[name] = []
-        else:
-            out[name] = row[name]
-    return out
+    made: dict[str, Any] = {
+        "error": {"code": code, "message": row["error_message"] or ""} if code else None,
+        "tasks": [],
+    }
+    return {name: made[name] if name in made else row[name] for name in _JOB_BODY_FIELDS}
 
 
 async def list_tasks(

@@ -231,8 +231,7 @@ class OutboxRelay:
         self._batch = batch_size
         # The reads of unsent rows, built once: every wake runs one at least once (on
         # PostgreSQL twice: the batch, then the empty read that ends the loop), and a statement
-        # object built anew each time
-        # costs its construction and its cache key on every call.
+        # object built anew each time costs its construction and its cache key on every call.
         unsent = select(*ROW_COLUMNS).where(*PENDING).order_by(col(OutboxMessage.seq))
         self._unsent_batch = unsent.limit(batch_size)
         self._unsent_in_shards = unsent.where(
