@@ -21,6 +21,7 @@ from openpitrix.api.responses import document_platform_responses
 from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
 from openpitrix.bus.topology import EVENT_PREFIX
+from openpitrix.clusters.creates import deploys as cluster_deploys
 from openpitrix.clusters.router import router as clusters_router
 from openpitrix.composition import build_registry
 from openpitrix.events.broadcast import Broadcaster
@@ -82,6 +83,8 @@ def create_app(
             )
             await broadcaster.start()
             app.state.broadcaster = broadcaster
+            # The process's deploys, written together when they arrive together.
+            app.state.cluster_deploys = cluster_deploys(platform.db)
             generated = await ensure_bootstrap_admin(platform.db, settings)
         except BaseException:
             await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool
@@ -115,6 +118,7 @@ def create_app(
                 await group.stop()
             # Previews lease provider clients in the gateway too: close them with the process.
             await registry.providers.close()
+            await app.state.cluster_deploys.close()
             await auth_cache.stop()
             await broadcaster.stop()
             await platform.stop()

@@ -205,9 +205,10 @@ class HttpSettings(BaseModel):
     cluster_write_concurrency: int = Field(
         4,
         ge=1,
-        description="PostgreSQL: cluster deploys and actions whose write transaction this "
-        "process runs at once (SQLite's write lock runs one); later ones wait their turn "
-        "before taking a connection. More "
+        description="PostgreSQL: cluster actions whose write transaction this process runs "
+        "at once (SQLite's write lock runs one); later ones wait their turn before taking a "
+        "connection. Deploys are not counted: those arriving together share one transaction. "
+        "More "
         "at once do not finish sooner (they share one event loop), but every round trip of "
         "each, and of the outbox relay and the event streams, waits behind all of theirs: a "
         "job's first event came seconds after its 202.",

@@ -19,6 +19,7 @@ from openpitrix.api.deps import Filter, ListDep, PlatformDep, ReadSessionDep, Se
 from openpitrix.api.errors import ERROR_RESPONSES, ErrorBody
 from openpitrix.api.routing import DomainRouter
 from openpitrix.clusters import service
+from openpitrix.clusters.creates import Deploy, Deploys
 from openpitrix.clusters.models import Cluster
 from openpitrix.clusters.schemas import (
     DRY_RUN_DESCRIPTION,
@@ -108,6 +109,8 @@ class Actions:
     # At most `http.cluster_write_concurrency` actions in their transactions at once
     # (PostgreSQL).
     gate: asyncio.Semaphore
+    # Deploys go through the process's group commit (clusters.creates).
+    deploys: Deploys
 
     @property
     def providers(self) -> Providers:
@@ -115,12 +118,13 @@ class Actions:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """The action's write transaction, once its turn comes. A burst of deploys runs a few
+        """The action's write transaction, once its turn comes. A burst of actions runs a few
         at a time, in arrival order: with all of them at once (PostgreSQL has no write lock
         to queue them), each of their round trips, the relay's and the event streams' waited
         for a turn of an event loop crowded by all the others, so every 202 came late and
         each job's first event seconds after it. SQLite's write lock lets one in at a time
-        already; a second queue in front of it only made the early POSTs wait longer."""
+        already; a second queue in front of it only made the early POSTs wait longer.
+        (Deploys do not come here: they are written together, `deploys`.)"""
         gate = self.gate if self.db.dialect != "sqlite" else contextlib.nullcontext()
         async with gate, self.db.transaction() as session:
             yield session
@@ -129,6 +133,7 @@ class Actions:
 async def actions_of(request: Request, platform: PlatformDep, providers: ProvidersDep) -> Actions:
     return Actions(
         gate=request.app.state.cluster_writes,
+        deploys=request.app.state.cluster_deploys,
         db=platform.db,
         tools=service.PreviewTools(
             http=platform.http,
@@ -202,15 +207,12 @@ async def create_cluster(
         return await _preview(
             platform, lambda session, tools: service.preview_create(session, data, access, tools)
         )
-    async with platform.transaction() as session:
-        return await _once(
-            session,
-            access,
-            idem,
-            data,
-            response,
-            lambda: service.create_cluster(session, data, access, platform.providers),
-        )
+    deployed = await platform.deploys.submit(
+        Deploy(data, access, platform.providers, key=idem.key, route=idem.route)
+    )
+    if deployed.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _accepted(response, deployed.cluster_id, deployed.job_id)
 
 
 @router.get("", operation_id="list_clusters")

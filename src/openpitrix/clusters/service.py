@@ -176,7 +176,7 @@ def _check_package_kind(providers: Providers, runtime_provider: str, version: Ap
         )
 
 
-async def _start_job(
+def _job_of(
     session: AsyncSession,
     cluster: Cluster,
     action: str,
@@ -185,7 +185,7 @@ async def _start_job(
     *,
     job_id: str | None = None,
 ) -> Job:
-    return await jobs.create_job(
+    return jobs.add_job(
         session,
         action=f"{action}_cluster",
         resource_kind=RESOURCE_KIND,
@@ -201,48 +201,53 @@ async def _start_job(
     )
 
 
-async def _load_create_rows(
-    session: AsyncSession, version_id: str, runtime_id: str
+async def load_create_rows(
+    session: AsyncSession, wanted: Sequence[tuple[str, str]]
 ) -> Sequence[object]:
-    """Read the version, its repo and the runtime in one statement, into the session's identity
-    map: the checks then find them there (`session.get` asks the database only for a row the
-    session holds no object of), so a deploy costs one read instead of four. The identity map
-    holds its objects weakly: the caller keeps the returned rows until the checks are done.
-    When any is missing nothing is loaded and the checks read them one by one, answering as
-    they always do."""
-    found = await session.execute(
-        select(AppVersion, Repo, Runtime)
+    """Read the versions (with their repos) and the runtimes that deploys name, as (version id,
+    runtime id) pairs, in two statements however many deploys there are, into the session's
+    identity map: their checks (`create_checks`) then find them there (`session.get` asks the
+    database only for a row the session holds no object of). The identity map holds its
+    objects weakly: the caller keeps the returned rows until the checks are done. A missing one
+    is simply not loaded, and its check reads it again and answers as it always does."""
+    versions = await session.execute(
+        select(AppVersion, Repo)
         .join(Repo, col(Repo.repo_id) == col(AppVersion.repo_id))
-        .join(Runtime, col(Runtime.runtime_id) == runtime_id)
-        .where(col(AppVersion.version_id) == version_id)
+        .where(col(AppVersion.version_id).in_({version for version, _ in wanted}))
     )
-    return found.all()
+    runtimes = await session.scalars(
+        select(Runtime).where(col(Runtime.runtime_id).in_({runtime for _, runtime in wanted}))
+    )
+    return [*versions.all(), *runtimes.all()]
 
 
-async def _create_checks(
+async def create_checks(
     session: AsyncSession, data: ClusterCreate, access: Access, providers: Providers
 ) -> tuple[AppVersion, Repo, Runtime]:
+    """Everything a deploy checks, from the rows `load_create_rows` loaded; writes nothing."""
     _check_values(data.values)
-    loaded = await _load_create_rows(session, data.version_id, data.runtime_id)
     version, repo = await _deployable_version(session, data.version_id, access)
     runtime = await get_writable_runtime(
         session, data.runtime_id, access.caller.access(Op.RUNTIME_WRITE)
     )
-    del loaded  # held until here: see _load_create_rows
     _check_eligible(runtime, repo)
     _check_supported(providers, runtime.provider, "create")
     _check_package_kind(providers, runtime.provider, version)
     return version, repo, runtime
 
 
-async def create_cluster(
-    session: AsyncSession, data: ClusterCreate, access: Access, providers: Providers
+def add_cluster(
+    session: AsyncSession,
+    data: ClusterCreate,
+    access: Access,
+    version: AppVersion,
+    runtime: Runtime,
 ) -> tuple[Cluster, Job]:
-    version, _, runtime = await _create_checks(session, data, access, providers)
+    """Add a checked deploy's rows (cluster, first release, job, its first event and command)
+    to the session; its next flush writes them."""
     now = utcnow()
-    # The job's id is known up front, so the cluster and its release are inserted with it and
-    # the whole deploy (cluster, release, job, its first event and command) goes out in one
-    # flush: no UPDATEs to fill it in afterwards.
+    # The job's id is known up front, so the cluster and its release are inserted with it:
+    # no UPDATEs to fill it in afterwards.
     job_id = ids.new_id(ids.JOB)
     cluster = Cluster(
         cluster_id=ids.new_id(ids.CLUSTER),
@@ -275,7 +280,7 @@ async def create_cluster(
             job_id=job_id,
         )
     )
-    job = await _start_job(session, cluster, "create", 1, job_id=job_id)
+    job = _job_of(session, cluster, "create", 1, job_id=job_id)
     return cluster, job
 
 
@@ -415,7 +420,8 @@ async def start_action(
             values_mode=inputs[2],
         )
         session.add(release)
-    job = await _start_job(session, cluster, action, release_revision, params)
+    job = _job_of(session, cluster, action, release_revision, params)
+    await session.flush()
     cluster.job_id = job.job_id
     if release is not None:
         release.job_id = job.job_id
@@ -680,7 +686,9 @@ async def preview_create(
     session: AsyncSession, data: ClusterCreate, access: Access, tools: PreviewTools
 ) -> Preview:
     """What create would do, after the checks create makes; nothing is written."""
-    version, repo, runtime = await _create_checks(session, data, access, tools.providers)
+    loaded = await load_create_rows(session, [(data.version_id, data.runtime_id)])
+    version, repo, runtime = await create_checks(session, data, access, tools.providers)
+    del loaded
     # The cluster does not exist: objects are named after a cluster id that only this
     # preview uses (create picks its own).
     cluster_id = ids.new_id(ids.CLUSTER)

@@ -8,13 +8,16 @@ queues behind (SQLite) the first's row, then replays it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from openpitrix.errors import AppError, Conflict
 from openpitrix.idempotency.models import IdempotentRequest
@@ -38,12 +41,65 @@ def _hash(route: str, body: BaseModel | None) -> str:
     return hashlib.sha256(orjson.dumps([route, payload], option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def request_hash(route: str, body: BaseModel | None) -> str:
+    """What a repeat must match to be answered from an earlier request's key."""
+    return _hash(route, body)
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY:
+        raise Conflict(f"Idempotency-Key must be 1 to {MAX_KEY} characters", code="bad_key")
+
+
+async def load_keys(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], IdempotentRequest]:
+    """The remembered requests of these (owner, key) pairs, in one statement."""
+    if not keys:
+        return {}
+    rows = await session.scalars(
+        select(IdempotentRequest).where(
+            tuple_(col(IdempotentRequest.owner), col(IdempotentRequest.key)).in_(set(keys))
+        )
+    )
+    return {(row.owner, row.key): row for row in rows}
+
+
+def replay_of(found: IdempotentRequest, route: str, digest: str) -> Replay:
+    """The answer remembered for a repeat, or 422 when the key was used for another request."""
+    if found.route != route or found.request_hash != digest:
+        raise KeyReused("this Idempotency-Key was used for a different request")
+    return Replay(found.status_code, orjson.loads(found.response))
+
+
+def remember(
+    session: AsyncSession,
+    owner: str,
+    key: str,
+    route: str,
+    digest: str,
+    status_code: int,
+    body: BaseModel,
+) -> None:
+    """Add the key's row with its answer, in the transaction that acts: a crash loses both
+    together. A repeat racing it in another transaction fails that one on the key."""
+    session.add(
+        IdempotentRequest(
+            owner=owner,
+            key=key,
+            route=route,
+            request_hash=digest,
+            status_code=status_code,
+            response=body.model_dump_json(),
+        )
+    )
+
+
 async def reserve(
     session: AsyncSession, owner: str, key: str, route: str, body: BaseModel | None
 ) -> Replay | None:
     """The stored answer of an earlier request with this key, or None after reserving it."""
-    if not key or len(key) > MAX_KEY:
-        raise Conflict(f"Idempotency-Key must be 1 to {MAX_KEY} characters", code="bad_key")
+    check_key(key)
     digest = _hash(route, body)
     found = await session.get(IdempotentRequest, (owner, key))
     if found is None:
@@ -56,9 +112,7 @@ async def reserve(
                 code="idempotency_in_progress",
             ) from None
         return None
-    if found.route != route or found.request_hash != digest:
-        raise KeyReused("this Idempotency-Key was used for a different request")
-    return Replay(found.status_code, orjson.loads(found.response))
+    return replay_of(found, route, digest)
 
 
 async def record(
