@@ -33,6 +33,7 @@ from openpitrix.iam.ratelimit import LoginLimiter
 from openpitrix.iam.router import router as iam_router
 from openpitrix.iam.tokens import AccessTokens, load_signing_key
 from openpitrix.jobs.router import router as jobs_router
+from openpitrix.jobs.stream import job_rows
 from openpitrix.platform import Platform, executor_name
 from openpitrix.repos.router import router as repos_router
 from openpitrix.runtimes.router import router as runtimes_router
@@ -85,6 +86,8 @@ def create_app(
             app.state.broadcaster = broadcaster
             # The process's deploys, written together when they arrive together.
             app.state.cluster_deploys = cluster_deploys(platform.db)
+            # The jobs whose streams open together are read together.
+            app.state.job_rows = job_rows(platform.stream_db)
             generated = await ensure_bootstrap_admin(platform.db, settings)
         except BaseException:
             await platform.stop()  # e.g. an unmigrated database: do not leak NATS and the pool

@@ -34,7 +34,7 @@ from openpitrix.iam.deps import AuthenticatedRoute, CanReadJobs, CanWriteJobs
 from openpitrix.jobs import service
 from openpitrix.jobs.adapter import JobAdapters
 from openpitrix.jobs.schemas import JobPage, JobRead, JobStatus, TaskPage
-from openpitrix.jobs.stream import job_event_stream, visible_job
+from openpitrix.jobs.stream import JobRows, job_event_stream, visible_job
 
 
 async def job_adapters(request: Request) -> JobAdapters:
@@ -44,6 +44,15 @@ async def job_adapters(request: Request) -> JobAdapters:
 
 
 AdaptersDep = Annotated[JobAdapters, Depends(job_adapters)]
+
+
+async def job_rows_of(request: Request) -> JobRows:
+    """The process's reads of streamed jobs (`gateway` builds them in its lifespan)."""
+    rows: JobRows = request.app.state.job_rows
+    return rows
+
+
+JobRowsDep = Annotated[JobRows, Depends(job_rows_of)]
 
 router = DomainRouter(tags=["jobs"], responses=ERROR_RESPONSES, route_class=AuthenticatedRoute)
 
@@ -114,14 +123,15 @@ async def stream_job_events(
     platform: PlatformDep,
     broadcaster: BroadcasterDep,
     settings: SettingsDep,
+    jobs: JobRowsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: After = None,
 ) -> StreamingResponse:
     """The job's events as server-sent events: replay from the start (or after `Last-Event-ID`),
     follow live, end after the terminal `job.status` event."""
-    # The streams' own connections: a burst of POSTs holding every pooled connection must not
-    # delay the stream a client opens right after its own POST.
-    job = await visible_job(platform, job_id, access)
+    # On the streams' own connections: a burst of POSTs holding every pooled connection must
+    # not delay the stream a client opens right after its own POST.
+    job = await visible_job(jobs, job_id, access)
     after_seq = parse_last_event_id(last_event_id, after)
     return sse_response(job_event_stream(platform, broadcaster, settings, job, after_seq))
 

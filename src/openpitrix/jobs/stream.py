@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from openpitrix.bus.topology import event_subject
 from openpitrix.db.engine import Database
+from openpitrix.db.keyed_reads import KeyedReads
 from openpitrix.errors import NotFound
 from openpitrix.events.broadcast import Broadcaster
 from openpitrix.events.schemas import EventType
@@ -59,20 +60,25 @@ _STREAMED_JOB = select(
 )
 
 
-async def visible_job(platform: StreamResources, job_id: str, access: Access) -> StreamedJob:
+JobRows = KeyedReads[str]
+
+
+def job_rows(stream_db: Database) -> JobRows:
+    """A process's reads of the jobs whose streams open (one per gateway, built in its
+    lifespan): on the streams' own connections, outside any session (with a burst of deploys
+    on the loop, every round trip of a session, begin, select, rollback, waited for a turn of
+    the loop, and a job's first event for all of them), and the streams that open together
+    read their jobs in one statement."""
+    return KeyedReads(stream_db.reads, _STREAMED_JOB, _STREAMED_JOB.selected_columns["job_id"])
+
+
+async def visible_job(jobs: JobRows, job_id: str, access: Access) -> StreamedJob:
     """The job a caller opens the stream of, if the caller may see it (jobs belong to their
-    resource's owner; 404 otherwise, as for `GET /v1/jobs/{job_id}`). One statement on the
-    streams' own connections, outside any session: with a burst of deploys on the loop, every
-    round trip of a session (begin, select, rollback) waited for a turn of the loop, and a
-    job's first event for all of them."""
-    rows = (
-        await platform.stream_db.reads.fetch(
-            _STREAMED_JOB.where(col(Job.job_id) == job_id).limit(1)
-        )
-    )[0]
-    if not rows:
+    resource's owner; 404 otherwise, as for `GET /v1/jobs/{job_id}`)."""
+    row = await jobs.get(job_id)
+    if row is None:
         raise NotFound("job", job_id)
-    job = StreamedJob(**rows[0])
+    job = StreamedJob(**row)
     access.check_visible("job", job_id, job.owner, job.owner_path)
     return job
 
