@@ -51,6 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import psutil
@@ -242,16 +243,16 @@ def start_processes(run: Run, children: Children, task_managers: int) -> str:
     return url
 
 
-async def follow_to_end(http: httpx.AsyncClient, deploy: Deploy) -> None:
+async def follow_to_end(http: aiohttp.ClientSession, url: str, deploy: Deploy) -> None:
     """Read the job's SSE stream, stamping the first event and the terminal one."""
     headers = {"Accept": "text/event-stream"}
-    async with http.stream("GET", f"/v1/jobs/{deploy.job_id}/events", headers=headers) as resp:
+    async with http.get(f"{url}/v1/jobs/{deploy.job_id}/events", headers=headers) as resp:
         deploy.stream_open = time.perf_counter()
-        if resp.status_code != 200:
-            deploy.status, deploy.detail = f"events {resp.status_code}", str(await resp.aread())
+        if resp.status != 200:
+            deploy.status, deploy.detail = f"events {resp.status}", await resp.text()
             return
-        async for line in resp.aiter_lines():
-            if not line.startswith("data:"):
+        async for line in resp.content:
+            if not line.startswith(b"data:"):
                 continue
             now = time.perf_counter()
             if deploy.first_event is None:
@@ -262,19 +263,21 @@ async def follow_to_end(http: httpx.AsyncClient, deploy: Deploy) -> None:
                 return
 
 
-async def deploy_one(http: httpx.AsyncClient, body: dict[str, str], name: str) -> Deploy:
-    """One user's deploy on a client of its own (one connection), timed from its POST."""
+async def deploy_one(
+    http: aiohttp.ClientSession, url: str, body: dict[str, str], name: str
+) -> Deploy:
+    """One user's deploy, timed from its POST."""
     deploy = Deploy(name=name, posted=time.perf_counter(), runtime_id=body["runtime_id"])
     try:
-        resp = await http.post("/v1/clusters", json={**body, "name": name})
-        deploy.accepted = time.perf_counter()
-        if resp.status_code != 202:
-            deploy.status, deploy.detail = f"POST {resp.status_code}", resp.text[:300]
-            return deploy
-        deploy.job_id = resp.json()["job_id"]
+        async with http.post(f"{url}/v1/clusters", json={**body, "name": name}) as resp:
+            deploy.accepted = time.perf_counter()
+            if resp.status != 202:
+                deploy.status, deploy.detail = f"POST {resp.status}", (await resp.text())[:300]
+                return deploy
+            deploy.job_id = (await resp.json())["job_id"]
         # Opened right after the POST returns: the stream replays what the job did meanwhile.
-        await follow_to_end(http, deploy)
-    except httpx.HTTPError as exc:
+        await follow_to_end(http, url, deploy)
+    except aiohttp.ClientError as exc:
         deploy.status, deploy.detail = "client error", repr(exc)
     return deploy
 
@@ -282,31 +285,27 @@ async def deploy_one(http: httpx.AsyncClient, body: dict[str, str], name: str) -
 def burst(
     url: str, headers: dict[str, str], bodies: list[dict[str, str]], tag: str
 ) -> list[Deploy]:
-    """Every deploy at once, each a client of its own, run in a process of its own (see
-    `run_round`).
+    """Every deploy at once, from a process of its own (see `run_round`), with aiohttp.
 
-    The fake cluster's server and controllers run on the benchmark's main loop. Clients sharing
-    that loop read their 202s and streams seconds late once the task-managers kept it busy, and
-    clients on a thread of the same process still read each first event 40-210 ms after the
-    gateway had sent it (they wait for the interpreter's lock). One httpx client for all the
-    deploys also spent a growing share of its time choosing among its hundred connections:
-    httpcore's pool scans them all for each request. The clients are made before the first
-    POST: making one takes milliseconds (its TLS context), and made during the burst they would
-    delay the POSTs already on their way."""
+    The clients' own time is in every figure, so they must cost little. The fake cluster's
+    server and controllers run on the benchmark's main loop: clients sharing that loop read
+    their 202s and streams seconds late once the task-managers kept it busy, and clients on a
+    thread of the same process still read each first event 40-210 ms after the gateway had
+    sent it (waiting for the interpreter's lock). httpx, used before, cost ~1 ms of the
+    client's CPU per request, so the hundredth POST left well after the first, and its pool,
+    shared by a hundred streams, scanned every connection for each request."""
 
     async def all_at_once() -> list[Deploy]:
-        async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=url, headers=headers, timeout=120)
-                )
-                for _ in bodies
-            ]
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=timeout
+        ) as http:
             return list(
                 await asyncio.gather(
                     *(
-                        deploy_one(http, body, f"{tag}-{i:03d}")
-                        for i, (http, body) in enumerate(zip(clients, bodies, strict=True))
+                        deploy_one(http, url, body, f"{tag}-{i:03d}")
+                        for i, body in enumerate(bodies)
                     )
                 )
             )
