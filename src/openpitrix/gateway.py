@@ -18,6 +18,7 @@ from openpitrix.api.limits import BodyLimitMiddleware
 from openpitrix.api.middleware import RequestIdMiddleware
 from openpitrix.api.params import reject_unknown_query
 from openpitrix.api.responses import document_platform_responses
+from openpitrix.api.routing import warm_routes
 from openpitrix.api.textguard import install_text_guard
 from openpitrix.apps.router import router as apps_router
 from openpitrix.bus.topology import EVENT_PREFIX
@@ -114,6 +115,7 @@ def create_app(
             group = WorkerGroup(ctx, build_managers(managers, registry))
             group.start()
         heap.settle(settings.gc)
+        warm_routes(app)
         try:
             yield
         finally:
