@@ -567,8 +567,8 @@ def print_round(result: Round) -> None:
         ("POST -> terminal event", seconds([d.terminal for d in deploys], posted)),
     ):
         print(
-            f"  {label}: p50 {percentile(values, 50):.2f} s, p99 {percentile(values, 99):.2f} s"
-            f" (max {max(values, default=float('nan')):.2f} s)"
+            f"  {label}: p50 {percentile(values, 50):.3f} s, p99 {percentile(values, 99):.3f} s"
+            f" (max {max(values, default=float('nan')):.3f} s)"
         )
     timings = ", ".join(f"{name} {value:.2f}" for name, value in result.task_seconds.items())
     print(f"  mean task seconds: {timings}")
