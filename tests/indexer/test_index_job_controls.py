@@ -199,7 +199,7 @@ async def _plant_legacy_job(
     async with db.transaction() as session:
         row = await session.get(Repo, repo_id)
         assert row is not None
-        job = await jobs.create_job(
+        job = jobs.add_job(
             session,
             action=action,
             resource_kind="repo",
@@ -211,6 +211,7 @@ async def _plant_legacy_job(
             params={"force": True, "reason": "queued before the upgrade"},
             tasks=[jobs.TaskPlan(action=task)],
         )
+        await session.flush()
         if action == "index_repo":
             row.index_job_id = job.job_id
         else:

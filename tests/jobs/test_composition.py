@@ -70,7 +70,7 @@ async def test_the_gateway_alone_cancels_and_retries_cluster_jobs_without_the_en
 ) -> None:
     async with db.transaction() as session:
         # No job-manager runs here: the job stays pending for the gateway to act on.
-        job = await jobs.create_job(
+        job = jobs.add_job(
             session,
             action="deploy",
             resource_kind=RESOURCE_KIND,
@@ -80,6 +80,7 @@ async def test_the_gateway_alone_cancels_and_retries_cluster_jobs_without_the_en
             manager=JOB_MANAGER,
             verb=ADVANCE,
         )
+        await session.flush()
         job_id = job.job_id
     env = Processes(database_url, nats_url, tmp_path, admin_headers).env(
         {

@@ -46,7 +46,7 @@ async def test_first_event_streams_while_every_pooled_connection_is_taken(
         async with platform.db.read_session() as held:
             await held.execute(text("SELECT 1"))
             async with other.transaction() as session:
-                job = await jobs.create_job(
+                job = jobs.add_job(
                     session,
                     action="create",
                     resource_kind="cluster",
@@ -56,6 +56,7 @@ async def test_first_event_streams_while_every_pooled_connection_is_taken(
                     manager=JOB_MANAGER,
                     verb="advance",
                 )
+                await session.flush()
             first = await asyncio.wait_for(_first_event(http, job.job_id), timeout=20)
             await held.rollback()
     await other.dispose()

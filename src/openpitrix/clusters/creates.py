@@ -106,8 +106,7 @@ class DeploySteps:
             return Deployed(accepted.cluster_id, accepted.job_id, replayed=True)
         first = loaded.in_batch.get(owned_key)
         if first is not None:
-            if (first.deploy.route, first.digest) != (item.route, digest):
-                raise idempotency.KeyReused("this Idempotency-Key was used for a different request")
+            idempotency.check_same_request((first.deploy.route, first.digest), (item.route, digest))
             return _Repeat(first)
         version, _, runtime = await create_checks(session, item.data, item.access, item.providers)
         plan = loaded.in_batch[owned_key] = _New(item, version, runtime, digest)

@@ -109,21 +109,8 @@ class GroupCommit(Generic[ItemT, LoadedT, PlanT, ResultT]):
 
     async def _batch(self, batch: list[_Waiting[ItemT, ResultT]]) -> None:
         self.batches += 1
-        written: list[tuple[_Waiting[ItemT, ResultT], ResultT]] = []
-        refused: list[tuple[_Waiting[ItemT, ResultT], AppError]] = []
         try:
-            async with self.db.transaction() as session:
-                loaded = await self.steps.preload(session, [w.item for w in batch])
-                plans: list[tuple[_Waiting[ItemT, ResultT], PlanT]] = []
-                for waiting in batch:
-                    try:
-                        plan = await self.steps.check(session, loaded, waiting.item)
-                        plans.append((waiting, plan))
-                    except AppError as error:
-                        refused.append((waiting, error))
-                del loaded
-                for waiting, plan in plans:
-                    written.append((waiting, await self.steps.write(session, plan)))
+            outcomes = await self._together(batch)
         except BaseException as error:
             if not isinstance(error, Exception):
                 for waiting in batch:
@@ -137,25 +124,49 @@ class GroupCommit(Generic[ItemT, LoadedT, PlanT, ResultT]):
             )
             await asyncio.gather(*(self._alone(waiting) for waiting in batch))
             return
-        for waiting, result in written:
-            if not waiting.answer.done():
-                waiting.answer.set_result(result)
-        for waiting, app_error in refused:
-            _settle_error(waiting.answer, app_error)
+        _answer(outcomes)
 
     async def _alone(self, waiting: _Waiting[ItemT, ResultT]) -> None:
         """The item in a transaction of its own: its own outcome, whatever it is."""
         try:
-            async with self.db.transaction() as session:
-                loaded = await self.steps.preload(session, [waiting.item])
-                plan = await self.steps.check(session, loaded, waiting.item)
-                del loaded
-                result = await self.steps.write(session, plan)
+            outcomes = await self._together([waiting])
         except Exception as error:
             _settle_error(waiting.answer, error)
         else:
-            if not waiting.answer.done():
-                waiting.answer.set_result(result)
+            _answer(outcomes)
+
+    async def _together(self, batch: list[_Waiting[ItemT, ResultT]]) -> _Outcomes[ItemT, ResultT]:
+        """The three steps for `batch` in one transaction: each item's result, or the domain
+        error its check refused it with. Raises when the transaction fails."""
+        written: list[tuple[_Waiting[ItemT, ResultT], ResultT]] = []
+        refused: list[tuple[_Waiting[ItemT, ResultT], AppError]] = []
+        async with self.db.transaction() as session:
+            loaded = await self.steps.preload(session, [w.item for w in batch])
+            plans: list[tuple[_Waiting[ItemT, ResultT], PlanT]] = []
+            for waiting in batch:
+                try:
+                    plans.append((waiting, await self.steps.check(session, loaded, waiting.item)))
+                except AppError as error:
+                    refused.append((waiting, error))
+            del loaded
+            for waiting, plan in plans:
+                written.append((waiting, await self.steps.write(session, plan)))
+        return written, refused
+
+
+_Outcomes = tuple[
+    list[tuple[_Waiting[ItemT, ResultT], ResultT]], list[tuple[_Waiting[ItemT, ResultT], AppError]]
+]
+
+
+def _answer(outcomes: _Outcomes[ItemT, ResultT]) -> None:
+    """Give each item its answer (after its transaction committed)."""
+    written, refused = outcomes
+    for waiting, result in written:
+        if not waiting.answer.done():
+            waiting.answer.set_result(result)
+    for waiting, error in refused:
+        _settle_error(waiting.answer, error)
 
 
 def _settle_error(answer: asyncio.Future[ResultT], error: BaseException) -> None:

@@ -65,10 +65,15 @@ async def load_keys(
     return {(row.owner, row.key): row for row in rows}
 
 
+def check_same_request(first: tuple[str, str], again: tuple[str, str]) -> None:
+    """422 unless a repeat (route, request hash) is the request its key was first used for."""
+    if first != again:
+        raise KeyReused("this Idempotency-Key was used for a different request")
+
+
 def replay_of(found: IdempotentRequest, route: str, digest: str) -> Replay:
     """The answer remembered for a repeat, or 422 when the key was used for another request."""
-    if found.route != route or found.request_hash != digest:
-        raise KeyReused("this Idempotency-Key was used for a different request")
+    check_same_request((found.route, found.request_hash), (route, digest))
     return Replay(found.status_code, orjson.loads(found.response))
 
 

@@ -57,38 +57,6 @@ class TaskPlan:
     failure_allowed: bool = False
 
 
-async def create_job(
-    session: AsyncSession,
-    *,
-    action: str,
-    resource_kind: str,
-    resource_id: str,
-    owner: str,
-    owner_path: str,
-    manager: str,
-    verb: str,
-    params: dict[str, Any] | None = None,
-    tasks: Sequence[TaskPlan] = (),
-    job_id: str | None = None,
-) -> Job:
-    """Insert a pending job (and its tasks), its first event and the command that runs it."""
-    job = add_job(
-        session,
-        action=action,
-        resource_kind=resource_kind,
-        resource_id=resource_id,
-        owner=owner,
-        owner_path=owner_path,
-        manager=manager,
-        verb=verb,
-        params=params,
-        tasks=tasks,
-        job_id=job_id,
-    )
-    await session.flush()
-    return job
-
-
 def add_job(
     session: AsyncSession,
     *,
@@ -103,8 +71,8 @@ def add_job(
     tasks: Sequence[TaskPlan] = (),
     job_id: str | None = None,
 ) -> Job:
-    """`create_job` without the flush: the rows are written with the session's next flush
-    (a group commit writes a whole batch's in one)."""
+    """Add a pending job (and its tasks), its first event and the command that runs it to the
+    session: its next flush writes them (a group commit writes a whole batch's in one)."""
     job = Job(
         job_id=job_id or ids.new_id(ids.JOB),
         action=action,

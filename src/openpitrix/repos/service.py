@@ -373,7 +373,7 @@ async def request_index(
         if repo.index_job_id is None:
             raise Conflict(f"repo {repo.repo_id!r} cannot be indexed now", code="repo_busy")
         return await jobs.get_job(session, repo.index_job_id), False
-    job = await jobs.create_job(
+    job = jobs.add_job(
         session,
         job_id=job_id,
         action=INDEX_ACTION,
@@ -385,6 +385,7 @@ async def request_index(
         verb=ADVANCE,
         params={"force": force, "reason": reason},
     )
+    await session.flush()
     return job, True
 
 
@@ -429,7 +430,7 @@ async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tu
     repo.status = RepoStatus.DELETED
     repo.status_time = repo.update_time = now
     repo.next_index_time = None
-    job = await jobs.create_job(
+    job = jobs.add_job(
         session,
         action=DELETE_ACTION,
         resource_kind=RESOURCE_KIND,
@@ -439,6 +440,7 @@ async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tu
         manager=JOB_MANAGER,
         verb=ADVANCE,
     )
+    await session.flush()
     await session.flush()
     return repo, job
 
