@@ -11,16 +11,22 @@ fits; when one fits, FastAPI matches as always.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Match
 from starlette.types import Scope
+
+from openpitrix.api.handlers import LeanRoute
 
 
 class DomainRouter(APIRouter):
     _prefixes: tuple[str, ...] | None = None
     _routes_seen = -1
+
+    def __init__(self, *, route_class: type[APIRoute] = LeanRoute, **kwargs: Any) -> None:
+        super().__init__(route_class=route_class, **kwargs)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if len(self.routes) != self._routes_seen or self._prefixes is None:

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 
+from openpitrix.api.handlers import LeanRoute
 from openpitrix.errors import AppError
 from openpitrix.iam.access import Access, Caller, Op
 from openpitrix.iam.authcache import AuthCache
@@ -132,7 +132,7 @@ def _needs_caller(dependant: Dependant) -> bool:
     )
 
 
-class AuthenticatedRoute(APIRoute):
+class AuthenticatedRoute(LeanRoute):
     """A route that checks the bearer token before it reads the request body.
 
     FastAPI reads and parses a body before it solves any dependency, so without this a caller
