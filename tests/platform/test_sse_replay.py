@@ -4,6 +4,7 @@ JetStream."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -71,3 +72,52 @@ async def test_a_catch_up_gives_the_subjects_events_after_the_last_one_in_order(
             assert await _replayed(js, stream, subject, after=seqs[0] + 1) == seqs[1:]
     finally:
         await js.delete_stream(stream)
+
+
+async def test_a_catch_up_reads_the_stream_up_to_what_the_broadcaster_has_handed_out(
+    js: JetStreamContext,
+) -> None:
+    """With a running broadcaster, the catch-up ends at the last event the broadcaster had
+    handed out when the client joined: the later ones are the live feed's (here marked as
+    such), none is missed or sent twice at the seam."""
+    stream, subject, seqs = await _history(js, 6)
+    try:
+        broadcaster = Broadcaster(js, stream=stream, subject=subject, buffer_limit=100)
+        for n, seq in enumerate(seqs[:3]):
+            broadcaster.dispatch(seq, subject, orjson.dumps({"type": "job.status", "n": n}))
+        frames = EventStream(
+            js,
+            broadcaster,
+            stream=stream,
+            subject=subject,
+            after_seq=None,
+            keepalive_seconds=15,
+            done=_never_done,
+            ends=lambda event: bool(event.get("end")),
+        )
+        received: list[tuple[int, dict[str, object]]] = []
+        replayed = asyncio.Event()
+
+        async def read() -> None:
+            async for chunk in frames:  # live deliveries may share one write
+                for frame in chunk.split(b"\n\n"):
+                    if frame.startswith(b"id: "):
+                        head, _, rest = frame.partition(b"\ndata: ")
+                        received.append((int(head.split(b"\n", 1)[0][4:]), orjson.loads(rest)))
+                        if len(received) == 3:
+                            replayed.set()
+
+        reader = asyncio.create_task(read())
+        await asyncio.wait_for(replayed.wait(), 10)
+        for n, seq in enumerate(seqs[3:], start=3):
+            live = {"type": "job.status", "n": n, "live": True, "end": n == 5}
+            broadcaster.dispatch(seq, subject, orjson.dumps(live))
+        await asyncio.wait_for(reader, 10)
+        assert [seq for seq, _ in received] == seqs
+        assert [bool(event.get("live")) for _, event in received] == [False] * 3 + [True] * 3
+    finally:
+        await js.delete_stream(stream)
+
+
+async def _never_done(last_seq: int) -> bool:
+    return False

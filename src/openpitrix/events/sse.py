@@ -21,6 +21,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from openpitrix.events.broadcast import Broadcaster, Listener, Visibility, format_sse
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # client may name leaves room for that, and fits a signed 64-bit integer everywhere.
 MAX_SEQUENCE = 2**63 - 1
 
+# How many events a replay reads one request each before it takes a consumer for the rest.
+DIRECT_READS = 4
 # How long a replay waits for its next message before asking the server whether any is left.
 REPLAY_WAIT_SECONDS = 0.25
 # How often an idle job stream asks `done` (a database read): a job's stream normally ends at
@@ -125,6 +128,8 @@ class EventStream:
             return
         listener = self.listener
         self.broadcaster.join(listener)
+        # Everything after this sequence reaches the listener live (see _replay).
+        bound = self.broadcaster.last_seq if self.broadcaster.stream == self.stream else 0
         try:
             yield b"retry: 2000\n\n"
             if self.after_seq is not None:
@@ -132,7 +137,7 @@ class EventStream:
             else:
                 replay_from = 1 if self.done is not None else None
             if replay_from is not None:
-                replay = self._replay(replay_from)
+                replay = self._replay(replay_from, bound)
                 while True:
                     try:
                         seq, data = await anext(replay)
@@ -218,12 +223,34 @@ class EventStream:
         finally:
             self.broadcaster.leave(listener)
 
-    async def _replay(self, start: int) -> AsyncIterator[tuple[int, bytes]]:
-        """The stream's events on the subject from `start` up to where the stream stood once
-        the listener had joined (later ones reach the listener live)."""
-        info = await self.js.stream_info(self.stream)
-        if info.state.last_seq < start:
+    async def _replay(self, start: int, bound: int) -> AsyncIterator[tuple[int, bytes]]:
+        """The stream's events on the subject from `start` up to `bound`, where the stream
+        stood once the listener had joined (later ones reach the listener live).
+
+        `bound` is the last sequence the broadcaster had handed out when the listener joined:
+        its consumer delivers the stream in order, so every later event reaches the listener.
+        Before the broadcaster's first event (0) the stream itself is asked. A job that has
+        just begun has one or two events: those are read one request each, and a longer
+        history through a short-lived ordered consumer."""
+        if bound <= 0:
+            info = await self.js.stream_info(self.stream)
+            bound = info.state.last_seq
+        if bound < start:
             return
+        for _ in range(DIRECT_READS):
+            try:
+                stored = await self.js.get_msg(
+                    self.stream, seq=start, subject=self.subject, next=True
+                )
+            except NotFoundError:
+                return  # nothing (more) on the subject
+            seq = stored.seq or 0
+            if seq > bound or stored.data is None:
+                return  # it reaches the listener live
+            yield seq, stored.data
+            if seq >= bound:
+                return
+            start = seq + 1
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
         sub = await self.js.subscribe(
             self.subject, stream=self.stream, ordered_consumer=True, config=config
@@ -241,9 +268,11 @@ class EventStream:
                     continue
                 meta = msg.metadata
                 seq = meta.sequence.stream
+                if seq > bound:
+                    return
                 last_seen = seq
                 yield seq, msg.data
-                if seq >= info.state.last_seq or not meta.num_pending:
+                if seq >= bound or not meta.num_pending:
                     return
         finally:
             with contextlib.suppress(Exception):
