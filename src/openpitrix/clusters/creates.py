@@ -120,8 +120,10 @@ class DeploySteps:
             assert first is not None  # written before it: writes go in check order
             return Deployed(first.cluster_id, first.job_id, replayed=True)
         deploy = plan.deploy
-        cluster, job = add_cluster(session, deploy.data, deploy.access, plan.version, plan.runtime)
-        plan.done = Deployed(cluster.cluster_id, job.job_id)
+        cluster_id, job_id = add_cluster(
+            session, deploy.data, deploy.access, plan.version, plan.runtime
+        )
+        plan.done = Deployed(cluster_id, job_id)
         if deploy.key is not None:
             idempotency.remember(
                 session,
@@ -130,7 +132,7 @@ class DeploySteps:
                 deploy.route,
                 plan.digest,
                 ACCEPTED,
-                ClusterJobAccepted(cluster_id=cluster.cluster_id, job_id=job.job_id),
+                ClusterJobAccepted(cluster_id=cluster_id, job_id=job_id),
             )
         return plan.done
 

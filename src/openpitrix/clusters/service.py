@@ -39,7 +39,7 @@ from openpitrix.clusters.schemas import (
 )
 from openpitrix.crypto import SecretBox
 from openpitrix.db.listing import ListQuery, ListSpec, paginate
-from openpitrix.db.rows import get_or_404
+from openpitrix.db.rows import add_row, get_or_404
 from openpitrix.db.types import utcnow
 from openpitrix.errors import AppError, BadRequest, Conflict, NotFound
 from openpitrix.iam.access import Access, Op
@@ -194,11 +194,15 @@ def _job_of(
         owner_path=cluster.owner_path,
         manager=JOB_MANAGER,
         verb="advance",
-        # `params` are the action's own (a resize's role and sizes); the provider plans
-        # from them (ClusterJobs.plan).
-        params={"action": action, "revision": revision, "params": params or {}},
+        params=_job_params(action, revision, params),
         job_id=job_id,
     )
+
+
+def _job_params(action: str, revision: int | None, params: dict[str, Any] | None) -> dict[str, Any]:
+    # `params` are the action's own (a resize's role and sizes); the provider plans from them
+    # (ClusterJobs.plan).
+    return {"action": action, "revision": revision, "params": params or {}}
 
 
 async def load_create_rows(
@@ -242,15 +246,19 @@ def add_cluster(
     access: Access,
     version: AppVersion,
     runtime: Runtime,
-) -> tuple[Cluster, Job]:
+) -> tuple[str, str]:
     """Add a checked deploy's rows (cluster, first release, job, its first event and command)
-    to the session; its next flush writes them."""
+    to the transaction, inserted with the batch's others as it commits (`add_row`: nothing
+    in a deploy's transaction reads them back); returns the cluster's and the job's ids."""
     now = utcnow()
     # The job's id is known up front, so the cluster and its release are inserted with it:
     # no UPDATEs to fill it in afterwards.
     job_id = ids.new_id(ids.JOB)
-    cluster = Cluster(
-        cluster_id=ids.new_id(ids.CLUSTER),
+    cluster_id = ids.new_id(ids.CLUSTER)
+    add_row(
+        session,
+        Cluster,
+        cluster_id=cluster_id,
         name=data.name,
         description=data.description,
         app_id=version.app_id,
@@ -268,20 +276,30 @@ def add_cluster(
         status_time=now,
         job_id=job_id,
     )
-    session.add(cluster)
-    session.add(
-        ClusterRelease(
-            cluster_id=cluster.cluster_id,
-            revision=1,
-            version_id=version.version_id,
-            chart_version=version.version,
-            values=data.values,
-            values_mode=ValuesMode.RESET,
-            job_id=job_id,
-        )
+    add_row(  # after its cluster: the release's foreign key
+        session,
+        ClusterRelease,
+        cluster_id=cluster_id,
+        revision=1,
+        version_id=version.version_id,
+        chart_version=version.version,
+        values=data.values,
+        values_mode=ValuesMode.RESET,
+        job_id=job_id,
     )
-    job = _job_of(session, cluster, "create", 1, job_id=job_id)
-    return cluster, job
+    jobs.insert_job(
+        session,
+        action="create_cluster",
+        resource_kind=RESOURCE_KIND,
+        resource_id=cluster_id,
+        owner=access.owner,
+        owner_path=access.owner_path,
+        manager=JOB_MANAGER,
+        verb="advance",
+        params=_job_params("create", 1, None),
+        job_id=job_id,
+    )
+    return cluster_id, job_id
 
 
 async def get_cluster(session: AsyncSession, cluster_id: str, access: Access) -> Cluster:

@@ -43,8 +43,13 @@ def insert_at_commit(session: AsyncSession, table: Table, row: dict[str, Any]) -
     stay atomic), without an ORM object: rows written often, never read back in the writing
     transaction (outbox messages). False when this session cannot (not one of a `Database`):
     the caller adds the row its own way."""
-    if not isinstance(session.sync_session, _WritesAtCommit):
+    sync = session.sync_session
+    if not isinstance(sync, _WritesAtCommit):
         return False
+    if sync.get_transaction() is None:
+        # The rows belong to a transaction: begun here if no statement has begun it yet, a
+        # rollback drops them (after_soft_rollback) instead of leaving them to the next commit.
+        sync.begin()
     pending: dict[Table, list[dict[str, Any]]] = session.info.setdefault(PENDING_INSERTS_KEY, {})
     pending.setdefault(table, []).append(row)
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from openpitrix.bus.topology import JOB_MANAGER, command_subject
 from openpitrix.db.listing import ListQuery, ListSpec, paginate, read_prepared_page
 from openpitrix.db.locks import writers_serialized
 from openpitrix.db.reads import Reads
+from openpitrix.db.rows import add_row
 from openpitrix.db.types import UTCDateTime, utcnow
 from openpitrix.errors import Conflict, NotFound
 from openpitrix.events.publisher import emit_event
@@ -72,7 +73,7 @@ def add_job(
     job_id: str | None = None,
 ) -> Job:
     """Add a pending job (and its tasks), its first event and the command that runs it to the
-    session: its next flush writes them (a group commit writes a whole batch's in one)."""
+    session: its next flush writes them."""
     job = Job(
         job_id=job_id or ids.new_id(ids.JOB),
         action=action,
@@ -94,22 +95,87 @@ def add_job(
                 failure_allowed=plan.failure_allowed,
             )
         )
+    _created(session, job, manager, verb)
+    return job
+
+
+def insert_job(
+    session: AsyncSession,
+    *,
+    action: str,
+    resource_kind: str,
+    resource_id: str,
+    owner: str,
+    owner_path: str,
+    manager: str,
+    verb: str,
+    params: dict[str, Any],
+    job_id: str,
+) -> None:
+    """`add_job` (without tasks) for a transaction that does not read the job back: its row
+    goes in with the transaction's other jobs in one statement as it commits (`add_row`), as
+    a group commit's batch of deploys does."""
+    add_row(
+        session,
+        Job,
+        job_id=job_id,
+        action=action,
+        resource_kind=resource_kind,
+        resource_id=resource_id,
+        owner=owner,
+        owner_path=owner_path,
+        params=params,
+    )
+    facts = _NewJob(job_id, action, resource_kind, resource_id, owner, owner_path)
+    _created(session, facts, manager, verb)
+
+
+class JobFacts(Protocol):
+    """What a job's status event says of its job."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def resource_kind(self) -> str: ...
+    @property
+    def resource_id(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def owner_path(self) -> str: ...
+    @property
+    def progress(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _NewJob:
+    job_id: str
+    action: str
+    resource_kind: str
+    resource_id: str
+    owner: str
+    owner_path: str
+    progress: int = 0
+
+
+def _created(session: AsyncSession, job: JobFacts, manager: str, verb: str) -> None:
     # Clients see "pending" before any worker can report "working": the relay keeps a
     # resource's events in the order written (outbox.keys), and "working" is written only once
     # this transaction, and with it "pending", is committed.
-    _job_event(session, job, JobStatus.PENDING, f"{action} job created")
+    _job_event(session, job, JobStatus.PENDING, f"{job.action} job created")
     enqueue(
         session,
         command_subject(manager, verb),
         JobCommand(job_id=job.job_id).model_dump(),
         msg_id=created_id(job.job_id),
     )
-    return job
 
 
 def _job_event(
     session: AsyncSession,
-    job: Job,
+    job: JobFacts,
     status: JobStatus,
     message: str,
     *,
