@@ -289,15 +289,17 @@ def add_cluster(
     )
     jobs.insert_job(
         session,
-        action="create_cluster",
-        resource_kind=RESOURCE_KIND,
-        resource_id=cluster_id,
-        owner=access.owner,
-        owner_path=access.owner_path,
+        jobs.NewJob(
+            job_id=job_id,
+            action="create_cluster",
+            resource_kind=RESOURCE_KIND,
+            resource_id=cluster_id,
+            owner=access.owner,
+            owner_path=access.owner_path,
+        ),
         manager=JOB_MANAGER,
         verb="advance",
         params=_job_params("create", 1, None),
-        job_id=job_id,
     )
     return cluster_id, job_id
 

@@ -99,18 +99,21 @@ def add_job(
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A pending job to insert with `insert_job`."""
+
+    job_id: str
+    action: str
+    resource_kind: str
+    resource_id: str
+    owner: str
+    owner_path: str
+    progress: int = 0
+
+
 def insert_job(
-    session: AsyncSession,
-    *,
-    action: str,
-    resource_kind: str,
-    resource_id: str,
-    owner: str,
-    owner_path: str,
-    manager: str,
-    verb: str,
-    params: dict[str, Any],
-    job_id: str,
+    session: AsyncSession, job: NewJob, *, manager: str, verb: str, params: dict[str, Any]
 ) -> None:
     """`add_job` (without tasks) for a transaction that does not read the job back: its row
     goes in with the transaction's other jobs in one statement as it commits (`add_row`), as
@@ -118,20 +121,19 @@ def insert_job(
     add_row(
         session,
         Job,
-        job_id=job_id,
-        action=action,
-        resource_kind=resource_kind,
-        resource_id=resource_id,
-        owner=owner,
-        owner_path=owner_path,
+        job_id=job.job_id,
+        action=job.action,
+        resource_kind=job.resource_kind,
+        resource_id=job.resource_id,
+        owner=job.owner,
+        owner_path=job.owner_path,
         params=params,
     )
-    facts = _NewJob(job_id, action, resource_kind, resource_id, owner, owner_path)
-    _created(session, facts, manager, verb)
+    _created(session, job, manager, verb)
 
 
 class JobFacts(Protocol):
-    """What a job's status event says of its job."""
+    """What a job's status event says of its job (a `Job`, a `NewJob`)."""
 
     @property
     def job_id(self) -> str: ...
@@ -147,17 +149,6 @@ class JobFacts(Protocol):
     def owner_path(self) -> str: ...
     @property
     def progress(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _NewJob:
-    job_id: str
-    action: str
-    resource_kind: str
-    resource_id: str
-    owner: str
-    owner_path: str
-    progress: int = 0
 
 
 def _created(session: AsyncSession, job: JobFacts, manager: str, verb: str) -> None:
