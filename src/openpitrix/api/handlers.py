@@ -149,12 +149,7 @@ def lean_handler(plan: Plan, fallback: Handler, state: Any) -> Handler:
         response: Response = await endpoint(**values)
         return response
 
-    lean.__qualname__ = f"lean({getattr(endpoint, '__qualname__', endpoint)})"
     return lean
-
-
-def is_lean(handler: Callable[..., Any]) -> bool:
-    return handler.__qualname__.startswith("lean(")
 
 
 def _step(sub: Dependant) -> Step | None:
