@@ -245,9 +245,9 @@ class EventStream:
             except NotFoundError:
                 return  # nothing (more) on the subject
             seq = stored.seq or 0
-            if seq > bound or stored.data is None:
+            if seq > bound:
                 return  # it reaches the listener live
-            yield seq, stored.data
+            yield seq, stored.data or b""
             if seq >= bound:
                 return
             start = seq + 1
