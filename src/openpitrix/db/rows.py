@@ -31,8 +31,9 @@ def add_row(session: AsyncSession, model: type[SQLModel], **values: Any) -> None
     transaction's other rows of its table in one statement as it commits
     (`db.engine.insert_at_commit`), where an ORM object per row cost ~60-80 us to build and
     more to flush. Rows of tables with foreign keys between them must be added parent first:
-    the tables' statements run in the order their first rows were added. Where the session
-    cannot (not one of a `Database`) the row is added as an ORM object."""
+    the tables' statements run in the order their first rows were added, and before the
+    commit's own flush, so a parent added as an ORM object must have been flushed already.
+    Where the session cannot (not one of a `Database`) the row is added as an ORM object."""
     row = {**values}
     for name, default, factory in _defaults(model):
         if name not in row:
