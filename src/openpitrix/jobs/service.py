@@ -4,8 +4,8 @@ cancel and retry the API asks for."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sqlalchemy import Select, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,7 +101,7 @@ def add_job(
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """A pending job to insert with `insert_job`."""
+    """A pending job to insert with `insert_job`: its row's columns besides the defaults."""
 
     job_id: str
     action: str
@@ -118,40 +118,11 @@ def insert_job(
     """`add_job` (without tasks) for a transaction that does not read the job back: its row
     goes in with the transaction's other jobs in one statement as it commits (`add_row`), as
     a group commit's batch of deploys does."""
-    add_row(
-        session,
-        Job,
-        job_id=job.job_id,
-        action=job.action,
-        resource_kind=job.resource_kind,
-        resource_id=job.resource_id,
-        owner=job.owner,
-        owner_path=job.owner_path,
-        params=params,
-    )
+    add_row(session, Job, **asdict(job), params=params)
     _created(session, job, manager, verb)
 
 
-class JobFacts(Protocol):
-    """What a job's status event says of its job (a `Job`, a `NewJob`)."""
-
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def resource_kind(self) -> str: ...
-    @property
-    def resource_id(self) -> str: ...
-    @property
-    def owner(self) -> str: ...
-    @property
-    def owner_path(self) -> str: ...
-    @property
-    def progress(self) -> int: ...
-
-
-def _created(session: AsyncSession, job: JobFacts, manager: str, verb: str) -> None:
+def _created(session: AsyncSession, job: Job | NewJob, manager: str, verb: str) -> None:
     # Clients see "pending" before any worker can report "working": the relay keeps a
     # resource's events in the order written (outbox.keys), and "working" is written only once
     # this transaction, and with it "pending", is committed.
@@ -166,7 +137,7 @@ def _created(session: AsyncSession, job: JobFacts, manager: str, verb: str) -> N
 
 def _job_event(
     session: AsyncSession,
-    job: JobFacts,
+    job: Job | NewJob,
     status: JobStatus,
     message: str,
     *,

@@ -441,7 +441,6 @@ async def delete_repo(session: AsyncSession, repo_id: str, access: Access) -> tu
         verb=ADVANCE,
     )
     await session.flush()
-    await session.flush()
     return repo, job
 
 
